@@ -1,0 +1,130 @@
+//! The command line: clap structs, one per subcommand. Each is turned into a validated config
+//! (errors name the option) before any work starts.
+
+pub mod eval;
+pub mod train;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::data::DatasetKind;
+use crate::error::Result;
+use crate::train::ProgressMode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mnist-train",
+    version,
+    about = "Train and evaluate a handwritten-digit classifier on MNIST, natively on the CPU",
+    long_about = "Train and evaluate a handwritten-digit classifier on MNIST, natively on the CPU.\n\n\
+                  Without a subcommand, `mnist-train [OPTIONS]` trains (the same as `mnist-train train [OPTIONS]`).",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the default command, `train`.
+    #[command(flatten)]
+    pub train: train::TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model and evaluate it on the test set (the default command)
+    Train(train::TrainArgs),
+    /// Evaluate a saved model on the test set
+    Eval(eval::EvalArgs),
+}
+
+/// Options shared by every command that reads a dataset.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Folder with the four MNIST-format files (gzip or raw IDX, detected by content)
+    /// [default: data/ for mnist, /usr/share/datasets/fashion-mnist for fashion]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Options for how much is printed.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// How to show progress on stderr: a bar on a terminal, plain lines otherwise
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    /// Print only results (same as --progress none)
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl OutputArgs {
+    pub fn progress_mode(&self) -> ProgressMode {
+        if self.quiet {
+            return ProgressMode::None;
+        }
+        match self.progress {
+            ProgressArg::Auto => ProgressMode::Auto,
+            ProgressArg::Bar => ProgressMode::Bar,
+            ProgressArg::Plain => ProgressMode::Plain,
+            ProgressArg::None => ProgressMode::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Bar,
+    Plain,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatasetArg {
+    /// Handwritten digits (the embedded default)
+    Mnist,
+    /// Zalando's Fashion-MNIST clothing images
+    Fashion,
+}
+
+impl From<DatasetArg> for DatasetKind {
+    fn from(value: DatasetArg) -> Self {
+        match value {
+            DatasetArg::Mnist => DatasetKind::Mnist,
+            DatasetArg::Fashion => DatasetKind::Fashion,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => train::run(cli.train),
+        Some(Command::Train(args)) => train::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
+    }
+}
+
+/// Prints a command-line parsing error as one line (help and version requests print in full)
+/// and returns the exit code.
+pub fn report_parse_error(error: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            crate::error::exit_code::SUCCESS
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let first_line = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{first_line} (see --help)");
+            crate::error::exit_code::USAGE
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `mnist-train train`: load data, train, save the model, evaluate on the test set.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::cli::{DataArgs, DatasetArg, OutputArgs};
+use crate::data::{load_split, DatasetKind, Split};
+use crate::error::{Error, Result};
+use crate::model_file::{Model, Normalization};
+use crate::nn::Architecture;
+use crate::optim::OptimizerConfig;
+use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Trainer};
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Passes over the training set
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD)
+    #[arg(long, default_value = "32", value_parser = parse_batch_size)]
+    pub batch_size: BatchSize,
+    /// Step size of the optimizer
+    #[arg(long, default_value_t = 0.001)]
+    pub learning_rate: f32,
+    /// Seed for initialization, shuffling and dropout; the same seed gives the same model
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Widths of the hidden layers, comma-separated (e.g. 256,128)
+    #[arg(long, value_delimiter = ',', default_value = "128")]
+    pub hidden: Vec<usize>,
+    /// Dropout rate after each hidden layer, in [0, 1)
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f32,
+    /// Train on the first N training images only (quick tries and tests)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Examples per batch when evaluating
+    #[arg(long, default_value_t = 1000)]
+    pub test_batch_size: usize,
+    /// Which dataset to train on
+    #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
+    pub dataset: DatasetArg,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where to save the trained model
+    #[arg(long, short, default_value = "weights.bin", value_name = "PATH")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+}
+
+/// `"full"` or a positive integer.
+fn parse_batch_size(value: &str) -> std::result::Result<BatchSize, String> {
+    if value.eq_ignore_ascii_case("full") {
+        return Ok(BatchSize::Full);
+    }
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (or \"full\")".to_string()),
+        Ok(n) => Ok(BatchSize::Examples(n)),
+        Err(_) => Err("expected a positive number or \"full\"".to_string()),
+    }
+}
+
+/// A validated training job.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    pub config: TrainConfig,
+    pub dataset: DatasetKind,
+    pub data_dir: PathBuf,
+    pub limit: Option<usize>,
+    pub test_batch_size: usize,
+    pub output: PathBuf,
+}
+
+impl TrainArgs {
+    /// Checks every option and builds the job; errors name the option.
+    pub fn validate(&self) -> Result<TrainJob> {
+        if self.epochs == 0 {
+            return Err(Error::config("--epochs", "must be at least 1"));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(Error::config(
+                "--learning-rate",
+                "must be a positive number",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config("--dropout", "must be in [0, 1)"));
+        }
+        if self.hidden.is_empty() || self.hidden.iter().any(|&w| w == 0 || w > 65536) {
+            return Err(Error::config(
+                "--hidden",
+                "every hidden layer width must be between 1 and 65536",
+            ));
+        }
+        if self.limit == Some(0) {
+            return Err(Error::config("--limit", "must be at least 1"));
+        }
+        if self.test_batch_size == 0 {
+            return Err(Error::config("--test-batch-size", "must be at least 1"));
+        }
+        let dataset = DatasetKind::from(self.dataset);
+        let architecture = Architecture {
+            hidden: self.hidden.clone(),
+            dropout: self.dropout,
+            ..Architecture::tutorial()
+        };
+        Ok(TrainJob {
+            config: TrainConfig {
+                architecture,
+                optimizer: OptimizerConfig::adam_default(),
+                learning_rate: self.learning_rate,
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                seed: self.seed,
+            },
+            dataset,
+            data_dir: self
+                .data
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| dataset.default_dir()),
+            limit: self.limit,
+            test_batch_size: self.test_batch_size,
+            output: self.output.clone(),
+        })
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let job = args.validate()?;
+    let mut progress = Progress::new(args.output_args.progress_mode(), job.config.epochs);
+
+    let load_started = Instant::now();
+    let mut train_set = load_split(&job.data_dir, Split::Train, job.dataset)?;
+    let test_set = load_split(&job.data_dir, Split::Test, job.dataset)?;
+    if let Some(limit) = job.limit {
+        train_set.truncate(limit);
+    }
+    progress.info(&format!(
+        "Loaded {} from {}: {} training and {} test images ({:.2}s)",
+        job.dataset.name(),
+        job.data_dir.display(),
+        train_set.len(),
+        test_set.len(),
+        load_started.elapsed().as_secs_f64()
+    ));
+
+    let mut trainer = Trainer::new(job.config.clone());
+    trainer.fit(&train_set, &mut progress, &mut [])?;
+
+    let model = Model {
+        architecture: job.config.architecture.clone(),
+        normalization: Normalization::default(),
+        dataset: job.dataset.name().to_string(),
+        class_names: train_set.class_names.clone(),
+        parameters: trainer.params.clone(),
+    };
+    model.save(&job.output)?;
+
+    let evaluation = evaluate(
+        &trainer.mlp,
+        &trainer.params,
+        &test_set,
+        job.test_batch_size,
+    );
+    println!(
+        "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
+        evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
+    );
+    progress.info(&format!("Saved model to {}", job.output.display()));
+    Ok(())
+}

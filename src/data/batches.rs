@@ -1,0 +1,40 @@
+//! Turning a dataset into mini-batches: a seeded permutation per epoch, and a gather that
+//! normalizes u8 pixels into a reused f32 buffer.
+
+use rand::seq::SliceRandom;
+
+use crate::data::Dataset;
+use crate::rng::{stream, Stream};
+
+/// The order in which epoch `epoch` visits the training examples. It depends only on the seed and
+/// the epoch number, so a resumed run replays exactly the same order.
+pub fn epoch_permutation(example_count: usize, seed: u64, epoch: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..example_count as u32).collect();
+    let mut rng = stream(seed, Stream::Shuffle, epoch as u64, 0);
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Copies the images at `indices` into `inputs` (`[indices.len(), pixels]`, row-major),
+/// scaled from 0..=255 to [0, 1], and their labels into `labels`.
+pub fn gather_normalized(
+    dataset: &Dataset,
+    indices: &[u32],
+    inputs: &mut [f32],
+    labels: &mut [u8],
+) {
+    let pixels = dataset.pixels_per_image();
+    debug_assert_eq!(inputs.len(), indices.len() * pixels);
+    const SCALE: f32 = 1.0 / 255.0;
+    for ((row, &index), label) in inputs
+        .chunks_exact_mut(pixels)
+        .zip(indices)
+        .zip(labels.iter_mut())
+    {
+        let index = index as usize;
+        for (value, &pixel) in row.iter_mut().zip(dataset.image(index)) {
+            *value = pixel as f32 * SCALE;
+        }
+        *label = dataset.labels[index];
+    }
+}

@@ -1,0 +1,192 @@
+//! The IDX file format (LeCun's MNIST format), gzip-compressed or raw.
+//!
+//! Layout: two zero bytes, an element-type byte (0x08 = unsigned byte), a dimension count,
+//! one big-endian u32 per dimension, then the elements in row-major order.
+//! Every header field is checked against what the file can actually hold *before* anything
+//! sized by the header is allocated, so a lying header cannot make us allocate gigabytes.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use byteorder::{BigEndian, ReadBytesExt};
+use flate2::read::MultiGzDecoder;
+
+use crate::error::{Error, Result};
+
+/// IDX element type code for unsigned bytes, the only type MNIST uses.
+const TYPE_U8: u8 = 0x08;
+/// The first two bytes of every gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Deflate cannot expand data by more than about 1032:1, so a gzip file of `n` bytes holds at most
+/// this many times `n` bytes of payload; headers claiming more are lies.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+/// A decoded IDX array of unsigned bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxArray {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+/// Reads an IDX file of unsigned bytes with exactly `expected_ndims` dimensions.
+/// Gzip is detected from the magic bytes, never from the file name.
+pub fn read_idx_file(path: &Path, expected_ndims: usize) -> Result<IdxArray> {
+    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if metadata.is_dir() {
+        return Err(Error::data(path, "is a directory, expected an IDX file"));
+    }
+    let file_len = metadata.len();
+    if file_len == 0 {
+        return Err(Error::data(path, "is empty, expected an IDX file"));
+    }
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let is_gzip = file_len >= 2 && {
+        file.read_exact(&mut magic)
+            .map_err(|e| Error::io(path, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, e))?;
+        magic == GZIP_MAGIC
+    };
+    if is_gzip {
+        // The gzip trailer stores the uncompressed size modulo 2^32: a cheap cross-check.
+        let declared_size = gzip_declared_size(&mut file).map_err(|e| Error::io(path, e))?;
+        let decoder = MultiGzDecoder::new(BufReader::new(file));
+        let limits = SizeLimits {
+            max_payload: file_len.saturating_mul(MAX_DEFLATE_RATIO),
+            gzip_declared_size: Some(declared_size),
+        };
+        read_idx(decoder, expected_ndims, limits).map_err(|e| e.at(path))
+    } else {
+        let limits = SizeLimits {
+            max_payload: file_len,
+            gzip_declared_size: None,
+        };
+        read_idx(BufReader::new(file), expected_ndims, limits).map_err(|e| e.at(path))
+    }
+}
+
+/// Reads the ISIZE field (last four bytes, little-endian) of a gzip file.
+fn gzip_declared_size(file: &mut File) -> std::io::Result<u32> {
+    file.seek(SeekFrom::End(-4))?;
+    let size = file.read_u32::<byteorder::LittleEndian>()?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(size)
+}
+
+/// What the container can hold, used to reject impossible headers before allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeLimits {
+    /// An upper bound on the total number of bytes (header + elements) the stream can yield.
+    pub max_payload: u64,
+    /// For gzip: the uncompressed size modulo 2^32 from the gzip trailer.
+    pub gzip_declared_size: Option<u32>,
+}
+
+/// A parse failure without a file name yet; [`ParseError::at`] attaches it.
+#[derive(Debug)]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    pub fn at(self, path: &Path) -> Error {
+        Error::data(path, self.0)
+    }
+}
+
+fn describe_read_error(error: std::io::Error, what: &str) -> ParseError {
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => ParseError(format!("truncated {what}")),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+            ParseError(format!("corrupt gzip stream while reading {what}: {error}"))
+        }
+        _ => ParseError(format!("read error in {what}: {error}")),
+    }
+}
+
+/// Parses an IDX stream. `limits` bounds what the header may claim.
+pub fn read_idx(
+    mut reader: impl Read,
+    expected_ndims: usize,
+    limits: SizeLimits,
+) -> Result<IdxArray, ParseError> {
+    let mut magic = [0u8; 4];
+    reader
+        .read_exact(&mut magic)
+        .map_err(|e| describe_read_error(e, "header"))?;
+    if magic[0] != 0 || magic[1] != 0 {
+        return Err(ParseError(format!(
+            "not an IDX file (magic bytes {:02x} {:02x} {:02x} {:02x}, expected 00 00 08 {:02x})",
+            magic[0], magic[1], magic[2], magic[3], expected_ndims
+        )));
+    }
+    if magic[2] != TYPE_U8 {
+        return Err(ParseError(format!(
+            "element type 0x{:02x} is not supported, expected 0x08 (unsigned byte)",
+            magic[2]
+        )));
+    }
+    let ndims = magic[3] as usize;
+    if ndims != expected_ndims {
+        return Err(ParseError(format!(
+            "has {ndims} dimensions, expected {expected_ndims}"
+        )));
+    }
+    let mut dims = Vec::with_capacity(ndims);
+    for _ in 0..ndims {
+        let dim = reader
+            .read_u32::<BigEndian>()
+            .map_err(|e| describe_read_error(e, "header"))?;
+        dims.push(dim as usize);
+    }
+    let header_len = 4 + 4 * ndims as u64;
+    // u32 dimensions multiplied in u128 cannot overflow.
+    let element_count: u128 = dims.iter().map(|&d| d as u128).product();
+    let total = header_len as u128 + element_count;
+    if total > limits.max_payload as u128 {
+        return Err(ParseError(format!(
+            "header claims {} ({element_count} bytes of data) but the file can hold at most {} bytes",
+            describe_dims(&dims),
+            limits.max_payload.saturating_sub(header_len)
+        )));
+    }
+    if let Some(declared) = limits.gzip_declared_size {
+        if (total as u64) as u32 != declared {
+            return Err(ParseError(format!(
+                "header claims {} ({total} bytes in all) but the gzip trailer records {declared} bytes",
+                describe_dims(&dims)
+            )));
+        }
+    }
+    let element_count = element_count as usize;
+    // Grow with the data actually read, never trusting the header for a large allocation.
+    let mut data = Vec::with_capacity(element_count.min(1 << 26));
+    let read = (&mut reader)
+        .take(element_count as u64)
+        .read_to_end(&mut data)
+        .map_err(|e| describe_read_error(e, "data"))?;
+    if read != element_count {
+        return Err(ParseError(format!(
+            "truncated: header claims {} ({element_count} bytes of data) but only {read} bytes follow",
+            describe_dims(&dims)
+        )));
+    }
+    // Anything after the declared data means the header and the body disagree.
+    let mut extra = [0u8; 1];
+    match reader.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => {
+            return Err(ParseError(format!(
+                "has more data than its header declares ({})",
+                describe_dims(&dims)
+            )))
+        }
+        Err(e) => return Err(describe_read_error(e, "data")),
+    }
+    Ok(IdxArray { dims, data })
+}
+
+fn describe_dims(dims: &[usize]) -> String {
+    let joined: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    format!("dimensions {}", joined.join("x"))
+}

@@ -1,0 +1,8 @@
+//! Data loading: IDX files into u8 datasets, and batches gathered from them.
+
+pub mod batches;
+pub mod idx;
+pub mod mnist;
+
+pub use batches::{epoch_permutation, gather_normalized};
+pub use mnist::{load_split, Dataset, DatasetKind, Split};

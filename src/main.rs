@@ -1,0 +1,16 @@
+use clap::Parser;
+
+use mnist_train::cli::{self, Cli};
+use mnist_train::error::exit_code;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => std::process::exit(cli::report_parse_error(error)),
+    };
+    if let Err(error) = cli::run(cli) {
+        eprintln!("error: {error}");
+        std::process::exit(error.exit_code());
+    }
+    std::process::exit(exit_code::SUCCESS);
+}

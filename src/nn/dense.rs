@@ -1,0 +1,66 @@
+//! Fully connected layer: `y = x · W + b`.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+use crate::kernels::matmul;
+use crate::nn::architecture::DenseLayout;
+use crate::rng::Rng;
+
+pub type Dense = DenseLayout;
+
+impl Dense {
+    fn weights<'a>(&self, params: &'a [f32]) -> ArrayView2<'a, f32> {
+        ArrayView2::from_shape((self.inputs, self.outputs), &params[self.weights.clone()])
+            .expect("layout matches buffer")
+    }
+
+    /// Glorot-uniform weights (Keras' default), zero biases.
+    pub fn initialize(&self, params: &mut [f32], rng: &mut Rng) {
+        let limit = (6.0 / (self.inputs + self.outputs) as f32).sqrt();
+        for weight in &mut params[self.weights.clone()] {
+            *weight = (rng.next_f32() * 2.0 - 1.0) * limit;
+        }
+        params[self.bias.clone()].fill(0.0);
+    }
+
+    /// x: [batch, in] · w: [in, out] + b: [out] -> y: [batch, out]
+    pub fn forward(&self, params: &[f32], x: ArrayView2<f32>, mut y: ArrayViewMut2<f32>) {
+        let bias = &params[self.bias.clone()];
+        for mut row in y.rows_mut() {
+            row.as_slice_mut()
+                .expect("contiguous rows")
+                .copy_from_slice(bias);
+        }
+        matmul(x, self.weights(params), &mut y, 1.0);
+    }
+
+    /// grad_y: [batch, out] -> grad_w += xᵀ · grad_y: [in, out], grad_b += Σ_batch grad_y: [out],
+    /// and, when asked for, grad_x = grad_y · wᵀ: [batch, in].
+    /// Parameter gradients accumulate so a large batch can be processed in chunks.
+    pub fn backward(
+        &self,
+        params: &[f32],
+        x: ArrayView2<f32>,
+        grad_y: ArrayView2<f32>,
+        grads: &mut [f32],
+        grad_x: Option<ArrayViewMut2<f32>>,
+    ) {
+        {
+            let mut grad_w = ArrayViewMut2::from_shape(
+                (self.inputs, self.outputs),
+                &mut grads[self.weights.clone()],
+            )
+            .expect("layout matches buffer");
+            matmul(x.t(), grad_y, &mut grad_w, 1.0);
+        }
+        let grad_b = &mut grads[self.bias.clone()];
+        for row in grad_y.axis_iter(Axis(0)) {
+            for (g, &dy) in grad_b.iter_mut().zip(row) {
+                *g += dy;
+            }
+        }
+        if let Some(mut grad_x) = grad_x {
+            matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
+        }
+    }
+}

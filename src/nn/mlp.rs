@@ -1,0 +1,216 @@
+//! The network as a list of layers over one flat parameter buffer:
+//! `Dense → ReLU → Dropout` per hidden layer, then a final `Dense` producing logits.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::nn::activation::{relu_backward, relu_forward};
+use crate::nn::architecture::Architecture;
+use crate::nn::dense::Dense;
+use crate::nn::dropout::{dropout_backward, dropout_forward};
+use crate::nn::loss::softmax_cross_entropy;
+use crate::rng::{stream, Rng, Stream};
+
+/// A multilayer perceptron; holds no parameters itself, only where they are.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub architecture: Architecture,
+    pub layers: Vec<Dense>,
+}
+
+/// Reusable buffers for one chunk of up to `capacity` rows: inputs, every layer's output, dropout
+/// masks and gradients. Allocated once, so the training loop does not allocate.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub capacity: usize,
+    /// [capacity, inputs], normalized pixels.
+    pub inputs: Vec<f32>,
+    /// [capacity]
+    pub labels: Vec<u8>,
+    /// Output of dense layer i (after ReLU and dropout for hidden layers): [capacity, widths[i+1]].
+    activations: Vec<Vec<f32>>,
+    /// Dropout mask of hidden layer i: [capacity, hidden[i]].
+    masks: Vec<Vec<f32>>,
+    /// Gradient ping-pong buffers: [capacity, max width after the input].
+    grad_output: Vec<f32>,
+    grad_input: Vec<f32>,
+}
+
+impl Workspace {
+    /// The logits of the last forward pass: [rows, outputs].
+    pub fn logits(&self, rows: usize, outputs: usize) -> &[f32] {
+        &self.activations[self.activations.len() - 1][..rows * outputs]
+    }
+}
+
+impl Mlp {
+    pub fn new(architecture: Architecture) -> Self {
+        let layers = architecture.dense_layouts();
+        Mlp {
+            architecture,
+            layers,
+        }
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.architecture.parameter_count()
+    }
+
+    /// Fresh parameters: Glorot-uniform weights, zero biases, from `seed`.
+    pub fn initial_parameters(&self, seed: u64) -> Vec<f32> {
+        let mut params = vec![0.0; self.parameter_count()];
+        for (index, layer) in self.layers.iter().enumerate() {
+            let mut rng = stream(seed, Stream::Init, index as u64, 0);
+            layer.initialize(&mut params, &mut rng);
+        }
+        params
+    }
+
+    pub fn workspace(&self, capacity: usize) -> Workspace {
+        let widths = self.architecture.widths();
+        let max_width = widths[1..].iter().copied().max().unwrap_or(0);
+        Workspace {
+            capacity,
+            inputs: vec![0.0; capacity * self.architecture.inputs],
+            labels: vec![0; capacity],
+            activations: widths[1..]
+                .iter()
+                .map(|&w| vec![0.0; capacity * w])
+                .collect(),
+            masks: self
+                .architecture
+                .hidden
+                .iter()
+                .map(|&w| vec![0.0; capacity * w])
+                .collect(),
+            grad_output: vec![0.0; capacity * max_width],
+            grad_input: vec![0.0; capacity * max_width],
+        }
+    }
+
+    /// Runs the first `rows` rows of `workspace.inputs` through the network. With `dropout_rng`,
+    /// dropout is active (training); without it the network is deterministic (inference).
+    /// inputs: [rows, 784] -> logits: [rows, 10]
+    pub fn forward(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        mut dropout_rng: Option<&mut Rng>,
+    ) {
+        let rate = self.architecture.dropout;
+        let last = self.layers.len() - 1;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let (before, after) = workspace.activations.split_at_mut(index);
+            let input: &[f32] = if index == 0 {
+                &workspace.inputs[..rows * layer.inputs]
+            } else {
+                &before[index - 1][..rows * layer.inputs]
+            };
+            let output = &mut after[0][..rows * layer.outputs];
+            layer.forward(
+                params,
+                view(input, rows, layer.inputs),
+                view_mut(output, rows, layer.outputs),
+            );
+            if index < last {
+                relu_forward(output);
+                if let (Some(rng), true) = (dropout_rng.as_deref_mut(), rate > 0.0) {
+                    let mask = &mut workspace.masks[index][..rows * layer.outputs];
+                    dropout_forward(output, mask, rate, rng);
+                }
+            }
+        }
+    }
+
+    /// Backpropagates from the logits' gradient (already in the workspace, see
+    /// [`Mlp::train_chunk`]) and *adds* every parameter's gradient into `grads`.
+    fn backward(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        grads: &mut [f32],
+        dropout: bool,
+    ) {
+        for (index, layer) in self.layers.iter().enumerate().rev() {
+            let grad_y = view(
+                &workspace.grad_output[..rows * layer.outputs],
+                rows,
+                layer.outputs,
+            );
+            if index == 0 {
+                let x = view(&workspace.inputs[..rows * layer.inputs], rows, layer.inputs);
+                layer.backward(params, x, grad_y, grads, None);
+                break;
+            }
+            let below = index - 1;
+            let x_slice = &workspace.activations[below][..rows * layer.inputs];
+            let grad_x = &mut workspace.grad_input[..rows * layer.inputs];
+            layer.backward(
+                params,
+                view(x_slice, rows, layer.inputs),
+                grad_y,
+                grads,
+                Some(view_mut(grad_x, rows, layer.inputs)),
+            );
+            // Back through the hidden layer's dropout and ReLU.
+            if dropout {
+                dropout_backward(&workspace.masks[below][..rows * layer.inputs], grad_x);
+            }
+            relu_backward(x_slice, grad_x);
+            std::mem::swap(&mut workspace.grad_output, &mut workspace.grad_input);
+        }
+    }
+
+    /// Forward with dropout, loss and backward on the first `rows` rows of the workspace.
+    /// Gradients of `grad_scale * Σ loss` are added into `grads`. Returns (loss sum, correct).
+    pub fn train_chunk(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        grad_scale: f32,
+        dropout_rng: &mut Rng,
+        grads: &mut [f32],
+    ) -> (f64, usize) {
+        self.forward(params, workspace, rows, Some(dropout_rng));
+        let outputs = self.architecture.outputs;
+        let last = self.layers.len() - 1;
+        let (loss_sum, correct) = softmax_cross_entropy(
+            &workspace.activations[last][..rows * outputs],
+            &workspace.labels[..rows],
+            outputs,
+            grad_scale,
+            Some(&mut workspace.grad_output[..rows * outputs]),
+        );
+        let dropout = self.architecture.dropout > 0.0;
+        self.backward(params, workspace, rows, grads, dropout);
+        (loss_sum, correct)
+    }
+
+    /// Inference on the first `rows` rows: (loss sum, correct). Logits stay in the workspace.
+    pub fn eval_chunk(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+    ) -> (f64, usize) {
+        self.forward(params, workspace, rows, None);
+        let outputs = self.architecture.outputs;
+        softmax_cross_entropy(
+            workspace.logits(rows, outputs),
+            &workspace.labels[..rows],
+            outputs,
+            0.0,
+            None,
+        )
+    }
+}
+
+fn view(slice: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols), slice).expect("buffer sized for the shape")
+}
+
+fn view_mut(slice: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), slice).expect("buffer sized for the shape")
+}

@@ -1,0 +1,122 @@
+//! Optimizers over the flat parameter buffer. Each file holds one update rule as a plain function
+//! over slices; [`Optimizer`] owns the state (step count and per-parameter slots such as Adam's
+//! moments) so checkpoints can save and restore it uniformly.
+
+pub mod adam;
+pub mod rmsprop;
+pub mod sgd;
+
+use serde::{Deserialize, Serialize};
+
+/// Which update rule, with its hyperparameters (Keras defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
+pub enum OptimizerConfig {
+    /// Plain gradient descent: `p -= lr * g`.
+    Sgd,
+    /// Heavy-ball momentum.
+    Momentum { momentum: f32 },
+    /// Nesterov momentum (Keras' formulation).
+    Nesterov { momentum: f32 },
+    /// Adam, with decoupled (AdamW) weight decay when `weight_decay > 0`.
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+    },
+    /// RMSprop.
+    Rmsprop { rho: f32, epsilon: f32 },
+}
+
+impl OptimizerConfig {
+    pub fn adam_default() -> Self {
+        OptimizerConfig::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            weight_decay: 0.0,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd => "sgd",
+            OptimizerConfig::Momentum { .. } => "momentum",
+            OptimizerConfig::Nesterov { .. } => "nesterov",
+            OptimizerConfig::Adam { .. } => "adam",
+            OptimizerConfig::Rmsprop { .. } => "rmsprop",
+        }
+    }
+
+    /// How many per-parameter state vectors the rule keeps.
+    fn slot_count(&self) -> usize {
+        match self {
+            OptimizerConfig::Sgd => 0,
+            OptimizerConfig::Momentum { .. }
+            | OptimizerConfig::Nesterov { .. }
+            | OptimizerConfig::Rmsprop { .. } => 1,
+            OptimizerConfig::Adam { .. } => 2,
+        }
+    }
+}
+
+/// An optimizer and its state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimizer {
+    pub config: OptimizerConfig,
+    /// Number of updates applied so far (Adam's bias correction uses it).
+    pub steps: u64,
+    /// Per-parameter state, each as long as the parameter buffer.
+    pub slots: Vec<Vec<f32>>,
+}
+
+impl Optimizer {
+    pub fn new(config: OptimizerConfig, parameter_count: usize) -> Self {
+        Optimizer {
+            config,
+            steps: 0,
+            slots: vec![vec![0.0; parameter_count]; config.slot_count()],
+        }
+    }
+
+    /// Applies one update to `params` given the gradient of the mean loss.
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32], learning_rate: f32) {
+        self.steps += 1;
+        match (self.config, self.slots.as_mut_slice()) {
+            (OptimizerConfig::Sgd, _) => sgd::sgd(params, grads, learning_rate),
+            (OptimizerConfig::Momentum { momentum }, [velocity]) => {
+                sgd::momentum(params, grads, velocity, learning_rate, momentum, false)
+            }
+            (OptimizerConfig::Nesterov { momentum }, [velocity]) => {
+                sgd::momentum(params, grads, velocity, learning_rate, momentum, true)
+            }
+            (
+                OptimizerConfig::Adam {
+                    beta1,
+                    beta2,
+                    epsilon,
+                    weight_decay,
+                },
+                [m, v],
+            ) => adam::adam(
+                params,
+                grads,
+                m,
+                v,
+                adam::AdamStep {
+                    learning_rate,
+                    beta1,
+                    beta2,
+                    epsilon,
+                    weight_decay,
+                    step: self.steps,
+                },
+            ),
+            (OptimizerConfig::Rmsprop { rho, epsilon }, [mean_square]) => {
+                rmsprop::rmsprop(params, grads, mean_square, learning_rate, rho, epsilon)
+            }
+            _ => unreachable!("slots are created to match the config"),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The training loop and what it reports.
+
+pub mod evaluate;
+pub mod metrics;
+pub mod progress;
+pub mod step;
+
+use std::time::Instant;
+
+use crate::data::{epoch_permutation, Dataset};
+use crate::error::{Error, Result};
+use crate::nn::{Architecture, Mlp};
+use crate::optim::{Optimizer, OptimizerConfig};
+
+pub use evaluate::evaluate;
+pub use metrics::{EpochRecord, Evaluation};
+pub use progress::{Progress, ProgressMode};
+use step::{batch_gradient, StepBuffers};
+
+/// Examples per optimization step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Examples(usize),
+    /// The whole training set per step (full-batch gradient descent).
+    Full,
+}
+
+impl BatchSize {
+    pub fn resolve(self, example_count: usize) -> usize {
+        match self {
+            BatchSize::Examples(n) => n.min(example_count).max(1),
+            BatchSize::Full => example_count.max(1),
+        }
+    }
+}
+
+/// Everything that determines a training run's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub architecture: Architecture,
+    pub optimizer: OptimizerConfig,
+    pub learning_rate: f32,
+    pub epochs: usize,
+    pub batch_size: BatchSize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    /// The Keras tutorial: Adam (lr 0.001), 5 epochs, batch 32.
+    fn default() -> Self {
+        TrainConfig {
+            architecture: Architecture::tutorial(),
+            optimizer: OptimizerConfig::adam_default(),
+            learning_rate: 0.001,
+            epochs: 5,
+            batch_size: BatchSize::Examples(32),
+            seed: 42,
+        }
+    }
+}
+
+/// Sums over the steps taken so far in the current epoch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunningMetrics {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+}
+
+/// What a callback asks the loop to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Stop training cleanly after this step or epoch (early stopping, an interrupt).
+    Stop,
+}
+
+/// Hooks into the training loop. Every sink of per-epoch metrics (JSON lines, CSV history,
+/// checkpoints, early stopping) is a callback fed the same [`EpochRecord`].
+pub trait Callback {
+    /// After each optimization step; `trainer.step_in_epoch` steps of the current epoch are done.
+    fn on_step_end(&mut self, _trainer: &Trainer) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+    /// After each epoch, once its record is in `trainer.history`.
+    fn on_epoch_end(&mut self, _trainer: &Trainer, _record: &EpochRecord) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+}
+
+/// A training run's state: everything needed to continue it.
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub mlp: Mlp,
+    pub params: Vec<f32>,
+    pub optimizer: Optimizer,
+    /// Epochs completed so far.
+    pub epoch: usize,
+    /// Steps completed in the current (unfinished) epoch.
+    pub step_in_epoch: usize,
+    /// Running sums of the current epoch, so a run resumed mid-epoch reports the same record.
+    pub running: RunningMetrics,
+    pub history: Vec<EpochRecord>,
+}
+
+impl Trainer {
+    /// A fresh run: parameters initialized from the seed.
+    pub fn new(config: TrainConfig) -> Self {
+        let mlp = Mlp::new(config.architecture.clone());
+        let params = mlp.initial_parameters(config.seed);
+        let optimizer = Optimizer::new(config.optimizer, params.len());
+        Trainer {
+            config,
+            mlp,
+            params,
+            optimizer,
+            epoch: 0,
+            step_in_epoch: 0,
+            running: RunningMetrics::default(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Runs the remaining epochs on `train`, reporting to `progress` and `callbacks`.
+    pub fn fit(
+        &mut self,
+        train: &Dataset,
+        progress: &mut Progress,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<()> {
+        if train.is_empty() {
+            return Err(Error::config("--limit", "no training examples to train on"));
+        }
+        let batch_size = self.config.batch_size.resolve(train.len());
+        let steps_per_epoch = train.len().div_ceil(batch_size);
+        let mut buffers = StepBuffers::new(&self.mlp, batch_size);
+        while self.epoch < self.config.epochs {
+            let epoch = self.epoch;
+            let learning_rate = self.config.learning_rate;
+            let order = epoch_permutation(train.len(), self.config.seed, epoch);
+            progress.start_epoch(epoch + 1, steps_per_epoch);
+            let started = Instant::now();
+            for (step, batch) in order.chunks(batch_size).enumerate() {
+                // A resumed run skips the steps its checkpoint already took.
+                if step < self.step_in_epoch {
+                    continue;
+                }
+                let global_step = (epoch * steps_per_epoch + step) as u64;
+                let (batch_loss, batch_correct) = batch_gradient(
+                    &self.mlp,
+                    &self.params,
+                    train,
+                    batch,
+                    self.config.seed,
+                    global_step,
+                    &mut buffers,
+                );
+                if !batch_loss.is_finite() {
+                    return Err(Error::NonFinite {
+                        epoch: epoch + 1,
+                        step: step + 1,
+                        value: batch_loss as f32,
+                    });
+                }
+                self.optimizer
+                    .step(&mut self.params, &buffers.grads, learning_rate);
+                self.running.loss_sum += batch_loss;
+                self.running.correct += batch_correct;
+                self.running.seen += batch.len();
+                progress.update_step(
+                    step + 1,
+                    self.running.loss_sum / self.running.seen as f64,
+                    self.running.correct as f64 / self.running.seen as f64,
+                );
+                self.step_in_epoch = step + 1;
+                if run_callbacks(callbacks, |callback| callback.on_step_end(self))? == Control::Stop
+                {
+                    return Ok(());
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let RunningMetrics {
+                loss_sum,
+                correct,
+                seen,
+            } = std::mem::take(&mut self.running);
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                loss: loss_sum / seen as f64,
+                accuracy: correct as f64 / seen as f64,
+                val_loss: None,
+                val_accuracy: None,
+                learning_rate,
+                seconds,
+                samples_per_second: seen as f64 / seconds.max(1e-9),
+            };
+            progress.end_epoch(&record);
+            self.history.push(record.clone());
+            self.epoch += 1;
+            self.step_in_epoch = 0;
+            if run_callbacks(callbacks, |callback| callback.on_epoch_end(self, &record))?
+                == Control::Stop
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Calls every callback (all of them, even after one asks to stop) and combines their answers.
+fn run_callbacks(
+    callbacks: &mut [&mut dyn Callback],
+    mut call: impl FnMut(&mut dyn Callback) -> Result<Control>,
+) -> Result<Control> {
+    let mut control = Control::Continue;
+    for callback in callbacks.iter_mut() {
+        if call(&mut **callback)? == Control::Stop {
+            control = Control::Stop;
+        }
+    }
+    Ok(control)
+}
