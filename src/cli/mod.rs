@@ -3,6 +3,7 @@
 
 pub mod eval;
 pub mod train;
+pub mod train_report;
 
 use std::path::PathBuf;
 

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 
+use crate::cli::train_report::{TrainReportArgs, TrainSinks};
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::data::{load_split, DatasetKind, Split};
 use crate::error::{Error, Result};
@@ -49,6 +50,8 @@ pub struct TrainArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub output_args: OutputArgs,
+    #[command(flatten)]
+    pub report: TrainReportArgs,
 }
 
 /// `"full"` or a positive integer.
@@ -131,6 +134,7 @@ impl TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let job = args.validate()?;
+    let mut sinks = TrainSinks::open(&args.report)?;
     let mut progress = Progress::new(args.output_args.progress_mode(), job.config.epochs);
 
     let load_started = Instant::now();
@@ -149,7 +153,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     ));
 
     let mut trainer = Trainer::new(job.config.clone());
-    trainer.fit(&train_set, &mut progress, &mut [])?;
+    trainer.fit(&train_set, &mut progress, &mut sinks.callbacks())?;
 
     let model = Model {
         architecture: job.config.architecture.clone(),
@@ -166,10 +170,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &test_set,
         job.test_batch_size,
     );
-    println!(
-        "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
-        evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
-    );
+    sinks.finish(&job, &trainer, &evaluation)?;
     progress.info(&format!("Saved model to {}", job.output.display()));
     Ok(())
 }

@@ -1,0 +1,133 @@
+//! `train`'s reporting options (`--json`, `--history`, `--plot`) and the sinks they open.
+//! Kept apart from `train.rs` so the training options and these outputs evolve independently.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::cli::train::TrainJob;
+use crate::error::Result;
+use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines};
+use crate::train::{BatchSize, Callback, Evaluation, Trainer};
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrainReportArgs {
+    /// Print JSON lines on stdout: one per epoch, then a summary (human text goes to stderr)
+    #[arg(long)]
+    pub json: bool,
+    /// Append per-epoch metrics to this CSV file as training runs (created with a header if new)
+    #[arg(long, value_name = "PATH.csv")]
+    pub history: Option<PathBuf>,
+}
+
+/// The per-epoch sinks the options asked for.
+pub struct TrainSinks {
+    json: Option<JsonLines>,
+    history: Option<CsvHistory>,
+    pub human: HumanOutput,
+}
+
+impl TrainSinks {
+    /// Opens every sink before training starts, so a bad path fails before any work is done.
+    pub fn open(args: &TrainReportArgs) -> Result<TrainSinks> {
+        let history = match &args.history {
+            Some(path) => Some(CsvHistory::open(path)?),
+            None => None,
+        };
+        Ok(TrainSinks {
+            json: args.json.then_some(JsonLines),
+            history,
+            human: HumanOutput::new(args.json),
+        })
+    }
+
+    /// The callbacks to hand to [`Trainer::fit`].
+    pub fn callbacks(&mut self) -> Vec<&mut dyn Callback> {
+        let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
+        if let Some(json) = &mut self.json {
+            callbacks.push(json);
+        }
+        if let Some(history) = &mut self.history {
+            callbacks.push(history);
+        }
+        callbacks
+    }
+
+    /// Reports the finished run: the test result as text, and the summary line with `--json`.
+    pub fn finish(&self, job: &TrainJob, trainer: &Trainer, evaluation: &Evaluation) -> Result<()> {
+        self.human.line(&format!(
+            "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
+            evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
+        ));
+        if self.json.is_some() {
+            print_json_line(&TrainSummaryJson::new(job, trainer, evaluation))?;
+        }
+        Ok(())
+    }
+}
+
+/// The `"type": "summary"` line ending `train --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummaryJson {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub test_correct: usize,
+    pub test_count: usize,
+    pub epochs_completed: usize,
+    /// Sum of the epochs' training time.
+    pub train_seconds: f64,
+    pub model: String,
+    pub dataset: String,
+    pub class_names: Vec<String>,
+    pub config: TrainConfigJson,
+}
+
+/// The options that decided the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainConfigJson {
+    pub epochs: usize,
+    /// A number, or `"full"`.
+    pub batch_size: serde_json::Value,
+    pub learning_rate: f32,
+    pub optimizer: String,
+    pub seed: u64,
+    pub hidden: Vec<usize>,
+    pub dropout: f32,
+    pub limit: Option<usize>,
+    pub data_dir: String,
+}
+
+impl TrainSummaryJson {
+    pub fn new(job: &TrainJob, trainer: &Trainer, evaluation: &Evaluation) -> Self {
+        let config = &job.config;
+        TrainSummaryJson {
+            kind: "summary",
+            test_loss: evaluation.loss,
+            test_accuracy: evaluation.accuracy,
+            test_correct: evaluation.correct,
+            test_count: evaluation.count,
+            epochs_completed: trainer.history.len(),
+            train_seconds: trainer.history.iter().map(|record| record.seconds).sum(),
+            model: job.output.display().to_string(),
+            dataset: job.dataset.name().to_string(),
+            class_names: job.dataset.class_names(),
+            config: TrainConfigJson {
+                epochs: config.epochs,
+                batch_size: match config.batch_size {
+                    BatchSize::Examples(n) => serde_json::Value::from(n),
+                    BatchSize::Full => serde_json::Value::from("full"),
+                },
+                learning_rate: config.learning_rate,
+                optimizer: config.optimizer.name().to_string(),
+                seed: config.seed,
+                hidden: config.architecture.hidden.clone(),
+                dropout: config.architecture.dropout,
+                limit: job.limit,
+                data_dir: job.data_dir.display().to_string(),
+            },
+        }
+    }
+}

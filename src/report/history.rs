@@ -1,0 +1,210 @@
+//! `--history PATH.csv`: per-epoch metrics written as the run goes, one flushed line per epoch, so
+//! a killed run keeps every finished epoch. An existing history with the same header is appended
+//! to (a resumed run continues it without a second header); anything else at that path is refused
+//! rather than overwritten.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::train::{Callback, Control, EpochRecord, Trainer};
+
+/// The CSV header; the column order is part of the documented format.
+pub const HISTORY_HEADER: &str =
+    "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,samples_per_second";
+
+/// Appends one CSV line per finished epoch to a history file.
+#[derive(Debug)]
+pub struct CsvHistory {
+    path: PathBuf,
+    file: File,
+}
+
+impl CsvHistory {
+    /// Opens `path` for appending if it is a history file with our header (or empty), or creates
+    /// it with the header. A file with other contents is refused, never overwritten.
+    pub fn open(path: &Path) -> Result<CsvHistory> {
+        if path.is_dir() {
+            return Err(Error::config(
+                "--history",
+                format!(
+                    "{} is a directory, expected a CSV file path",
+                    path.display()
+                ),
+            ));
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|error| Error::io(path, error))?;
+        let length = file
+            .metadata()
+            .map_err(|error| Error::io(path, error))?
+            .len();
+        let mut prefix = String::new();
+        if length == 0 {
+            prefix.push_str(HISTORY_HEADER);
+            prefix.push('\n');
+        } else {
+            // Only the header line is read, never the whole (possibly huge, possibly binary) file.
+            let mut start = vec![0u8; HISTORY_HEADER.len() + 1];
+            let read = read_up_to(&mut file, &mut start).map_err(|error| Error::io(path, error))?;
+            let first_line = start[..read].split(|&b| b == b'\n').next().unwrap_or(&[]);
+            let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
+            if first_line != HISTORY_HEADER.as_bytes() {
+                return Err(Error::config(
+                    "--history",
+                    format!(
+                        "{} exists but is not a training history (its first line is not \"{HISTORY_HEADER}\"); \
+                         choose another path or remove it",
+                        path.display()
+                    ),
+                ));
+            }
+            // A run killed in the middle of a write could leave a partial last line: end it.
+            file.seek(SeekFrom::Start(length - 1))
+                .map_err(|error| Error::io(path, error))?;
+            let mut last = [0u8; 1];
+            file.read_exact(&mut last)
+                .map_err(|error| Error::io(path, error))?;
+            if last[0] != b'\n' {
+                prefix.push('\n');
+            }
+        }
+        let mut history = CsvHistory {
+            path: path.to_path_buf(),
+            file,
+        };
+        history.write(&prefix)?;
+        Ok(history)
+    }
+
+    /// Appends one epoch's line and flushes it to the file.
+    pub fn append(&mut self, record: &EpochRecord) -> Result<()> {
+        let line = format_history_line(record);
+        self.write(&line)
+    }
+
+    fn write(&mut self, text: &str) -> Result<()> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        // One write call per line: a kill lands between lines, not inside one.
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|error| Error::io(&self.path, error))
+    }
+}
+
+/// Reads until `buffer` is full or the file ends; returns the bytes read.
+fn read_up_to(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// One CSV line (with its newline) for `record`; missing validation metrics are empty fields.
+pub fn format_history_line(record: &EpochRecord) -> String {
+    let optional = |value: Option<f64>| value.map_or(String::new(), |v| v.to_string());
+    format!(
+        "{},{},{},{},{},{},{},{}\n",
+        record.epoch,
+        record.loss,
+        record.accuracy,
+        optional(record.val_loss),
+        optional(record.val_accuracy),
+        record.learning_rate,
+        record.seconds,
+        record.samples_per_second
+    )
+}
+
+impl Callback for CsvHistory {
+    fn on_epoch_end(&mut self, _trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
+        self.append(record)?;
+        Ok(Control::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(epoch: usize) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            loss: 0.5 / epoch as f64,
+            accuracy: 0.9,
+            val_loss: None,
+            val_accuracy: Some(0.8),
+            learning_rate: 0.001,
+            seconds: 1.5,
+            samples_per_second: 40000.0,
+        }
+    }
+
+    #[test]
+    fn second_open_appends_without_a_second_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.csv");
+        let mut first = CsvHistory::open(&path).unwrap();
+        first.append(&record(1)).unwrap();
+        first.append(&record(2)).unwrap();
+        drop(first);
+        let mut resumed = CsvHistory::open(&path).unwrap();
+        resumed.append(&record(3)).unwrap();
+        drop(resumed);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], HISTORY_HEADER);
+        assert_eq!(text.matches("epoch,").count(), 1);
+        assert_eq!(lines[1], "1,0.5,0.9,,0.8,0.001,1.5,40000");
+        assert!(lines[3].starts_with("3,"));
+    }
+
+    #[test]
+    fn partial_last_line_is_terminated_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.csv");
+        std::fs::write(&path, format!("{HISTORY_HEADER}\n1,0.5,0.9")).unwrap();
+        let mut history = CsvHistory::open(&path).unwrap();
+        history.append(&record(2)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.lines().nth(2).unwrap().starts_with("2,"));
+    }
+
+    #[test]
+    fn empty_file_gets_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.csv");
+        std::fs::write(&path, "").unwrap();
+        CsvHistory::open(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{HISTORY_HEADER}\n")
+        );
+    }
+
+    #[test]
+    fn foreign_file_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.csv");
+        std::fs::write(&path, "name,value\na,1\n").unwrap();
+        let error = CsvHistory::open(&path).unwrap_err();
+        assert!(error.to_string().contains("--history"), "{error}");
+        assert!(error.to_string().contains("notes.csv"), "{error}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "name,value\na,1\n");
+    }
+}

@@ -1,0 +1,133 @@
+//! `train --json` and `train --history`: the JSON lines parsed field by field, and the CSV history
+//! keeping one header across two runs into the same file (what a resumed run does).
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn mnist_train() -> Command {
+    Command::cargo_bin("mnist-train").expect("binary built")
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8(stdout.to_vec())
+        .expect("stdout is UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
+        .collect()
+}
+
+#[test]
+fn train_json_prints_one_line_per_epoch_and_a_summary_with_text_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.bin");
+    let output = mnist_train()
+        .args(["--limit", "600", "--epochs", "2", "--seed", "5", "--json"])
+        .arg("--output")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let lines = json_lines(&output.stdout);
+    assert_eq!(lines.len(), 3, "2 epochs + summary: {lines:?}");
+    for (index, line) in lines[..2].iter().enumerate() {
+        assert_eq!(line["type"], "epoch");
+        assert_eq!(line["epoch"], index + 1);
+        assert_eq!(line["epochs"], 2);
+        let loss = line["loss"].as_f64().unwrap();
+        assert!(loss.is_finite() && loss > 0.0);
+        let accuracy = line["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy));
+        assert!(line["val_loss"].is_null() && line["val_accuracy"].is_null());
+        assert!((line["learning_rate"].as_f64().unwrap() - 0.001).abs() < 1e-9);
+        assert!(line["seconds"].as_f64().unwrap() > 0.0);
+        assert!(line["samples_per_second"].as_f64().unwrap() > 0.0);
+    }
+    assert!(lines[1]["loss"].as_f64() < lines[0]["loss"].as_f64());
+    let summary = &lines[2];
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["test_count"], 10000);
+    let accuracy = summary["test_accuracy"].as_f64().unwrap();
+    assert_eq!(
+        summary["test_correct"].as_u64().unwrap(),
+        (accuracy * 10000.0).round() as u64
+    );
+    assert!(accuracy > 0.5, "600 images, 2 epochs: {accuracy}");
+    assert!(summary["test_loss"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary["epochs_completed"], 2);
+    assert_eq!(summary["model"], model.display().to_string());
+    assert_eq!(summary["dataset"], "mnist");
+    assert_eq!(summary["class_names"].as_array().unwrap().len(), 10);
+    let config = &summary["config"];
+    assert_eq!(config["epochs"], 2);
+    assert_eq!(config["batch_size"], 32);
+    assert_eq!(config["seed"], 5);
+    assert_eq!(config["optimizer"], "adam");
+    assert_eq!(config["hidden"], serde_json::json!([128]));
+    assert_eq!(config["limit"], 600);
+    // The human-readable lines went to stderr.
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("Epoch 2/2"), "{stderr}");
+    assert!(stderr.contains("Test loss:"), "{stderr}");
+}
+
+#[test]
+fn history_csv_keeps_one_header_across_two_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.csv");
+    for epochs in ["2", "1"] {
+        mnist_train()
+            .args(["--limit", "300", "--quiet", "--epochs", epochs])
+            .arg("--output")
+            .arg(dir.path().join("model.bin"))
+            .arg("--history")
+            .arg(&history)
+            .assert()
+            .success();
+    }
+    let text = std::fs::read_to_string(&history).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,samples_per_second"
+    );
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(text.matches("epoch,loss").count(), 1);
+    let epochs: Vec<&str> = lines[1..]
+        .iter()
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(epochs, ["1", "2", "1"]);
+    for line in &lines[1..] {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 8, "{line}");
+        assert!(fields[1].parse::<f64>().unwrap() > 0.0);
+        assert_eq!(fields[3], "", "no validation split, no val_loss");
+    }
+}
+
+#[test]
+fn history_refuses_a_file_that_is_not_a_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("results.csv");
+    std::fs::write(&history, "something else\n").unwrap();
+    let assert = mnist_train()
+        .args(["--limit", "100", "--quiet", "--epochs", "1"])
+        .arg("--output")
+        .arg(dir.path().join("model.bin"))
+        .arg("--history")
+        .arg(&history)
+        .assert()
+        .failure()
+        .code(2);
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert!(
+        stderr.contains("--history") && stderr.contains("results.csv"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&history).unwrap(),
+        "something else\n"
+    );
+    assert!(!dir.path().join("model.bin").exists());
+}
