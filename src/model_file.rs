@@ -288,3 +288,101 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_model() -> Model {
+        let architecture = Architecture {
+            inputs: 4,
+            hidden: vec![3],
+            outputs: 2,
+            activation: "relu".into(),
+            dropout: 0.2,
+        };
+        let parameters = (0..architecture.parameter_count())
+            .map(|i| i as f32 * 0.25 - 1.0)
+            .collect();
+        Model {
+            architecture,
+            normalization: Normalization::default(),
+            dataset: "mnist".into(),
+            class_names: vec!["zero".into(), "one".into()],
+            parameters,
+        }
+    }
+
+    #[test]
+    fn save_then_load_round_trips_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bin");
+        let model = sample_model();
+        model.save(&path).unwrap();
+        assert_eq!(Model::load(&path).unwrap(), model);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bin");
+        sample_model().save(&path).unwrap();
+        let original = std::fs::read(&path).unwrap();
+        let corrupt_path = dir.path().join("corrupt.bin");
+        for index in 0..original.len() {
+            let mut bytes = original.clone();
+            bytes[index] ^= 0x10;
+            std::fs::write(&corrupt_path, &bytes).unwrap();
+            let error = Model::load(&corrupt_path).unwrap_err().to_string();
+            assert!(error.contains("corrupt.bin"), "byte {index}: {error}");
+        }
+    }
+
+    #[test]
+    fn truncated_files_are_rejected_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bin");
+        sample_model().save(&path).unwrap();
+        let original = std::fs::read(&path).unwrap();
+        for length in [0, 5, 8, 15, 20, original.len() / 2, original.len() - 1] {
+            std::fs::write(&path, &original[..length]).unwrap();
+            let error = Model::load(&path).unwrap_err().to_string();
+            assert!(
+                error.contains("empty")
+                    || error.contains("truncated")
+                    || error.contains("checksum")
+                    || error.contains("magic"),
+                "length {length}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_format_versions_are_named() {
+        let mut bytes = encode_container(b"{}", &[]);
+        bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
+        let body = bytes.len() - 4;
+        let checksum = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+        let error = decode_container(&bytes).unwrap_err();
+        assert!(
+            error.contains("format version 7, a newer format"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn failed_save_leaves_the_previous_model_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bin");
+        let model = sample_model();
+        model.save(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // A path whose parent is a regular file cannot be created, even by root.
+        let impossible = path.join("nested.bin");
+        assert!(model.save(&impossible).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+}

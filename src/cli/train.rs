@@ -23,7 +23,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "32", value_parser = parse_batch_size)]
     pub batch_size: BatchSize,
     /// Step size of the optimizer
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = 0.001, allow_negative_numbers = true)]
     pub learning_rate: f32,
     /// Seed for initialization, shuffling and dropout; the same seed gives the same model
     #[arg(long, default_value_t = 42)]
@@ -32,7 +32,7 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', default_value = "128")]
     pub hidden: Vec<usize>,
     /// Dropout rate after each hidden layer, in [0, 1)
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub dropout: f32,
     /// Train on the first N training images only (quick tries and tests)
     #[arg(long, value_name = "N")]

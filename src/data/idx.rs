@@ -190,3 +190,146 @@ fn describe_dims(dims: &[usize]) -> String {
     let joined: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
     format!("dimensions {}", joined.join("x"))
 }
+
+/// Encodes an IDX file of unsigned bytes (the inverse of [`read_idx`]); used to write
+/// datasets and test fixtures.
+pub fn encode_idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, TYPE_U8, dims.len() as u8];
+    for &dim in dims {
+        bytes.extend_from_slice(&(dim as u32).to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn write_temp(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    fn error_of(bytes: &[u8], ndims: usize) -> String {
+        let (_dir, path) = write_temp(bytes);
+        let error = read_idx_file(&path, ndims).unwrap_err().to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        error
+    }
+
+    #[test]
+    fn raw_and_gzip_files_decode_to_the_same_array() {
+        let data: Vec<u8> = (0..2 * 3 * 4).map(|i| (i * 7) as u8).collect();
+        let encoded = encode_idx(&[2, 3, 4], &data);
+        for bytes in [encoded.clone(), gzip(&encoded)] {
+            let (_dir, path) = write_temp(&bytes);
+            let array = read_idx_file(&path, 3).unwrap();
+            assert_eq!(array.dims, vec![2, 3, 4]);
+            assert_eq!(array.data, data);
+        }
+    }
+
+    #[test]
+    fn gzip_is_detected_by_content_not_by_name() {
+        let encoded = encode_idx(&[3], &[1, 2, 3]);
+        let dir = tempfile::tempdir().unwrap();
+        // A gzip file without .gz, and a raw file named .gz.
+        let gzip_path = dir.path().join("labels");
+        let raw_path = dir.path().join("labels.gz");
+        std::fs::write(&gzip_path, gzip(&encoded)).unwrap();
+        std::fs::write(&raw_path, &encoded).unwrap();
+        assert_eq!(read_idx_file(&gzip_path, 1).unwrap().data, vec![1, 2, 3]);
+        assert_eq!(read_idx_file(&raw_path, 1).unwrap().data, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn rejects_wrong_magic() {
+        let mut bytes = encode_idx(&[3], &[1, 2, 3]);
+        bytes[0] = 0x42;
+        assert!(error_of(&bytes, 1).contains("not an IDX file"));
+    }
+
+    #[test]
+    fn rejects_element_types_other_than_unsigned_byte() {
+        let mut bytes = encode_idx(&[3], &[1, 2, 3]);
+        bytes[2] = 0x0D; // float
+        assert!(error_of(&bytes, 1).contains("element type 0x0d"));
+    }
+
+    #[test]
+    fn rejects_wrong_dimension_count() {
+        let bytes = encode_idx(&[1, 3], &[1, 2, 3]);
+        assert!(error_of(&bytes, 1).contains("has 2 dimensions, expected 1"));
+    }
+
+    #[test]
+    fn rejects_truncated_header_and_body() {
+        let bytes = encode_idx(&[2, 2, 2], &[0; 8]);
+        assert!(error_of(&bytes[..6], 3).contains("truncated header"));
+        let error = error_of(&bytes[..bytes.len() - 1], 3);
+        assert!(error.contains("file can hold at most"), "{error}");
+        let error = error_of(&gzip(&bytes[..bytes.len() - 1]), 3);
+        assert!(error.contains("gzip trailer records"), "{error}");
+    }
+
+    #[test]
+    fn rejects_data_beyond_the_header() {
+        let mut bytes = encode_idx(&[3], &[1, 2, 3]);
+        bytes.push(9);
+        let error = error_of(&bytes, 1);
+        assert!(
+            error.contains("more data than its header declares"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn rejects_empty_files() {
+        assert!(error_of(&[], 1).contains("is empty"));
+    }
+
+    #[test]
+    fn rejects_corrupt_gzip() {
+        let mut bytes = gzip(&encode_idx(&[64], &[7; 64]));
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xFF;
+        bytes[middle + 1] ^= 0xFF;
+        let error = error_of(&bytes, 1);
+        assert!(
+            error.contains("corrupt gzip")
+                || error.contains("gzip trailer")
+                || error.contains("truncated"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn rejects_a_header_claiming_billions_of_images_without_allocating() {
+        // 4e9 images of 28x28 in a 16-byte file: refused by the size check, before any allocation.
+        let bytes = encode_idx(&[4_000_000_000, 28, 28], &[]);
+        assert!(error_of(&bytes, 3).contains("header claims"));
+        assert!(error_of(&gzip(&bytes), 3).contains("header claims"));
+    }
+
+    #[test]
+    fn stops_reading_a_gzip_stream_that_inflates_past_its_header() {
+        // The header says 4 bytes, the stream carries a megabyte.
+        let mut bytes = encode_idx(&[4], &[1, 2, 3, 4]);
+        bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
+        let error = error_of(&gzip(&bytes), 1);
+        assert!(
+            error.contains("gzip trailer") || error.contains("more data"),
+            "{error}"
+        );
+    }
+}

@@ -36,3 +36,43 @@ pub fn adam(params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], s: 
         *p -= alpha * *m / (v.sqrt() + s.epsilon);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_adam_steps_match_hand_computed_values() {
+        // p = 1, g = 0.5 then g = -0.25; lr 0.001, β1 0.9, β2 0.999, ε 1e-7 (Keras defaults).
+        // Step 1: m = 0.05, v = 0.00025, α = 0.001·√0.001/0.1 = 3.16227766e-4,
+        //         p = 1 - α·0.05/(√0.00025 + 1e-7) = 1 - 9.99993675e-4 = 0.999000006.
+        // Step 2: m = 0.045 - 0.025 = 0.02, v = 0.00024975 + 0.0000625 = 0.00031225,
+        //         α = 0.001·√(1-0.999²)/(1-0.9²) = 0.001·0.0447101778/0.19 = 2.35316725e-4,
+        //         p = 0.999000006 - α·0.02/(√0.00031225 + 1e-7) = 0.999000006 - 2.66336e-4.
+        let mut params = [1.0f32];
+        let (mut m, mut v) = ([0.0f32], [0.0f32]);
+        let mut step = AdamStep {
+            learning_rate: 0.001,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            weight_decay: 0.0,
+            step: 1,
+        };
+        adam(&mut params, &[0.5], &mut m, &mut v, step);
+        // f32 rounding of (1 - β) allows small relative errors.
+        assert!((m[0] - 0.05).abs() < 1e-7);
+        assert!((v[0] - 0.00025).abs() < 1e-8);
+        assert!((params[0] - 0.999_000_006).abs() < 2e-7, "{}", params[0]);
+        step.step = 2;
+        adam(&mut params, &[-0.25], &mut m, &mut v, step);
+        assert!((m[0] - 0.02).abs() < 1e-7);
+        assert!((v[0] - 0.000_312_25).abs() < 1e-8);
+        let expected = 0.999_000_006 - 2.353_167_25e-4 * 0.02 / (0.000_312_25f64.sqrt() + 1e-7);
+        assert!(
+            (params[0] as f64 - expected).abs() < 2e-7,
+            "{} vs {expected}",
+            params[0]
+        );
+    }
+}
