@@ -63,7 +63,11 @@ mod tests {
         // f32 rounding of (1 - β) allows small relative errors.
         assert!((m[0] - 0.05).abs() < 1e-7);
         assert!((v[0] - 0.00025).abs() < 1e-8);
-        assert!((params[0] - 0.999_000_006).abs() < 2e-7, "{}", params[0]);
+        assert!(
+            (params[0] as f64 - 0.999_000_006).abs() < 2e-7,
+            "{}",
+            params[0]
+        );
         step.step = 2;
         adam(&mut params, &[-0.25], &mut m, &mut v, step);
         assert!((m[0] - 0.02).abs() < 1e-7);
