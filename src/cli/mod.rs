@@ -2,8 +2,10 @@
 //! (errors name the option) before any work starts.
 
 pub mod eval;
+pub mod optimizer_args;
 pub mod train;
 pub mod train_report;
+pub mod validation_args;
 
 use std::path::PathBuf;
 

@@ -5,14 +5,15 @@ use std::time::Instant;
 
 use clap::Args;
 
+use crate::cli::optimizer_args::{describe_optimizer, OptimizerArgs};
+use crate::cli::validation_args::{ValidationArgs, ValidationPlan};
 use crate::cli::train_report::{TrainReportArgs, TrainSinks};
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::data::{load_split, DatasetKind, Split};
 use crate::error::{Error, Result};
 use crate::model_file::{Model, Normalization};
 use crate::nn::Architecture;
-use crate::optim::OptimizerConfig;
-use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Trainer};
+use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Trainer, Validation};
 
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
@@ -22,9 +23,6 @@ pub struct TrainArgs {
     /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD)
     #[arg(long, default_value = "32", value_parser = parse_batch_size)]
     pub batch_size: BatchSize,
-    /// Step size of the optimizer
-    #[arg(long, default_value_t = 0.001, allow_negative_numbers = true)]
-    pub learning_rate: f32,
     /// Seed for initialization, shuffling and dropout; the same seed gives the same model
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -52,6 +50,10 @@ pub struct TrainArgs {
     pub output_args: OutputArgs,
     #[command(flatten)]
     pub report: TrainReportArgs,
+    #[command(flatten)]
+    pub optimizer: OptimizerArgs,
+    #[command(flatten)]
+    pub validation: ValidationArgs,
 }
 
 /// `"full"` or a positive integer.
@@ -75,6 +77,7 @@ pub struct TrainJob {
     pub limit: Option<usize>,
     pub test_batch_size: usize,
     pub output: PathBuf,
+    pub validation: ValidationPlan,
 }
 
 impl TrainArgs {
@@ -83,12 +86,8 @@ impl TrainArgs {
         if self.epochs == 0 {
             return Err(Error::config("--epochs", "must be at least 1"));
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(Error::config(
-                "--learning-rate",
-                "must be a positive number",
-            ));
-        }
+        let (optimizer, learning_rate, schedule) = self.optimizer.resolve()?;
+        let validation = self.validation.resolve()?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("--dropout", "must be in [0, 1)"));
         }
@@ -113,8 +112,9 @@ impl TrainArgs {
         Ok(TrainJob {
             config: TrainConfig {
                 architecture,
-                optimizer: OptimizerConfig::adam_default(),
-                learning_rate: self.learning_rate,
+                optimizer,
+                learning_rate,
+                schedule,
                 epochs: self.epochs,
                 batch_size: self.batch_size,
                 seed: self.seed,
@@ -128,6 +128,7 @@ impl TrainArgs {
             limit: self.limit,
             test_batch_size: self.test_batch_size,
             output: self.output.clone(),
+            validation,
         })
     }
 }
@@ -152,8 +153,29 @@ pub fn run(args: TrainArgs) -> Result<()> {
         load_started.elapsed().as_secs_f64()
     ));
 
+    let (train_set, validation_set) =
+        job.validation
+            .hold_out(train_set, job.config.seed, &progress)?;
+    progress.info(&describe_optimizer(&job.config));
+
     let mut trainer = Trainer::new(job.config.clone());
-    trainer.fit(&train_set, &mut progress, &mut sinks.callbacks())?;
+    let mut controls = job.validation.controls();
+    let validation = validation_set.as_ref().map(|data| Validation {
+        data,
+        batch_size: job.test_batch_size,
+    });
+    let mut callbacks = sinks.callbacks();
+    callbacks.extend(controls.callbacks());
+    trainer.fit_with_validation(
+        &train_set,
+        validation,
+        &mut progress,
+        &mut callbacks,
+    )?;
+    drop(callbacks);
+    for line in controls.finish(&mut trainer.params) {
+        progress.info(&line);
+    }
 
     let model = Model {
         architecture: job.config.architecture.clone(),

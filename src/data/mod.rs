@@ -3,6 +3,7 @@
 pub mod batches;
 pub mod idx;
 pub mod mnist;
+pub mod split;
 
 pub use batches::{epoch_permutation, gather_normalized};
 pub use mnist::{load_split, Dataset, DatasetKind, Split};

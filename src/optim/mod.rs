@@ -4,7 +4,10 @@
 
 pub mod adam;
 pub mod rmsprop;
+pub mod schedule;
 pub mod sgd;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +39,42 @@ impl OptimizerConfig {
             beta2: 0.999,
             epsilon: 1e-7,
             weight_decay: 0.0,
+        }
+    }
+
+    /// Keras' default learning rate for the rule: 0.001 for the adaptive ones, 0.01 for the
+    /// SGD family.
+    pub fn default_learning_rate(&self) -> f32 {
+        match self {
+            OptimizerConfig::Adam { .. } | OptimizerConfig::Rmsprop { .. } => 0.001,
+            OptimizerConfig::Sgd
+            | OptimizerConfig::Momentum { .. }
+            | OptimizerConfig::Nesterov { .. } => 0.01,
+        }
+    }
+
+    /// The rule and its hyperparameters, e.g. `momentum (momentum 0.9)`.
+    pub fn describe(&self) -> String {
+        match *self {
+            OptimizerConfig::Sgd => "sgd".to_string(),
+            OptimizerConfig::Momentum { momentum } => format!("momentum (momentum {momentum})"),
+            OptimizerConfig::Nesterov { momentum } => format!("nesterov (momentum {momentum})"),
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay,
+            } => {
+                let decay = if weight_decay > 0.0 {
+                    format!(", decoupled weight decay {weight_decay}")
+                } else {
+                    String::new()
+                };
+                format!("adam (beta1 {beta1}, beta2 {beta2}, epsilon {epsilon:e}{decay})")
+            }
+            OptimizerConfig::Rmsprop { rho, epsilon } => {
+                format!("rmsprop (rho {rho}, epsilon {epsilon:e})")
+            }
         }
     }
 

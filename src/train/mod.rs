@@ -1,5 +1,6 @@
 //! The training loop and what it reports.
 
+pub mod callbacks;
 pub mod evaluate;
 pub mod metrics;
 pub mod progress;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use crate::data::{epoch_permutation, Dataset};
 use crate::error::{Error, Result};
 use crate::nn::{Architecture, Mlp};
+use crate::optim::schedule::LrSchedule;
 use crate::optim::{Optimizer, OptimizerConfig};
 
 pub use evaluate::evaluate;
@@ -39,7 +41,9 @@ impl BatchSize {
 pub struct TrainConfig {
     pub architecture: Architecture,
     pub optimizer: OptimizerConfig,
+    /// The base learning rate; `schedule` derives each step's rate from it.
     pub learning_rate: f32,
+    pub schedule: LrSchedule,
     pub epochs: usize,
     pub batch_size: BatchSize,
     pub seed: u64,
@@ -52,6 +56,7 @@ impl Default for TrainConfig {
             architecture: Architecture::tutorial(),
             optimizer: OptimizerConfig::adam_default(),
             learning_rate: 0.001,
+            schedule: LrSchedule::default(),
             epochs: 5,
             batch_size: BatchSize::Examples(32),
             seed: 42,
@@ -86,6 +91,14 @@ pub trait Callback {
     fn on_epoch_end(&mut self, _trainer: &Trainer, _record: &EpochRecord) -> Result<Control> {
         Ok(Control::Continue)
     }
+}
+
+/// Data held out to measure the model after every epoch (`val_loss`, `val_accuracy`).
+#[derive(Debug, Clone, Copy)]
+pub struct Validation<'a> {
+    pub data: &'a Dataset,
+    /// Examples per batch when evaluating.
+    pub batch_size: usize,
 }
 
 /// A training run's state: everything needed to continue it.
@@ -128,6 +141,17 @@ impl Trainer {
         progress: &mut Progress,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<()> {
+        self.fit_with_validation(train, None, progress, callbacks)
+    }
+
+    /// [`Trainer::fit`], also evaluating on `validation` (if any) after every epoch.
+    pub fn fit_with_validation(
+        &mut self,
+        train: &Dataset,
+        validation: Option<Validation>,
+        progress: &mut Progress,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<()> {
         if train.is_empty() {
             return Err(Error::config("--limit", "no training examples to train on"));
         }
@@ -136,7 +160,17 @@ impl Trainer {
         let mut buffers = StepBuffers::new(&self.mlp, batch_size);
         while self.epoch < self.config.epochs {
             let epoch = self.epoch;
-            let learning_rate = self.config.learning_rate;
+            let (schedule, base_rate, epochs) = (
+                self.config.schedule,
+                self.config.learning_rate,
+                self.config.epochs,
+            );
+            let learning_rate_at = move |step: usize| {
+                let global_step = (epoch * steps_per_epoch + step) as u64;
+                schedule.learning_rate(base_rate, global_step, steps_per_epoch, epochs)
+            };
+            // Reported in the epoch's record: the rate of its last step.
+            let learning_rate = learning_rate_at(steps_per_epoch - 1);
             let order = epoch_permutation(train.len(), self.config.seed, epoch);
             progress.start_epoch(epoch + 1, steps_per_epoch);
             let started = Instant::now();
@@ -163,7 +197,7 @@ impl Trainer {
                     });
                 }
                 self.optimizer
-                    .step(&mut self.params, &buffers.grads, learning_rate);
+                    .step(&mut self.params, &buffers.grads, learning_rate_at(step));
                 self.running.loss_sum += batch_loss;
                 self.running.correct += batch_correct;
                 self.running.seen += batch.len();
@@ -184,12 +218,14 @@ impl Trainer {
                 correct,
                 seen,
             } = std::mem::take(&mut self.running);
+            let validated =
+                validation.map(|v| evaluate(&self.mlp, &self.params, v.data, v.batch_size));
             let record = EpochRecord {
                 epoch: epoch + 1,
                 loss: loss_sum / seen as f64,
                 accuracy: correct as f64 / seen as f64,
-                val_loss: None,
-                val_accuracy: None,
+                val_loss: validated.as_ref().map(|v| v.loss),
+                val_accuracy: validated.as_ref().map(|v| v.accuracy),
                 learning_rate,
                 seconds,
                 samples_per_second: seen as f64 / seconds.max(1e-9),

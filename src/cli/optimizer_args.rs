@@ -1,0 +1,294 @@
+//! `train`'s options that choose the optimizer, its hyperparameters and the learning-rate
+//! schedule. Defaults follow Keras so results are comparable with the tutorial.
+
+use clap::{Args, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::optim::schedule::{LrSchedule, ScheduleKind, Warmup};
+use crate::optim::OptimizerConfig;
+use crate::train::TrainConfig;
+
+pub const DEFAULT_MOMENTUM: f32 = 0.9;
+pub const DEFAULT_BETA1: f32 = 0.9;
+pub const DEFAULT_BETA2: f32 = 0.999;
+pub const DEFAULT_EPSILON: f32 = 1e-7;
+pub const DEFAULT_RHO: f32 = 0.9;
+pub const DEFAULT_LR_STEP_SIZE: usize = 2;
+pub const DEFAULT_LR_DECAY: f32 = 0.5;
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Optimizer")]
+pub struct OptimizerArgs {
+    /// Update rule
+    #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
+    pub optimizer: OptimizerName,
+    /// Step size [default: 0.001 for adam and rmsprop, 0.01 for sgd, momentum and nesterov]
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
+    pub learning_rate: Option<f32>,
+    /// Momentum coefficient, for momentum and nesterov [default: 0.9]
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
+    pub momentum: Option<f32>,
+    /// Adam's decay rate of the gradient average [default: 0.9]
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta1: Option<f32>,
+    /// Adam's decay rate of the squared-gradient average [default: 0.999]
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta2: Option<f32>,
+    /// Constant that keeps adam's and rmsprop's denominator away from zero [default: 1e-7]
+    #[arg(long, allow_negative_numbers = true)]
+    pub epsilon: Option<f32>,
+    /// RMSprop's decay rate of the squared-gradient average [default: 0.9]
+    #[arg(long, allow_negative_numbers = true)]
+    pub rho: Option<f32>,
+    /// Decoupled weight decay (AdamW), adam only: every step also does p -= lr * wd * p [default: 0]
+    #[arg(long, value_name = "WD", allow_negative_numbers = true)]
+    pub weight_decay: Option<f32>,
+
+    /// How the learning rate changes during training (computed before every step)
+    #[arg(long, value_enum, default_value_t = ScheduleName::Constant, help_heading = "Learning-rate schedule")]
+    pub lr_schedule: ScheduleName,
+    /// step: epochs between decays [default: 2]
+    #[arg(long, value_name = "EPOCHS", help_heading = "Learning-rate schedule")]
+    pub lr_step_size: Option<usize>,
+    /// step and exponential: factor applied per decay (step) or per epoch (exponential) [default: 0.5]
+    #[arg(
+        long,
+        value_name = "GAMMA",
+        allow_negative_numbers = true,
+        help_heading = "Learning-rate schedule"
+    )]
+    pub lr_decay: Option<f32>,
+    /// cosine: the learning rate reached at the end of training [default: 0]
+    #[arg(
+        long,
+        value_name = "LR",
+        allow_negative_numbers = true,
+        help_heading = "Learning-rate schedule"
+    )]
+    pub lr_min: Option<f32>,
+    /// Linear warm-up from lr/W to lr over this many epochs (fractions allowed) before the schedule
+    #[arg(
+        long,
+        value_name = "EPOCHS",
+        allow_negative_numbers = true,
+        conflicts_with = "warmup_steps",
+        help_heading = "Learning-rate schedule"
+    )]
+    pub warmup_epochs: Option<f32>,
+    /// Linear warm-up over this many optimization steps before the schedule
+    #[arg(long, value_name = "STEPS", help_heading = "Learning-rate schedule")]
+    pub warmup_steps: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerName {
+    /// Plain gradient descent, p -= lr * g (stochastic, mini-batch or full-batch by --batch-size)
+    Sgd,
+    /// SGD with heavy-ball momentum
+    Momentum,
+    /// SGD with Nesterov momentum
+    Nesterov,
+    /// Adam (AdamW with --weight-decay)
+    Adam,
+    /// RMSprop
+    Rmsprop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleName {
+    /// The same rate throughout
+    Constant,
+    /// Multiply by --lr-decay every --lr-step-size epochs
+    Step,
+    /// Multiply by --lr-decay per epoch, smoothly (a little every step)
+    Exponential,
+    /// Half a cosine from the learning rate down to --lr-min at the end of training
+    Cosine,
+}
+
+impl OptimizerArgs {
+    /// Checks the values and their combinations; returns the optimizer, the base learning rate
+    /// and the schedule. Errors name the option.
+    pub fn resolve(&self) -> Result<(OptimizerConfig, f32, LrSchedule)> {
+        let name = self.optimizer;
+        let given = |option: &str, value: Option<f32>, allowed: &[OptimizerName]| {
+            if value.is_some() && !allowed.contains(&name) {
+                let allowed: Vec<&str> = allowed.iter().map(|o| o.as_str()).collect();
+                return Err(Error::config(
+                    option,
+                    format!(
+                        "applies only to --optimizer {}, not {}",
+                        allowed.join(" or "),
+                        name.as_str()
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        use OptimizerName::*;
+        given("--momentum", self.momentum, &[Momentum, Nesterov])?;
+        given("--beta1", self.beta1, &[Adam])?;
+        given("--beta2", self.beta2, &[Adam])?;
+        given("--weight-decay", self.weight_decay, &[Adam])?;
+        given("--epsilon", self.epsilon, &[Adam, Rmsprop])?;
+        given("--rho", self.rho, &[Rmsprop])?;
+
+        let momentum = unit_interval("--momentum", self.momentum.unwrap_or(DEFAULT_MOMENTUM))?;
+        let epsilon = positive("--epsilon", self.epsilon.unwrap_or(DEFAULT_EPSILON))?;
+        let config = match name {
+            Sgd => OptimizerConfig::Sgd,
+            Momentum => OptimizerConfig::Momentum { momentum },
+            Nesterov => OptimizerConfig::Nesterov { momentum },
+            Adam => OptimizerConfig::Adam {
+                beta1: unit_interval("--beta1", self.beta1.unwrap_or(DEFAULT_BETA1))?,
+                beta2: unit_interval("--beta2", self.beta2.unwrap_or(DEFAULT_BETA2))?,
+                epsilon,
+                weight_decay: non_negative("--weight-decay", self.weight_decay.unwrap_or(0.0))?,
+            },
+            Rmsprop => OptimizerConfig::Rmsprop {
+                rho: unit_interval("--rho", self.rho.unwrap_or(DEFAULT_RHO))?,
+                epsilon,
+            },
+        };
+        let learning_rate = positive(
+            "--learning-rate",
+            self.learning_rate
+                .unwrap_or_else(|| config.default_learning_rate()),
+        )?;
+        Ok((config, learning_rate, self.schedule(learning_rate)?))
+    }
+
+    fn schedule(&self, learning_rate: f32) -> Result<LrSchedule> {
+        let schedule = self.lr_schedule;
+        let only_for = |option: &str, given: bool, allowed: &[ScheduleName]| {
+            if given && !allowed.contains(&schedule) {
+                let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+                return Err(Error::config(
+                    option,
+                    format!(
+                        "applies only to --lr-schedule {}, not {}",
+                        allowed.join(" or "),
+                        schedule.as_str()
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        only_for("--lr-step-size", self.lr_step_size.is_some(), &[ScheduleName::Step])?;
+        only_for(
+            "--lr-decay",
+            self.lr_decay.is_some(),
+            &[ScheduleName::Step, ScheduleName::Exponential],
+        )?;
+        only_for("--lr-min", self.lr_min.is_some(), &[ScheduleName::Cosine])?;
+
+        let gamma = self.lr_decay.unwrap_or(DEFAULT_LR_DECAY);
+        if !(gamma > 0.0 && gamma <= 1.0) {
+            return Err(Error::config("--lr-decay", "must be in (0, 1]"));
+        }
+        let kind = match schedule {
+            ScheduleName::Constant => ScheduleKind::Constant,
+            ScheduleName::Step => {
+                let step_size = self.lr_step_size.unwrap_or(DEFAULT_LR_STEP_SIZE);
+                if step_size == 0 {
+                    return Err(Error::config("--lr-step-size", "must be at least 1 epoch"));
+                }
+                ScheduleKind::Step { step_size, gamma }
+            }
+            ScheduleName::Exponential => ScheduleKind::Exponential { gamma },
+            ScheduleName::Cosine => {
+                let min_learning_rate = non_negative("--lr-min", self.lr_min.unwrap_or(0.0))?;
+                if min_learning_rate > learning_rate {
+                    return Err(Error::config(
+                        "--lr-min",
+                        format!("{min_learning_rate} is above --learning-rate {learning_rate}"),
+                    ));
+                }
+                ScheduleKind::Cosine { min_learning_rate }
+            }
+        };
+        let warmup = match (self.warmup_epochs, self.warmup_steps) {
+            (Some(epochs), _) => {
+                if !(epochs.is_finite() && epochs > 0.0) {
+                    return Err(Error::config("--warmup-epochs", "must be a positive number"));
+                }
+                Warmup::Epochs(epochs)
+            }
+            (None, Some(0)) => {
+                return Err(Error::config("--warmup-steps", "must be at least 1"));
+            }
+            (None, Some(steps)) => Warmup::Steps(steps),
+            (None, None) => Warmup::None,
+        };
+        Ok(LrSchedule { kind, warmup })
+    }
+}
+
+impl OptimizerName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptimizerName::Sgd => "sgd",
+            OptimizerName::Momentum => "momentum",
+            OptimizerName::Nesterov => "nesterov",
+            OptimizerName::Adam => "adam",
+            OptimizerName::Rmsprop => "rmsprop",
+        }
+    }
+}
+
+impl ScheduleName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleName::Constant => "constant",
+            ScheduleName::Step => "step",
+            ScheduleName::Exponential => "exponential",
+            ScheduleName::Cosine => "cosine",
+        }
+    }
+}
+
+/// One line for the log, e.g. `Optimizer: adam (beta1 0.9, beta2 0.999, epsilon 1e-7), learning rate 0.001, constant schedule`.
+pub fn describe_optimizer(config: &TrainConfig) -> String {
+    format!(
+        "Optimizer: {}, learning rate {}, {} schedule",
+        config.optimizer.describe(),
+        config.learning_rate,
+        config.schedule.describe()
+    )
+}
+
+/// A finite value > 0.
+pub fn positive(option: &str, value: f32) -> Result<f32> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(Error::config(
+            option,
+            format!("must be a positive number, got {value}"),
+        ))
+    }
+}
+
+/// A finite value ≥ 0.
+fn non_negative(option: &str, value: f32) -> Result<f32> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(Error::config(
+            option,
+            format!("must be zero or positive, got {value}"),
+        ))
+    }
+}
+
+/// A decay or momentum coefficient in [0, 1).
+fn unit_interval(option: &str, value: f32) -> Result<f32> {
+    if (0.0..1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::config(
+            option,
+            format!("must be in [0, 1), got {value}"),
+        ))
+    }
+}

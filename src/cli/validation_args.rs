@@ -1,0 +1,163 @@
+//! `train`'s options for holding out a validation set, early stopping and keeping the best epoch.
+
+use clap::{Args, ValueEnum};
+
+use crate::data::split::hold_out_validation;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::train::callbacks::{BestWeights, EarlyStopping, Metric, Monitor, TrainingControls};
+use crate::train::Progress;
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Validation and early stopping")]
+pub struct ValidationArgs {
+    /// Hold out this fraction of the training images (after --limit) for validation: a random
+    /// sample drawn from --seed, stratified by class; val_loss and val_accuracy are reported
+    /// every epoch
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub validation_split: Option<f64>,
+    /// Stop when the monitored metric has not improved for PATIENCE epochs in a row
+    #[arg(long, value_name = "PATIENCE")]
+    pub early_stopping: Option<usize>,
+    /// Smallest change of the monitored metric that counts as an improvement [default: 0]
+    #[arg(long, value_name = "DELTA", allow_negative_numbers = true)]
+    pub min_delta: Option<f64>,
+    /// Metric watched by --early-stopping and --restore-best [default: val_loss]
+    #[arg(long, value_enum)]
+    pub monitor: Option<MetricArg>,
+    /// Keep (and save) the weights of the epoch with the best monitored metric, whatever
+    /// stopped training
+    #[arg(long)]
+    pub restore_best: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    #[value(name = "val_loss")]
+    ValLoss,
+    #[value(name = "val_accuracy")]
+    ValAccuracy,
+    #[value(name = "loss")]
+    Loss,
+    #[value(name = "accuracy")]
+    Accuracy,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(value: MetricArg) -> Self {
+        match value {
+            MetricArg::ValLoss => Metric::ValLoss,
+            MetricArg::ValAccuracy => Metric::ValAccuracy,
+            MetricArg::Loss => Metric::Loss,
+            MetricArg::Accuracy => Metric::Accuracy,
+        }
+    }
+}
+
+/// Validated validation and early-stopping settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationPlan {
+    pub split: Option<f64>,
+    /// The monitor and the patience.
+    pub early_stopping: Option<(Monitor, usize)>,
+    pub restore_best: Option<Monitor>,
+}
+
+impl ValidationArgs {
+    /// Checks the values and their combinations; errors name the option.
+    pub fn resolve(&self) -> Result<ValidationPlan> {
+        if let Some(fraction) = self.validation_split {
+            if !(fraction > 0.0 && fraction < 1.0) {
+                return Err(Error::config(
+                    "--validation-split",
+                    format!("must be a fraction in (0, 1), got {fraction}"),
+                ));
+            }
+        }
+        let watching = self.early_stopping.is_some() || self.restore_best;
+        if !watching {
+            for (option, given) in [
+                ("--monitor", self.monitor.is_some()),
+                ("--min-delta", self.min_delta.is_some()),
+            ] {
+                if given {
+                    return Err(Error::config(
+                        option,
+                        "has no effect without --early-stopping or --restore-best",
+                    ));
+                }
+            }
+        }
+        let min_delta = self.min_delta.unwrap_or(0.0);
+        if !(min_delta.is_finite() && min_delta >= 0.0) {
+            return Err(Error::config(
+                "--min-delta",
+                format!("must be zero or positive, got {min_delta}"),
+            ));
+        }
+        let monitor = Monitor {
+            metric: self.monitor.map_or(Metric::ValLoss, Metric::from),
+            min_delta,
+        };
+        if watching && monitor.metric.needs_validation() && self.validation_split.is_none() {
+            let option = if self.early_stopping.is_some() {
+                "--early-stopping"
+            } else {
+                "--restore-best"
+            };
+            return Err(Error::config(
+                option,
+                format!(
+                    "monitors {}, which needs --validation-split (or choose --monitor loss)",
+                    monitor.metric.name()
+                ),
+            ));
+        }
+        Ok(ValidationPlan {
+            split: self.validation_split,
+            early_stopping: self.early_stopping.map(|patience| (monitor, patience)),
+            restore_best: self.restore_best.then_some(monitor),
+        })
+    }
+}
+
+impl ValidationPlan {
+    /// Holds out the validation set if asked, saying how it was drawn.
+    /// Returns (what to train on, what to validate on).
+    pub fn hold_out(
+        &self,
+        dataset: Dataset,
+        seed: u64,
+        progress: &Progress,
+    ) -> Result<(Dataset, Option<Dataset>)> {
+        let Some(fraction) = self.split else {
+            return Ok((dataset, None));
+        };
+        let held = hold_out_validation(&dataset, fraction, seed)?;
+        let per_class: Vec<String> = held
+            .validation_per_class
+            .iter()
+            .map(|count| count.to_string())
+            .collect();
+        progress.info(&format!(
+            "Validation: held out {} of {} training images ({:.1}%), drawn at random within each class \
+             (stratified) with seed {seed}; per class {}; training on {}",
+            held.validation.len(),
+            dataset.len(),
+            100.0 * held.validation.len() as f64 / dataset.len() as f64,
+            per_class.join(" "),
+            held.train.len()
+        ));
+        Ok((held.train, Some(held.validation)))
+    }
+
+    /// The callbacks these settings ask for.
+    pub fn controls(&self) -> TrainingControls {
+        TrainingControls {
+            early_stopping: self
+                .early_stopping
+                .map(|(monitor, patience)| EarlyStopping::new(monitor, patience)),
+            best_weights: self.restore_best.map(BestWeights::new),
+        }
+    }
+}
