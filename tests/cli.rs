@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::assert_one_line_error;
+
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -164,7 +166,7 @@ fn help_shows_every_default_and_version_prints() {
         "--batch-size",
         "[default: 32]",
         "--learning-rate",
-        "[default: 0.001]",
+        "[default: 0.001 for adam",
         "--seed",
         "--data-dir",
         "--output",
@@ -176,18 +178,6 @@ fn help_shows_every_default_and_version_prints() {
     assert!(stdout_of(mnist_train().arg("--help")).contains("eval"));
     assert!(stdout_of(mnist_train().args(["eval", "--help"])).contains("--model"));
     assert!(stdout_of(mnist_train().arg("--version")).starts_with("mnist-train "));
-}
-
-/// Runs the binary, expecting failure with `code` and a single stderr line containing every `needle`.
-fn assert_one_line_error(command: &mut Command, code: i32, needles: &[&str]) {
-    let output = command.output().unwrap();
-    assert_eq!(output.status.code(), Some(code), "{output:?}");
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    for needle in needles {
-        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
-    }
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

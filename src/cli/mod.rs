@@ -33,6 +33,8 @@ pub struct Cli {
     pub train: train::TrainArgs,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model and evaluate it on the test set (the default command)

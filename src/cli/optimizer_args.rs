@@ -23,25 +23,25 @@ pub struct OptimizerArgs {
     #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
     pub optimizer: OptimizerName,
     /// Step size [default: 0.001 for adam and rmsprop, 0.01 for sgd, momentum and nesterov]
-    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
+    #[arg(long, value_name = "LR", allow_hyphen_values = true)]
     pub learning_rate: Option<f32>,
     /// Momentum coefficient, for momentum and nesterov [default: 0.9]
-    #[arg(long, value_name = "M", allow_negative_numbers = true)]
+    #[arg(long, value_name = "M", allow_hyphen_values = true)]
     pub momentum: Option<f32>,
     /// Adam's decay rate of the gradient average [default: 0.9]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub beta1: Option<f32>,
     /// Adam's decay rate of the squared-gradient average [default: 0.999]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub beta2: Option<f32>,
     /// Constant that keeps adam's and rmsprop's denominator away from zero [default: 1e-7]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub epsilon: Option<f32>,
     /// RMSprop's decay rate of the squared-gradient average [default: 0.9]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub rho: Option<f32>,
     /// Decoupled weight decay (AdamW), adam only: every step also does p -= lr * wd * p [default: 0]
-    #[arg(long, value_name = "WD", allow_negative_numbers = true)]
+    #[arg(long, value_name = "WD", allow_hyphen_values = true)]
     pub weight_decay: Option<f32>,
 
     /// How the learning rate changes during training (computed before every step)
@@ -54,7 +54,7 @@ pub struct OptimizerArgs {
     #[arg(
         long,
         value_name = "GAMMA",
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         help_heading = "Learning-rate schedule"
     )]
     pub lr_decay: Option<f32>,
@@ -62,7 +62,7 @@ pub struct OptimizerArgs {
     #[arg(
         long,
         value_name = "LR",
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         help_heading = "Learning-rate schedule"
     )]
     pub lr_min: Option<f32>,
@@ -70,7 +70,7 @@ pub struct OptimizerArgs {
     #[arg(
         long,
         value_name = "EPOCHS",
-        allow_negative_numbers = true,
+        allow_hyphen_values = true,
         conflicts_with = "warmup_steps",
         help_heading = "Learning-rate schedule"
     )]
@@ -174,7 +174,11 @@ impl OptimizerArgs {
             }
             Ok(())
         };
-        only_for("--lr-step-size", self.lr_step_size.is_some(), &[ScheduleName::Step])?;
+        only_for(
+            "--lr-step-size",
+            self.lr_step_size.is_some(),
+            &[ScheduleName::Step],
+        )?;
         only_for(
             "--lr-decay",
             self.lr_decay.is_some(),
@@ -210,7 +214,10 @@ impl OptimizerArgs {
         let warmup = match (self.warmup_epochs, self.warmup_steps) {
             (Some(epochs), _) => {
                 if !(epochs.is_finite() && epochs > 0.0) {
-                    return Err(Error::config("--warmup-epochs", "must be a positive number"));
+                    return Err(Error::config(
+                        "--warmup-epochs",
+                        "must be a positive number",
+                    ));
                 }
                 Warmup::Epochs(epochs)
             }

@@ -6,8 +6,8 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::cli::optimizer_args::{describe_optimizer, OptimizerArgs};
-use crate::cli::validation_args::{ValidationArgs, ValidationPlan};
 use crate::cli::train_report::{TrainReportArgs, TrainSinks};
+use crate::cli::validation_args::{ValidationArgs, ValidationPlan};
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::data::{load_split, DatasetKind, Split};
 use crate::error::{Error, Result};
@@ -166,13 +166,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     });
     let mut callbacks = sinks.callbacks();
     callbacks.extend(controls.callbacks());
-    trainer.fit_with_validation(
-        &train_set,
-        validation,
-        &mut progress,
-        &mut callbacks,
-    )?;
-    drop(callbacks);
+    trainer.fit_with_validation(&train_set, validation, &mut progress, &mut callbacks)?;
     for line in controls.finish(&mut trainer.params) {
         progress.info(&line);
     }

@@ -14,13 +14,13 @@ pub struct ValidationArgs {
     /// Hold out this fraction of the training images (after --limit) for validation: a random
     /// sample drawn from --seed, stratified by class; val_loss and val_accuracy are reported
     /// every epoch
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    #[arg(long, value_name = "F", allow_hyphen_values = true)]
     pub validation_split: Option<f64>,
     /// Stop when the monitored metric has not improved for PATIENCE epochs in a row
     #[arg(long, value_name = "PATIENCE")]
     pub early_stopping: Option<usize>,
     /// Smallest change of the monitored metric that counts as an improvement [default: 0]
-    #[arg(long, value_name = "DELTA", allow_negative_numbers = true)]
+    #[arg(long, value_name = "DELTA", allow_hyphen_values = true)]
     pub min_delta: Option<f64>,
     /// Metric watched by --early-stopping and --restore-best [default: val_loss]
     #[arg(long, value_enum)]

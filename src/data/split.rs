@@ -58,7 +58,10 @@ fn class_quotas(by_class: &[Vec<usize>], fraction: f64, total: usize) -> Vec<usi
     let mut by_remainder: Vec<usize> = (0..quotas.len()).filter(|&c| remainder(c) > 0.0).collect();
     // Largest remainder first; ties go to the lower class index (a stable sort keeps the order).
     by_remainder.sort_by(|&a, &b| remainder(b).total_cmp(&remainder(a)));
-    for class in by_remainder.into_iter().take(target.saturating_sub(assigned)) {
+    for class in by_remainder
+        .into_iter()
+        .take(target.saturating_sub(assigned))
+    {
         quotas[class] += 1;
     }
     quotas
@@ -122,10 +125,18 @@ mod tests {
     fn parts_are_disjoint_and_cover_everything() {
         let labels = labels();
         let split = stratified_split(&labels, 10, 0.2, 7);
-        let mut all: Vec<usize> = split.train.iter().chain(&split.validation).copied().collect();
+        let mut all: Vec<usize> = split
+            .train
+            .iter()
+            .chain(&split.validation)
+            .copied()
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..labels.len()).collect::<Vec<_>>());
-        assert!(split.train.iter().all(|i| split.validation.binary_search(i).is_err()));
+        assert!(split
+            .train
+            .iter()
+            .all(|i| split.validation.binary_search(i).is_err()));
     }
 
     #[test]
@@ -175,9 +186,13 @@ mod tests {
             cols: 2,
             class_names: vec!["a".into(), "b".into()],
         };
-        let error = hold_out_validation(&dataset, 0.1, 1).unwrap_err().to_string();
+        let error = hold_out_validation(&dataset, 0.1, 1)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("--validation-split") && error.contains("no validation"));
-        let error = hold_out_validation(&dataset, 0.9, 1).unwrap_err().to_string();
+        let error = hold_out_validation(&dataset, 0.9, 1)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("nothing to train on"), "{error}");
         let held = hold_out_validation(&dataset, 0.34, 1).unwrap();
         assert_eq!((held.train.len(), held.validation.len()), (2, 1));

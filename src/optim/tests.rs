@@ -69,9 +69,15 @@ fn adam_bias_correction_on_steps_one_and_two() {
     let after = run(OptimizerConfig::adam_default(), 0.001, &[GRAD_1, GRAD_2]);
     // Step 1: m = 0.1·g, v = 0.001·g², α = 0.001·√0.001 / 0.1, so the step is ≈ lr·sign(g)
     // (bias correction makes the first step lr-sized whatever the gradient's scale).
-    assert_close(&after[0], &[0.999_000_006_324_515_4, -1.999_000_003_162_267_7]);
+    assert_close(
+        &after[0],
+        &[0.999_000_006_324_515_4, -1.999_000_003_162_267_7],
+    );
     // Step 2: m = (0.02, -0.015), v = (3.1225e-4, 1.5615e-3), α = 0.001·√(1-0.999²) / (1-0.9²).
-    assert_close(&after[1], &[0.998_733_670_792_079_2, -1.998_910_678_380_910_5]);
+    assert_close(
+        &after[1],
+        &[0.998_733_670_792_079_2, -1.998_910_678_380_910_5],
+    );
 }
 
 #[test]
@@ -84,7 +90,10 @@ fn adamw_decays_weights_before_the_adam_step() {
     };
     let after = run(config, 0.01, &[GRAD_1]);
     // p ← p - 0.01·0.1·p, then the Adam step of size ≈ 0.01.
-    assert_close(&after[0], &[0.989_000_063_245_153_2, -1.988_000_031_622_676_7]);
+    assert_close(
+        &after[0],
+        &[0.989_000_063_245_153_2, -1.988_000_031_622_676_7],
+    );
 }
 
 #[test]
@@ -95,9 +104,15 @@ fn rmsprop_two_steps_with_epsilon_inside_the_root() {
     };
     let after = run(config, 0.001, &[GRAD_1, GRAD_2]);
     // s1 = 0.1·g²; p -= 0.001·g / √(s1 + 1e-7)
-    assert_close(&after[0], &[0.996_837_728_664_367_9, -1.996_837_723_920_969_4]);
+    assert_close(
+        &after[0],
+        &[0.996_837_728_664_367_9, -1.996_837_723_920_969_4],
+    );
     // s2 = 0.9·s1 + 0.1·g2²
-    assert_close(&after[1], &[0.998_312_145_661_715_7, -1.998_798_884_601_869]);
+    assert_close(
+        &after[1],
+        &[0.998_312_145_661_715_7, -1.998_798_884_601_869],
+    );
 }
 
 #[test]

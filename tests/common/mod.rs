@@ -58,3 +58,15 @@ pub fn write_idx(dir: &Path, name: &str, bytes: &[u8], compressed: bool) {
         std::fs::write(dir.join(name), bytes).expect("write fixture");
     }
 }
+
+/// Runs the binary, expecting failure with `code` and a single stderr line containing every `needle`.
+pub fn assert_one_line_error(command: &mut assert_cmd::Command, code: i32, needles: &[&str]) {
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
