@@ -1,14 +1,21 @@
-//! `mnist-train eval`: evaluate a saved model on the test set.
+//! `mnist-train eval`: evaluate a saved model on the test set — loss, accuracy, per-class
+//! precision/recall/F1, the confusion matrix, the most-confused pairs, and optionally the most
+//! confident mistakes drawn in the terminal.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
+use serde::Serialize;
 
 use crate::cli::DataArgs;
-use crate::data::{load_split, DatasetKind, Split};
+use crate::data::{load_split, Dataset, DatasetKind, Split};
 use crate::error::{Error, Result};
 use crate::model_file::Model;
 use crate::nn::Mlp;
+use crate::predict::{fit_width, probabilities, render_half_blocks, tile_grid};
+use crate::report::classification::{most_confused_pairs, ClassificationReport, ConfusedPair};
+use crate::report::{colors_allowed, print_json_line, HumanOutput};
 use crate::train::{evaluate, Evaluation};
 
 #[derive(Debug, Clone, Args)]
@@ -21,24 +28,33 @@ pub struct EvalArgs {
     /// Examples per batch when evaluating
     #[arg(long, default_value_t = 1000)]
     pub test_batch_size: usize,
+    /// How many of the most-confused (true, predicted) pairs to list
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub confused: usize,
+    /// Draw the K most confident mistakes in the terminal with their true and predicted labels
+    #[arg(long, value_name = "K")]
+    pub show_errors: Option<usize>,
+    /// Print one JSON object on stdout (human text goes to stderr)
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(args: EvalArgs) -> Result<()> {
-    if args.test_batch_size == 0 {
-        return Err(Error::config("--test-batch-size", "must be at least 1"));
-    }
-    let model = Model::load(&args.model)?;
+/// Loads the test split of the dataset `model` was trained on, and checks that it fits the model.
+pub fn load_test_set_for(model: &Model, model_path: &Path, data: &DataArgs) -> Result<Dataset> {
     let dataset = match model.dataset.as_str() {
         "fashion" => DatasetKind::Fashion,
         _ => DatasetKind::Mnist,
     };
-    let data_dir = args.data.data_dir.unwrap_or_else(|| dataset.default_dir());
+    let data_dir = data
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| dataset.default_dir());
     let mut test_set = load_split(&data_dir, Split::Test, dataset)?;
     if test_set.pixels_per_image() != model.architecture.inputs
         || test_set.num_classes() != model.architecture.outputs
     {
         return Err(Error::model(
-            &args.model,
+            model_path,
             format!(
                 "expects {} inputs and {} classes, but the data has {} pixels and {} classes",
                 model.architecture.inputs,
@@ -49,9 +65,59 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ));
     }
     test_set.class_names = model.class_names.clone();
+    Ok(test_set)
+}
+
+/// One misclassified test image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mistake {
+    /// Position in the test set.
+    pub index: usize,
+    #[serde(rename = "true")]
+    pub true_class: String,
+    pub predicted: String,
+    /// The model's probability for the class it predicted.
+    pub confidence: f32,
+}
+
+/// The `"type": "evaluation"` object printed by `eval --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationJson {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub model: String,
+    pub dataset: String,
+    pub class_names: Vec<String>,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub correct: usize,
+    pub count: usize,
+    #[serde(flatten)]
+    pub report: ClassificationReport,
+    /// `confusion_matrix[true][predicted]`
+    pub confusion_matrix: Vec<Vec<u64>>,
+    pub most_confused: Vec<ConfusedPair>,
+    /// The most confident mistakes, most confident first (empty without --show-errors).
+    pub errors: Vec<Mistake>,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    if args.test_batch_size == 0 {
+        return Err(Error::config("--test-batch-size", "must be at least 1"));
+    }
+    let human = HumanOutput::new(args.json);
+    let model = Model::load(&args.model)?;
+    let test_set = load_test_set_for(&model, &args.model, &args.data)?;
     let mlp = Mlp::new(model.architecture.clone());
     let evaluation = evaluate(&mlp, &model.parameters, &test_set, args.test_batch_size);
-    println!(
+    let report = ClassificationReport::from_confusion(&evaluation.confusion, &model.class_names);
+    let pairs = most_confused_pairs(&evaluation.confusion, &model.class_names, args.confused);
+    let mistakes = match args.show_errors {
+        Some(count) => most_confident_mistakes(&mlp, &model, &test_set, count),
+        None => Vec::new(),
+    };
+
+    human.line(&format!(
         "Model: {} ({} parameters, layers {}, trained on {})",
         args.model.display(),
         mlp.parameter_count(),
@@ -63,17 +129,127 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join("-"),
         model.dataset
-    );
-    println!(
+    ));
+    human.line(&format!(
         "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
         evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
-    );
-    println!();
-    print!(
-        "{}",
-        format_confusion_matrix(&evaluation, &model.class_names)
-    );
+    ));
+    human.line("");
+    human.print(&report.format_table());
+    human.line("");
+    human.print(&format_confusion_matrix(&evaluation, &model.class_names));
+    if !pairs.is_empty() {
+        human.line("");
+        human.line("Most confused (true → predicted: count)");
+        for pair in &pairs {
+            human.line(&format!(
+                "  {} → {}: {}",
+                pair.true_class, pair.predicted_class, pair.count
+            ));
+        }
+    }
+    if args.show_errors.is_some() {
+        human.line("");
+        let color = if args.json {
+            colors_allowed(std::io::stderr().is_terminal())
+        } else {
+            colors_allowed(std::io::stdout().is_terminal())
+        };
+        human.print(&format_mistakes(&mistakes, &test_set, color));
+    }
+    if args.json {
+        print_json_line(&EvaluationJson {
+            kind: "evaluation",
+            model: args.model.display().to_string(),
+            dataset: model.dataset.clone(),
+            class_names: model.class_names.clone(),
+            loss: evaluation.loss,
+            accuracy: evaluation.accuracy,
+            correct: evaluation.correct,
+            count: evaluation.count,
+            report,
+            confusion_matrix: evaluation.confusion.clone(),
+            most_confused: pairs,
+            errors: mistakes,
+        })?;
+    }
     Ok(())
+}
+
+/// The `count` misclassified test images the model was most sure about.
+pub fn most_confident_mistakes(
+    mlp: &Mlp,
+    model: &Model,
+    test_set: &Dataset,
+    count: usize,
+) -> Vec<Mistake> {
+    let all = probabilities(
+        mlp,
+        &model.parameters,
+        model.normalization,
+        &test_set.images,
+    );
+    let mut mistakes: Vec<(usize, usize, f32)> = all
+        .iter()
+        .enumerate()
+        .filter_map(|(index, probs)| {
+            let top = crate::predict::top_classes(probs, 1)[0];
+            (top.class != test_set.labels[index] as usize).then_some((
+                index,
+                top.class,
+                top.probability,
+            ))
+        })
+        .collect();
+    mistakes.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+    mistakes
+        .into_iter()
+        .take(count)
+        .map(|(index, predicted, confidence)| Mistake {
+            index,
+            true_class: test_set.class_names[test_set.labels[index] as usize].clone(),
+            predicted: test_set.class_names[predicted].clone(),
+            confidence,
+        })
+        .collect()
+}
+
+/// Each mistake as a captioned half-block drawing, three to a row.
+fn format_mistakes(mistakes: &[Mistake], test_set: &Dataset, color: bool) -> String {
+    if mistakes.is_empty() {
+        return "No mistakes to show.\n".to_string();
+    }
+    let width = test_set.cols;
+    let tiles: Vec<Vec<String>> = mistakes
+        .iter()
+        .map(|mistake| {
+            let mut tile = vec![
+                fit_width(&format!("test image {}", mistake.index), width),
+                fit_width(&format!("true: {}", mistake.true_class), width),
+                fit_width(
+                    &format!(
+                        "pred: {} {:.1}%",
+                        mistake.predicted,
+                        mistake.confidence * 100.0
+                    ),
+                    width,
+                ),
+            ];
+            tile.extend(render_half_blocks(
+                test_set.image(mistake.index),
+                width,
+                test_set.rows,
+                color,
+            ));
+            tile
+        })
+        .collect();
+    let mut out = format!("The {} most confident mistakes\n", mistakes.len());
+    for line in tile_grid(&tiles, width, 3) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The confusion matrix as a table: rows are true classes, columns predicted classes.

@@ -3,6 +3,7 @@
 
 pub mod eval;
 pub mod optimizer_args;
+pub mod predict;
 pub mod train;
 pub mod train_report;
 pub mod validation_args;
@@ -41,6 +42,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate a saved model on the test set
     Eval(eval::EvalArgs),
+    /// Classify image files (PNG, JPEG, PGM) or test-set images with a saved model
+    Predict(predict::PredictArgs),
 }
 
 /// Options shared by every command that reads a dataset.
@@ -108,6 +111,7 @@ pub fn run(cli: Cli) -> Result<()> {
         None => train::run(cli.train),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Predict(args)) => predict::run(args),
     }
 }
 

@@ -5,6 +5,7 @@
 //! its schema (`epoch`, `summary`, `evaluation`, `prediction`, …); the schemas are documented in
 //! the README ("JSON output").
 
+pub mod classification;
 pub mod history;
 pub mod json;
 
