@@ -11,6 +11,7 @@ pub mod kernels;
 pub mod model_file;
 pub mod nn;
 pub mod optim;
+pub mod plot;
 pub mod predict;
 pub mod report;
 pub mod rng;

@@ -13,6 +13,7 @@ use crate::data::{load_split, Dataset, DatasetKind, Split};
 use crate::error::{Error, Result};
 use crate::model_file::Model;
 use crate::nn::Mlp;
+use crate::plot::{save_figure, ConfusionHeatMap, PlotFormat};
 use crate::predict::{fit_width, probabilities, render_half_blocks, tile_grid};
 use crate::report::classification::{most_confused_pairs, ClassificationReport, ConfusedPair};
 use crate::report::{colors_allowed, print_json_line, HumanOutput};
@@ -37,6 +38,9 @@ pub struct EvalArgs {
     /// Print one JSON object on stdout (human text goes to stderr)
     #[arg(long)]
     pub json: bool,
+    /// Draw the confusion matrix as a heat map with counts to this SVG or PNG file
+    #[arg(long, value_name = "PATH.svg|PATH.png")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Loads the test split of the dataset `model` was trained on, and checks that it fits the model.
@@ -105,6 +109,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.test_batch_size == 0 {
         return Err(Error::config("--test-batch-size", "must be at least 1"));
     }
+    if let Some(path) = &args.plot {
+        PlotFormat::from_path("--plot", path)?;
+    }
     let human = HumanOutput::new(args.json);
     let model = Model::load(&args.model)?;
     let test_set = load_test_set_for(&model, &args.model, &args.data)?;
@@ -156,6 +163,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
             colors_allowed(std::io::stdout().is_terminal())
         };
         human.print(&format_mistakes(&mistakes, &test_set, color));
+    }
+    if let Some(path) = &args.plot {
+        let heat_map = ConfusionHeatMap {
+            title: format!(
+                "{} on the {} test set - accuracy {:.4}",
+                args.model.display(),
+                model.dataset,
+                evaluation.accuracy
+            ),
+            class_names: model.class_names.clone(),
+            confusion: evaluation.confusion.clone(),
+        };
+        save_figure("--plot", path, &heat_map)?;
+        eprintln!("Saved confusion matrix plot to {}", path.display());
     }
     if args.json {
         print_json_line(&EvaluationJson {

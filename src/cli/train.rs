@@ -186,7 +186,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &test_set,
         job.test_batch_size,
     );
-    sinks.finish(&job, &trainer, &evaluation)?;
+    sinks.finish(&job, &trainer, &evaluation, &progress)?;
     progress.info(&format!("Saved model to {}", job.output.display()));
     Ok(())
 }

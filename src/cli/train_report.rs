@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::cli::train::TrainJob;
 use crate::error::Result;
+use crate::plot::{save_figure, PlotFormat, TrainingCurves};
 use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines};
-use crate::train::{BatchSize, Callback, Evaluation, Trainer};
+use crate::train::{BatchSize, Callback, Evaluation, Progress, Trainer};
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct TrainReportArgs {
@@ -19,18 +20,25 @@ pub struct TrainReportArgs {
     /// Append per-epoch metrics to this CSV file as training runs (created with a header if new)
     #[arg(long, value_name = "PATH.csv")]
     pub history: Option<PathBuf>,
+    /// After training, draw loss and accuracy curves (train and validation) to this SVG or PNG file
+    #[arg(long, value_name = "PATH.svg|PATH.png")]
+    pub plot: Option<PathBuf>,
 }
 
 /// The per-epoch sinks the options asked for.
 pub struct TrainSinks {
     json: Option<JsonLines>,
     history: Option<CsvHistory>,
+    plot: Option<PathBuf>,
     pub human: HumanOutput,
 }
 
 impl TrainSinks {
     /// Opens every sink before training starts, so a bad path fails before any work is done.
     pub fn open(args: &TrainReportArgs) -> Result<TrainSinks> {
+        if let Some(path) = &args.plot {
+            PlotFormat::from_path("--plot", path)?;
+        }
         let history = match &args.history {
             Some(path) => Some(CsvHistory::open(path)?),
             None => None,
@@ -38,6 +46,7 @@ impl TrainSinks {
         Ok(TrainSinks {
             json: args.json.then_some(JsonLines),
             history,
+            plot: args.plot.clone(),
             human: HumanOutput::new(args.json),
         })
     }
@@ -55,11 +64,36 @@ impl TrainSinks {
     }
 
     /// Reports the finished run: the test result as text, and the summary line with `--json`.
-    pub fn finish(&self, job: &TrainJob, trainer: &Trainer, evaluation: &Evaluation) -> Result<()> {
+    pub fn finish(
+        &self,
+        job: &TrainJob,
+        trainer: &Trainer,
+        evaluation: &Evaluation,
+        progress: &Progress,
+    ) -> Result<()> {
         self.human.line(&format!(
             "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
             evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
         ));
+        if let Some(path) = &self.plot {
+            let title = format!(
+                "{} - {} epochs, batch {}, {} - test accuracy {:.4}",
+                job.dataset.name(),
+                trainer.history.len(),
+                match job.config.batch_size {
+                    BatchSize::Examples(n) => n.to_string(),
+                    BatchSize::Full => "full".to_string(),
+                },
+                job.config.optimizer.name(),
+                evaluation.accuracy
+            );
+            save_figure(
+                "--plot",
+                path,
+                &TrainingCurves::single(title, &trainer.history),
+            )?;
+            progress.info(&format!("Saved plot to {}", path.display()));
+        }
         if self.json.is_some() {
             print_json_line(&TrainSummaryJson::new(job, trainer, evaluation))?;
         }
