@@ -29,6 +29,9 @@ pub enum Error {
         step: usize,
         value: f32,
     },
+    /// The weights became NaN or infinite although the loss was still finite.
+    #[error("the weights became NaN or infinite at epoch {epoch}, step {step}; try a smaller --learning-rate")]
+    NonFiniteWeights { epoch: usize, step: usize },
     /// The user asked us to stop (Ctrl-C / SIGTERM).
     #[error("interrupted")]
     Interrupted,

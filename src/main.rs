@@ -1,10 +1,8 @@
-use clap::Parser;
-
-use mnist_train::cli::{self, Cli};
+use mnist_train::cli;
 use mnist_train::error::exit_code;
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(error) => std::process::exit(cli::report_parse_error(error)),
     };

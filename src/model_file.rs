@@ -28,7 +28,7 @@ const CHECKSUM_LEN: usize = 4;
 /// Far larger than any header we write; bounds what a corrupt length field can make us parse.
 const MAX_HEADER_LEN: usize = 16 << 20;
 /// Files larger than this are refused before reading (a 4096-wide MLP is ~70 MB).
-const MAX_FILE_LEN: u64 = 4 << 30;
+pub const MAX_FILE_LEN: u64 = 4 << 30;
 
 /// A tensor's name and shape, as listed in the header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

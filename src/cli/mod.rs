@@ -4,13 +4,16 @@
 pub mod eval;
 pub mod optimizer_args;
 pub mod predict;
+pub mod preflight;
+pub mod resume;
 pub mod train;
 pub mod train_report;
 pub mod validation_args;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::data::DatasetKind;
 use crate::error::Result;
@@ -103,6 +106,28 @@ impl From<DatasetArg> for DatasetKind {
             DatasetArg::Fashion => DatasetKind::Fashion,
         }
     }
+}
+
+/// Parses the command line like `Cli::try_parse_from`, and also records which train options
+/// were given explicitly (a resumed run takes the checkpoint's value for the others).
+pub fn parse_from<I, T>(args: I) -> std::result::Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let (train_args, train_matches) = match (&mut cli.command, matches.subcommand()) {
+        (None, _) => (&mut cli.train, &matches),
+        (Some(Command::Train(args)), Some((_, sub_matches))) => (args, sub_matches),
+        _ => return Ok(cli),
+    };
+    train_args.checkpoints.given = train_matches
+        .ids()
+        .filter(|id| train_matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect();
+    Ok(cli)
 }
 
 /// Runs the parsed command line.

@@ -6,6 +6,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::cli::optimizer_args::{describe_optimizer, OptimizerArgs};
+use crate::cli::resume::{self, CheckpointArgs, Safeguards};
 use crate::cli::train_report::{TrainReportArgs, TrainSinks};
 use crate::cli::validation_args::{ValidationArgs, ValidationPlan};
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
@@ -13,7 +14,7 @@ use crate::data::{load_split, DatasetKind, Split};
 use crate::error::{Error, Result};
 use crate::model_file::{Model, Normalization};
 use crate::nn::Architecture;
-use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Trainer, Validation};
+use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Validation};
 
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
@@ -54,6 +55,8 @@ pub struct TrainArgs {
     pub optimizer: OptimizerArgs,
     #[command(flatten)]
     pub validation: ValidationArgs,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 }
 
 /// `"full"` or a positive integer.
@@ -134,7 +137,8 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let job = args.validate()?;
+    let mut job = args.validate()?;
+    let plan = resume::prepare(&args.checkpoints, &mut job)?;
     let mut sinks = TrainSinks::open(&args.report)?;
     let mut progress = Progress::new(args.output_args.progress_mode(), job.config.epochs);
 
@@ -158,15 +162,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .hold_out(train_set, job.config.seed, &progress)?;
     progress.info(&describe_optimizer(&job.config));
 
-    let mut trainer = Trainer::new(job.config.clone());
+    let mut trainer = plan.trainer(&job, &train_set, &progress)?;
     let mut controls = job.validation.controls();
     let validation = validation_set.as_ref().map(|data| Validation {
         data,
         batch_size: job.test_batch_size,
     });
+    let mut safeguards = Safeguards::install(&plan, &job, &train_set)?;
     let mut callbacks = sinks.callbacks();
     callbacks.extend(controls.callbacks());
+    // Last, so the checkpoints it writes include the other callbacks' state of this epoch.
+    callbacks.push(&mut safeguards);
     trainer.fit_with_validation(&train_set, validation, &mut progress, &mut callbacks)?;
+    drop(callbacks);
+    safeguards.finish(&trainer)?;
     for line in controls.finish(&mut trainer.params) {
         progress.info(&line);
     }
@@ -179,6 +188,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         parameters: trainer.params.clone(),
     };
     model.save(&job.output)?;
+    plan.finish();
 
     let evaluation = evaluate(
         &trainer.mlp,

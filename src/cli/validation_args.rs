@@ -54,8 +54,9 @@ impl From<MetricArg> for Metric {
     }
 }
 
-/// Validated validation and early-stopping settings.
-#[derive(Debug, Clone, PartialEq)]
+/// Validated validation and early-stopping settings (checkpoints store them: they decide what
+/// a resumed run trains on).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ValidationPlan {
     pub split: Option<f64>,
     /// The monitor and the patience.

@@ -1,12 +1,17 @@
 //! The training loop and what it reports.
 
 pub mod callbacks;
+pub mod checkpointer;
 pub mod evaluate;
+pub mod interrupt;
 pub mod metrics;
 pub mod progress;
 pub mod step;
 
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 use crate::data::{epoch_permutation, Dataset};
 use crate::error::{Error, Result};
@@ -20,7 +25,8 @@ pub use progress::{Progress, ProgressMode};
 use step::{batch_gradient, StepBuffers};
 
 /// Examples per optimization step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BatchSize {
     Examples(usize),
     /// The whole training set per step (full-batch gradient descent).
@@ -36,8 +42,9 @@ impl BatchSize {
     }
 }
 
-/// Everything that determines a training run's result.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything that determines a training run's result. Checkpoints store it whole, so a resumed
+/// run continues with exactly these settings (new fields are saved automatically).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub architecture: Architecture,
     pub optimizer: OptimizerConfig,
@@ -65,7 +72,7 @@ impl Default for TrainConfig {
 }
 
 /// Sums over the steps taken so far in the current epoch.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunningMetrics {
     pub loss_sum: f64,
     pub correct: usize,
@@ -80,6 +87,15 @@ pub enum Control {
     Stop,
 }
 
+/// What a callback needs stored in checkpoints to continue exactly after a resume, e.g. early
+/// stopping's best metric and patience counter (`values`) and restore-best's weights (`tensors`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallbackState {
+    pub values: serde_json::Value,
+    /// Saved as f32 tensors in the checkpoint's data section, bit-exact.
+    pub tensors: BTreeMap<String, Vec<f32>>,
+}
+
 /// Hooks into the training loop. Every sink of per-epoch metrics (JSON lines, CSV history,
 /// checkpoints, early stopping) is a callback fed the same [`EpochRecord`].
 pub trait Callback {
@@ -90,6 +106,20 @@ pub trait Callback {
     /// After each epoch, once its record is in `trainer.history`.
     fn on_epoch_end(&mut self, _trainer: &Trainer, _record: &EpochRecord) -> Result<Control> {
         Ok(Control::Continue)
+    }
+    /// A stable name under which checkpoints store this callback's state; `None` = stateless.
+    fn state_key(&self) -> Option<&'static str> {
+        None
+    }
+    /// The state to checkpoint. It is sampled into `Trainer::callback_state` right after this
+    /// callback's `on_epoch_end`, so a checkpoint written by a later callback in the list (put the
+    /// checkpointer last) includes this epoch's state.
+    fn checkpoint_state(&self) -> Option<CallbackState> {
+        None
+    }
+    /// Called when `fit` starts with the state a resumed checkpoint stored under `state_key`.
+    fn restore_checkpoint_state(&mut self, _state: &CallbackState) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -114,6 +144,8 @@ pub struct Trainer {
     /// Running sums of the current epoch, so a run resumed mid-epoch reports the same record.
     pub running: RunningMetrics,
     pub history: Vec<EpochRecord>,
+    /// Callbacks' checkpointed state by [`Callback::state_key`] (restored from a checkpoint on resume).
+    pub callback_state: BTreeMap<String, CallbackState>,
 }
 
 impl Trainer {
@@ -131,6 +163,7 @@ impl Trainer {
             step_in_epoch: 0,
             running: RunningMetrics::default(),
             history: Vec::new(),
+            callback_state: BTreeMap::new(),
         }
     }
 
@@ -158,6 +191,14 @@ impl Trainer {
         let batch_size = self.config.batch_size.resolve(train.len());
         let steps_per_epoch = train.len().div_ceil(batch_size);
         let mut buffers = StepBuffers::new(&self.mlp, batch_size);
+        for callback in callbacks.iter_mut() {
+            if let Some(state) = callback
+                .state_key()
+                .and_then(|key| self.callback_state.get(key))
+            {
+                callback.restore_checkpoint_state(state)?;
+            }
+        }
         while self.epoch < self.config.epochs {
             let epoch = self.epoch;
             let (schedule, base_rate, epochs) = (
@@ -234,9 +275,18 @@ impl Trainer {
             self.history.push(record.clone());
             self.epoch += 1;
             self.step_in_epoch = 0;
-            if run_callbacks(callbacks, |callback| callback.on_epoch_end(self, &record))?
-                == Control::Stop
-            {
+            let mut control = Control::Continue;
+            for callback in callbacks.iter_mut() {
+                if callback.on_epoch_end(self, &record)? == Control::Stop {
+                    control = Control::Stop;
+                }
+                if let (Some(key), Some(state)) =
+                    (callback.state_key(), callback.checkpoint_state())
+                {
+                    self.callback_state.insert(key.to_string(), state);
+                }
+            }
+            if control == Control::Stop {
                 return Ok(());
             }
         }

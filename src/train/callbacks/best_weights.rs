@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::train::callbacks::Monitor;
-use crate::train::{Callback, Control, EpochRecord, Trainer};
+use crate::train::{Callback, CallbackState, Control, EpochRecord, Trainer};
 
 /// The best epoch so far and its parameters (checkpointed with the run).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -58,5 +58,40 @@ impl Callback for BestWeights {
             self.observe(record.epoch, value, &trainer.params);
         }
         Ok(Control::Continue)
+    }
+
+    fn state_key(&self) -> Option<&'static str> {
+        Some("best_weights")
+    }
+
+    /// The best value and epoch as JSON; the weights as a bit-exact tensor.
+    fn checkpoint_state(&self) -> Option<CallbackState> {
+        let mut state = CallbackState {
+            values: serde_json::json!({ "best": self.state.best, "epoch": self.state.epoch }),
+            tensors: Default::default(),
+        };
+        state
+            .tensors
+            .insert("params".to_string(), self.state.params.clone());
+        Some(state)
+    }
+
+    fn restore_checkpoint_state(&mut self, state: &CallbackState) -> Result<()> {
+        let invalid = || Error::model("checkpoint", "invalid best-weights state");
+        let best = &state.values["best"];
+        self.state = BestWeightsState {
+            best: if best.is_null() {
+                None
+            } else {
+                Some(best.as_f64().ok_or_else(invalid)?)
+            },
+            epoch: state.values["epoch"]
+                .as_u64()
+                .ok_or_else(invalid)?
+                .try_into()
+                .map_err(|_| invalid())?,
+            params: state.tensors.get("params").cloned().ok_or_else(invalid)?,
+        };
+        Ok(())
     }
 }

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::train::callbacks::Monitor;
-use crate::train::{Callback, Control, EpochRecord, Trainer};
+use crate::train::{Callback, CallbackState, Control, EpochRecord, Trainer};
 
 /// What early stopping remembers between epochs (checkpointed with the run).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +72,24 @@ impl Callback for EarlyStopping {
             Some(value) => self.observe(record.epoch, value),
             None => Control::Continue,
         })
+    }
+
+    fn state_key(&self) -> Option<&'static str> {
+        Some("early_stopping")
+    }
+
+    fn checkpoint_state(&self) -> Option<CallbackState> {
+        Some(CallbackState {
+            values: serde_json::to_value(&self.state).ok()?,
+            tensors: Default::default(),
+        })
+    }
+
+    fn restore_checkpoint_state(&mut self, state: &CallbackState) -> Result<()> {
+        self.state = serde_json::from_value(state.values.clone()).map_err(|e| {
+            Error::model("checkpoint", format!("invalid early stopping state: {e}"))
+        })?;
+        Ok(())
     }
 }
 

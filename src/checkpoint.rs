@@ -1,0 +1,431 @@
+//! Checkpoint files: everything needed to continue a training run exactly where it stopped.
+//!
+//! A checkpoint uses the model file's container (see [`crate::model_file`]) with
+//! `"kind": "checkpoint"`. Its JSON header holds the training configuration, the run's data and
+//! output settings, the position (completed epochs, steps into the current epoch), the running
+//! sums of the unfinished epoch, the optimizer's step count, the metric history and the
+//! callbacks' state (e.g. early stopping). Its data section holds, bit-exact, the parameters,
+//! then each optimizer slot (e.g. Adam's two moments), then the callbacks' tensors.
+//!
+//! No random-generator state is stored because there is none to store: every random stream is
+//! derived from `(seed, purpose, epoch or global step, shard)` (see [`crate::rng`]), so the seed
+//! in the configuration plus the position reproduce every later shuffle and dropout mask.
+//!
+//! In a checkpoint folder, files are named `ckpt-e{EPOCHS}-s{STEPS}.ckpt` (e.g.
+//! `ckpt-e0003-s0000000.ckpt` = after 3 whole epochs; `ckpt-e0003-s0000150.ckpt` = 150 steps into
+//! the 4th epoch), so names sort in training order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::validation_args::ValidationPlan;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model_file::{decode_container, encode_container, validate_architecture, write_atomic};
+use crate::model_file::{TensorInfo, MAX_FILE_LEN};
+use crate::optim::Optimizer;
+use crate::train::{CallbackState, EpochRecord, RunningMetrics, TrainConfig, Trainer};
+
+const KIND: &str = "checkpoint";
+const FILE_PREFIX: &str = "ckpt-e";
+const FILE_SUFFIX: &str = ".ckpt";
+const PARAMETERS_TENSOR: &str = "parameters";
+
+/// The run's settings that are not part of the model's mathematics but that a resume needs:
+/// which data it was trained on and where its outputs go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// "mnist" or "fashion".
+    pub dataset: String,
+    pub data_dir: PathBuf,
+    pub limit: Option<usize>,
+    /// Number of training examples the run iterates over.
+    pub train_examples: usize,
+    /// [`fingerprint`] of the training set: a resume refuses different data.
+    pub data_fingerprint: String,
+    pub output: PathBuf,
+    pub test_batch_size: usize,
+    /// Validation split, early stopping and restore-best settings.
+    pub validation: ValidationPlan,
+    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_every: Option<usize>,
+    pub keep_checkpoints: usize,
+}
+
+/// A training run frozen between two steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub program_version: String,
+    pub config: TrainConfig,
+    pub run: RunInfo,
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Completed steps of the current epoch.
+    pub step_in_epoch: usize,
+    pub running: RunningMetrics,
+    pub optimizer: Optimizer,
+    pub history: Vec<EpochRecord>,
+    pub callback_state: BTreeMap<String, CallbackState>,
+    pub params: Vec<f32>,
+}
+
+/// The JSON header; tensors are listed in data-section order.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    kind: String,
+    program_version: String,
+    config: TrainConfig,
+    run: RunInfo,
+    epoch: usize,
+    step_in_epoch: usize,
+    optimizer_steps: u64,
+    running: RunningMetrics,
+    history: Vec<EpochRecord>,
+    callback_state: BTreeMap<String, serde_json::Value>,
+    tensors: Vec<TensorInfo>,
+}
+
+/// Only the field that says what a container file is, to name the file type in errors.
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: String,
+}
+
+impl Checkpoint {
+    /// Captures a trainer's complete state.
+    pub fn capture(trainer: &Trainer, run: RunInfo) -> Checkpoint {
+        Checkpoint {
+            program_version: env!("CARGO_PKG_VERSION").to_string(),
+            config: trainer.config.clone(),
+            run,
+            epoch: trainer.epoch,
+            step_in_epoch: trainer.step_in_epoch,
+            running: trainer.running.clone(),
+            optimizer: trainer.optimizer.clone(),
+            history: trainer.history.clone(),
+            callback_state: trainer.callback_state.clone(),
+            params: trainer.params.clone(),
+        }
+    }
+
+    /// A trainer positioned exactly where this checkpoint was taken.
+    pub fn into_trainer(self) -> Trainer {
+        let mut trainer = Trainer::new(self.config);
+        trainer.params = self.params;
+        trainer.optimizer = self.optimizer;
+        trainer.epoch = self.epoch;
+        trainer.step_in_epoch = self.step_in_epoch;
+        trainer.running = self.running;
+        trainer.history = self.history;
+        trainer.callback_state = self.callback_state;
+        trainer
+    }
+
+    /// "epoch 3, step 150" in the user's 1-based terms: where training continues.
+    pub fn position(&self) -> String {
+        format!(
+            "after {} epoch(s) and {} step(s)",
+            self.epoch, self.step_in_epoch
+        )
+    }
+
+    /// The file name this checkpoint gets in a checkpoint folder.
+    pub fn file_name(&self) -> String {
+        checkpoint_file_name(self.epoch, self.step_in_epoch)
+    }
+
+    /// Serializes the checkpoint into the container format.
+    pub fn encode(&self) -> Vec<u8> {
+        let n = self.params.len();
+        let mut tensors = vec![TensorInfo {
+            name: PARAMETERS_TENSOR.to_string(),
+            shape: vec![n],
+        }];
+        let mut data: Vec<&[f32]> = vec![&self.params];
+        for (index, slot) in self.optimizer.slots.iter().enumerate() {
+            tensors.push(TensorInfo {
+                name: format!("optimizer.slot{index}"),
+                shape: vec![slot.len()],
+            });
+            data.push(slot);
+        }
+        let mut callback_values = BTreeMap::new();
+        for (key, state) in &self.callback_state {
+            callback_values.insert(key.clone(), state.values.clone());
+            for (name, tensor) in &state.tensors {
+                tensors.push(TensorInfo {
+                    name: format!("callback.{key}.{name}"),
+                    shape: vec![tensor.len()],
+                });
+                data.push(tensor);
+            }
+        }
+        let header = Header {
+            kind: KIND.to_string(),
+            program_version: self.program_version.clone(),
+            config: self.config.clone(),
+            run: self.run.clone(),
+            epoch: self.epoch,
+            step_in_epoch: self.step_in_epoch,
+            optimizer_steps: self.optimizer.steps,
+            running: self.running.clone(),
+            history: self.history.clone(),
+            callback_state: callback_values,
+            tensors,
+        };
+        // Plain structs of numbers and strings always serialize; non-finite floats become null
+        // and are refused when loading, never silently accepted.
+        let header = serde_json::to_vec(&header).unwrap_or_default();
+        encode_container(&header, &data)
+    }
+
+    /// Writes the checkpoint atomically. Refuses non-finite weights: a checkpoint of a diverged
+    /// run would be worse than none.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if !all_finite(&self.params) || self.optimizer.slots.iter().any(|s| !all_finite(s)) {
+            return Err(Error::model(
+                path,
+                "refusing to save a checkpoint with NaN or infinite weights (training diverged; try a smaller --learning-rate)",
+            ));
+        }
+        write_atomic(path, &self.encode())
+    }
+
+    /// Reads and verifies a checkpoint file.
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if metadata.is_dir() {
+            return Err(Error::model(
+                path,
+                "is a directory, expected a checkpoint file",
+            ));
+        }
+        if metadata.len() > MAX_FILE_LEN {
+            return Err(Error::model(path, "is too large to be a checkpoint file"));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Checkpoint::decode(&bytes).map_err(|message| Error::model(path, message))
+    }
+
+    /// Parses and validates checkpoint bytes; the error is a message without the file name.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
+        let (header_bytes, data) =
+            decode_container(bytes).map_err(|m| m.replace("model file", "checkpoint"))?;
+        let header: Header =
+            serde_json::from_slice(&header_bytes).map_err(
+                |error| match serde_json::from_slice::<KindOnly>(&header_bytes) {
+                    Ok(KindOnly { kind }) if kind != KIND => {
+                        format!("is a {kind} file, not a checkpoint")
+                    }
+                    _ => format!("invalid checkpoint header: {error}"),
+                },
+            )?;
+        if header.kind != KIND {
+            return Err(format!("is a {} file, not a checkpoint", header.kind));
+        }
+        validate_architecture(Path::new(""), &header.config.architecture).map_err(|e| match e {
+            Error::Model { message, .. } => message,
+            other => other.to_string(),
+        })?;
+        let parameter_count = header.config.architecture.parameter_count();
+        let mut optimizer = Optimizer::new(header.config.optimizer, 0);
+        let slot_count = optimizer.slots.len();
+
+        // The tensor list must be exactly: parameters, the optimizer's slots, then callback
+        // tensors of callbacks that have state. Sizes are checked before any slicing.
+        let mut expected_names = vec![PARAMETERS_TENSOR.to_string()];
+        expected_names.extend((0..slot_count).map(|i| format!("optimizer.slot{i}")));
+        let fixed = expected_names.len();
+        if header.tensors.len() < fixed
+            || header.tensors[..fixed]
+                .iter()
+                .zip(&expected_names)
+                .any(|(info, name)| &info.name != name || info.shape != [parameter_count])
+        {
+            return Err(
+                "tensor list does not match the architecture and optimizer in its header"
+                    .to_string(),
+            );
+        }
+        let mut total: usize = 0;
+        for info in &header.tensors {
+            let len = info
+                .shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or("a tensor shape is out of range")?;
+            total = total
+                .checked_add(len)
+                .ok_or("tensor sizes are out of range")?;
+        }
+        if total != data.len() {
+            return Err(format!(
+                "holds {} values but its header lists {total}",
+                data.len()
+            ));
+        }
+        let mut values = data.into_iter();
+        let mut take = |len: usize| -> Vec<f32> { values.by_ref().take(len).collect() };
+        let params = take(parameter_count);
+        optimizer.slots = (0..slot_count).map(|_| take(parameter_count)).collect();
+        optimizer.steps = header.optimizer_steps;
+        let mut callback_state: BTreeMap<String, CallbackState> = header
+            .callback_state
+            .into_iter()
+            .map(|(key, values)| {
+                (
+                    key,
+                    CallbackState {
+                        values,
+                        tensors: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        for info in &header.tensors[fixed..] {
+            let len = info.shape.iter().product();
+            let (key, name) = info
+                .name
+                .strip_prefix("callback.")
+                .and_then(|rest| rest.split_once('.'))
+                .ok_or_else(|| format!("unexpected tensor {:?}", info.name))?;
+            let state = callback_state
+                .get_mut(key)
+                .ok_or_else(|| format!("tensor {:?} belongs to no callback", info.name))?;
+            state.tensors.insert(name.to_string(), take(len));
+        }
+        if !all_finite(&params) {
+            return Err("contains NaN or infinite weights".to_string());
+        }
+        let checkpoint = Checkpoint {
+            program_version: header.program_version,
+            config: header.config,
+            run: header.run,
+            epoch: header.epoch,
+            step_in_epoch: header.step_in_epoch,
+            running: header.running,
+            optimizer,
+            history: header.history,
+            callback_state,
+            params,
+        };
+        checkpoint.check_position()?;
+        Ok(checkpoint)
+    }
+
+    /// The position fields must agree with each other and with the data the run used.
+    fn check_position(&self) -> std::result::Result<(), String> {
+        let batch_size = self.config.batch_size.resolve(self.run.train_examples);
+        let steps_per_epoch = self.run.train_examples.div_ceil(batch_size);
+        if self.run.train_examples == 0
+            || self.step_in_epoch > steps_per_epoch
+            || self.history.len() != self.epoch
+            || self.running.seen > self.run.train_examples
+        {
+            return Err("its training position is inconsistent (epoch, step, history)".to_string());
+        }
+        Ok(())
+    }
+}
+
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().all(|v| v.is_finite())
+}
+
+/// A short content hash of a training set (CRC-32 of its shape, pixels and labels): a resume
+/// checks that it sees the same examples in the same order.
+pub fn fingerprint(dataset: &Dataset) -> String {
+    let mut hasher = crc32fast::Hasher::new();
+    for value in [dataset.len(), dataset.rows, dataset.cols] {
+        hasher.update(&(value as u64).to_le_bytes());
+    }
+    hasher.update(&dataset.images);
+    hasher.update(&dataset.labels);
+    format!("crc32:{:08x}", hasher.finalize())
+}
+
+/// `ckpt-e0003-s0000150.ckpt`
+pub fn checkpoint_file_name(epoch: usize, step_in_epoch: usize) -> String {
+    format!("{FILE_PREFIX}{epoch:04}-s{step_in_epoch:07}{FILE_SUFFIX}")
+}
+
+/// The (epoch, step) encoded in a checkpoint file name, if it is one.
+pub fn parse_checkpoint_file_name(name: &str) -> Option<(usize, usize)> {
+    let middle = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
+    let (epoch, step) = middle.split_once("-s")?;
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(epoch) || !all_digits(step) {
+        return None;
+    }
+    Some((epoch.parse().ok()?, step.parse().ok()?))
+}
+
+/// The checkpoint files of a folder, oldest first.
+pub fn list_checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        if let Some(position) = name.to_str().and_then(parse_checkpoint_file_name) {
+            found.push((position, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, path)| path).collect())
+}
+
+/// A checkpoint chosen by [`resolve_resume_path`], and the newer ones that had to be skipped.
+pub struct Resolved {
+    pub path: PathBuf,
+    pub checkpoint: Checkpoint,
+    /// One line per newer checkpoint file that could not be used, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// `--resume PATH_OR_DIR`: a file is loaded as is; a folder yields its newest valid checkpoint.
+pub fn resolve_resume_path(path: &Path) -> Result<Resolved> {
+    if !path.is_dir() {
+        let checkpoint = Checkpoint::load(path)?;
+        return Ok(Resolved {
+            path: path.to_path_buf(),
+            checkpoint,
+            skipped: Vec::new(),
+        });
+    }
+    let mut skipped = Vec::new();
+    for candidate in list_checkpoints(path)?.into_iter().rev() {
+        match Checkpoint::load(&candidate) {
+            Ok(checkpoint) => {
+                return Ok(Resolved {
+                    path: candidate,
+                    checkpoint,
+                    skipped,
+                })
+            }
+            Err(error) => skipped.push(error.to_string()),
+        }
+    }
+    let reason = if skipped.is_empty() {
+        "holds no checkpoint files (ckpt-e*-s*.ckpt)".to_string()
+    } else {
+        format!("holds no valid checkpoint ({})", skipped.join("; "))
+    };
+    Err(Error::model(path, reason))
+}
+
+/// Deletes all but the newest `keep` checkpoints of `dir`, never deleting `protect` (the best
+/// one). Called after a new checkpoint is safely on disk, so a crash here loses nothing.
+pub fn prune_checkpoints(dir: &Path, keep: usize, protect: Option<&Path>) -> Result<()> {
+    let all = list_checkpoints(dir)?;
+    let remove_count = all.len().saturating_sub(keep);
+    for path in &all[..remove_count] {
+        if Some(path.as_path()) == protect {
+            continue;
+        }
+        std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
+}

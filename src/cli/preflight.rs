@@ -1,0 +1,132 @@
+//! Checks done before any work: can we write where we will have to write? A five-minute run
+//! must not fail at the very end because the output folder is missing or read-only.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::model_file::MAGIC;
+
+/// The folder a file path lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `path` (the `option`'s value) can be written later: its folder exists and accepts new
+/// files, it is not a folder, and it is not some other file we would destroy.
+pub fn check_output_file(path: &Path, option: &str) -> Result<()> {
+    if path.file_name().is_none() {
+        return Err(Error::config(
+            option,
+            format!("{} is not a file path", path.display()),
+        ));
+    }
+    if path.is_dir() {
+        return Err(Error::config(
+            option,
+            format!("{} is a directory, expected a file path", path.display()),
+        ));
+    }
+    if let Ok(mut file) = File::open(path) {
+        let mut magic = [0u8; 8];
+        let mut read = 0;
+        while read < magic.len() {
+            match std::io::Read::read(&mut file, &mut magic[read..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+        if read > 0 && (read < magic.len() || &magic != MAGIC) {
+            return Err(Error::config(
+                option,
+                format!(
+                    "{} exists and is not an mnist-train file; refusing to overwrite it",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let dir = parent_dir(path);
+    check_writable_dir(&dir).map_err(|e| Error::io(path, e))?;
+    remove_stale_temp_files(&dir, |name| {
+        path.file_name()
+            .and_then(|own| own.to_str())
+            .is_some_and(|own| name == own)
+    });
+    Ok(())
+}
+
+/// Creates `dir` if needed and checks that files can be created in it.
+pub fn check_output_dir(dir: &Path, option: &str) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::config(
+            option,
+            format!("{} exists and is not a directory", dir.display()),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::io(
+            dir,
+            std::io::Error::new(e.kind(), format!("cannot create folder: {e}")),
+        )
+    })?;
+    check_writable_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Creates, writes and removes a small probe file in `dir`.
+fn check_writable_dir(dir: &Path) -> std::io::Result<()> {
+    let describe = |e: std::io::Error| {
+        let what = if !dir.exists() {
+            "does not exist".to_string()
+        } else {
+            format!("does not accept new files: {e}")
+        };
+        std::io::Error::new(e.kind(), format!("folder {} {what}", dir.display()))
+    };
+    if !dir.is_dir() {
+        return Err(describe(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "not a directory",
+        )));
+    }
+    let probe = dir.join(format!(".mnist-train-probe-{}", std::process::id()));
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut file| file.write_all(b"probe"));
+    let _ = std::fs::remove_file(&probe);
+    result.map_err(describe)
+}
+
+/// Removes temporary files (`.NAME.tmp-PID`, see [`crate::model_file::write_atomic`]) that a
+/// killed run left behind, when `is_ours(NAME)` and process PID no longer exists. Only on
+/// systems with `/proc` (elsewhere the leftovers are harmless and stay).
+pub fn remove_stale_temp_files(dir: &Path, is_ours: impl Fn(&str) -> bool) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str() else {
+            continue;
+        };
+        let Some((target, pid)) = name
+            .strip_prefix('.')
+            .and_then(|rest| rest.rsplit_once(".tmp-"))
+        else {
+            continue;
+        };
+        let pid_is_number = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+        if pid_is_number && is_ours(target) && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}

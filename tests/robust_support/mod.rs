@@ -1,0 +1,117 @@
+//! Fixtures for the robustness tests: tiny synthetic MNIST-format datasets built in code, and
+//! helpers to run the binary.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mnist_train::data::Dataset;
+use mnist_train::rng::Rng;
+
+/// An IDX file of unsigned bytes: magic 00 00 08 NDIMS, big-endian dimensions, data.
+pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+    for dim in dims {
+        bytes.extend_from_slice(&dim.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `count` random 28×28 images with random labels 0–9.
+pub fn random_examples(count: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = Rng::from_u64(seed);
+    let images = (0..count * 784)
+        .map(|_| (rng.next_u64_fast() >> 56) as u8)
+        .collect();
+    let labels = (0..count)
+        .map(|_| (rng.next_u64_fast() % 10) as u8)
+        .collect();
+    (images, labels)
+}
+
+pub fn random_dataset(count: usize, seed: u64) -> Dataset {
+    let (images, labels) = random_examples(count, seed);
+    Dataset {
+        images,
+        labels,
+        rows: 28,
+        cols: 28,
+        class_names: (0..10).map(|c| c.to_string()).collect(),
+    }
+}
+
+/// Writes the four MNIST files (train gzip-compressed, test raw) into `dir`.
+pub fn write_dataset(dir: &Path, train: usize, test: usize, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (images, labels) = random_examples(train, seed);
+    let n = train as u32;
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte.gz"),
+        gzip(&idx_bytes(&[n, 28, 28], &images)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte.gz"),
+        gzip(&idx_bytes(&[n], &labels)),
+    )
+    .unwrap();
+    let (images, labels) = random_examples(test, seed + 1);
+    let n = test as u32;
+    std::fs::write(
+        dir.join("t10k-images-idx3-ubyte"),
+        idx_bytes(&[n, 28, 28], &images),
+    )
+    .unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx_bytes(&[n], &labels)).unwrap();
+}
+
+/// A temporary folder with a small synthetic dataset in `data/`.
+pub struct Workdir {
+    pub temp: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new(train: usize) -> Workdir {
+        let temp = tempfile::tempdir().unwrap();
+        write_dataset(&temp.path().join("data"), train, 64, 7);
+        Workdir { temp }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.temp.path().join(name)
+    }
+
+    /// The binary, run in this folder on its synthetic data with a small network.
+    pub fn train(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-train"));
+        command.current_dir(self.temp.path()).args([
+            "train",
+            "--data-dir",
+            "data",
+            "--hidden",
+            "16",
+            "--batch-size",
+            "16",
+            "--progress",
+            "plain",
+        ]);
+        command
+    }
+}
+
+/// Sends `signal` (e.g. "INT", "KILL") to a process.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
