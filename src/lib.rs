@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod kernels;

@@ -1,6 +1,7 @@
 //! The command line: clap structs, one per subcommand. Each is turned into a validated config
 //! (errors name the option) before any work starts.
 
+pub mod compare;
 pub mod eval;
 pub mod optimizer_args;
 pub mod predict;
@@ -47,6 +48,9 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Classify image files (PNG, JPEG, PGM) or test-set images with a saved model
     Predict(predict::PredictArgs),
+    /// Train the optimizer family (full-batch GD, SGD, mini-batch GD, momentum and their
+    /// combinations, Adam) on the same data, seed and budget; print a table, write curves
+    Compare(compare::CompareArgs),
 }
 
 /// Options shared by every command that reads a dataset.
@@ -137,6 +141,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Predict(args)) => predict::run(args),
+        Some(Command::Compare(args)) => compare::run(args),
     }
 }
 

@@ -1,0 +1,188 @@
+//! `mnist-train compare`: train the optimizer family on the same data, seed and budget; print a
+//! table and write the per-epoch history (CSV, JSON), the table (Markdown) and a plot (SVG).
+
+use std::path::PathBuf;
+
+use clap::builder::PossibleValuesParser;
+use clap::Args;
+
+use crate::cli::optimizer_args::positive;
+use crate::cli::{DataArgs, DatasetArg, OutputArgs};
+use crate::compare::plot::render_svg;
+use crate::compare::report::{
+    format_csv, format_markdown_table, format_table, CompareJson, VariantJson,
+};
+use crate::compare::{default_variants, run_variants, CompareConfig, Variant, VARIANT_NAMES};
+use crate::data::{load_split, DatasetKind, Split};
+use crate::error::{Error, Result};
+use crate::model_file::write_atomic;
+use crate::nn::Architecture;
+use crate::train::Progress;
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Passes over the training images: the budget, the same for every variant
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Train on the first N training images (60000 for all of them)
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub limit: usize,
+    /// Seed shared by every variant (initialization, shuffling, dropout)
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Which variants to run, comma-separated [default: all of them]
+    #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(VARIANT_NAMES))]
+    pub variants: Vec<String>,
+    /// Use another learning rate for a variant, e.g. --lr sgd=0.02 (repeatable)
+    #[arg(long = "lr", value_name = "VARIANT=LR", value_parser = parse_learning_rate)]
+    pub learning_rates: Vec<(String, f32)>,
+    /// Examples per step of the mini-batch variants (mini-batch-gd, momentum, adam)
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Momentum coefficient of the momentum variants
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
+    pub momentum: f32,
+    /// Examples per batch when evaluating
+    #[arg(long, default_value_t = 1000)]
+    pub test_batch_size: usize,
+    /// Which dataset to train on
+    #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
+    pub dataset: DatasetArg,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Folder for history.csv, history.json, table.md and curves.svg (created if missing)
+    #[arg(long, value_name = "DIR", default_value = "compare-results")]
+    pub output_dir: PathBuf,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+}
+
+/// `VARIANT=LR`, with a known variant and a positive rate.
+fn parse_learning_rate(value: &str) -> std::result::Result<(String, f32), String> {
+    let (name, rate) = value
+        .split_once('=')
+        .ok_or_else(|| "expected VARIANT=LR, e.g. sgd=0.02".to_string())?;
+    if !VARIANT_NAMES.contains(&name) {
+        return Err(format!(
+            "unknown variant {name:?} (one of {})",
+            VARIANT_NAMES.join(", ")
+        ));
+    }
+    match rate.parse::<f32>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok((name.to_string(), rate)),
+        _ => Err(format!("learning rate {rate:?} is not a positive number")),
+    }
+}
+
+impl CompareArgs {
+    /// Checks the options; returns the shared settings and the variants to run, in order.
+    pub fn validate(&self) -> Result<(CompareConfig, Vec<Variant>)> {
+        if self.epochs == 0 {
+            return Err(Error::config("--epochs", "must be at least 1"));
+        }
+        if self.limit == 0 {
+            return Err(Error::config("--limit", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("--batch-size", "must be at least 1"));
+        }
+        if self.test_batch_size == 0 {
+            return Err(Error::config("--test-batch-size", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::config("--momentum", "must be in [0, 1)"));
+        }
+        let mut variants = default_variants(self.batch_size, self.momentum);
+        if !self.variants.is_empty() {
+            variants.retain(|v| self.variants.contains(&v.name));
+        }
+        for (name, rate) in &self.learning_rates {
+            let variant = variants
+                .iter_mut()
+                .find(|v| &v.name == name)
+                .ok_or_else(|| {
+                    Error::config("--lr", format!("variant {name} is not among --variants"))
+                })?;
+            variant.learning_rate = positive("--lr", *rate)?;
+        }
+        let config = CompareConfig {
+            architecture: Architecture::tutorial(),
+            epochs: self.epochs,
+            seed: self.seed,
+            test_batch_size: self.test_batch_size,
+        };
+        Ok((config, variants))
+    }
+}
+
+pub fn run(args: CompareArgs) -> Result<()> {
+    let (config, variants) = args.validate()?;
+    let dataset = DatasetKind::from(args.dataset);
+    let data_dir = args
+        .data
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| dataset.default_dir());
+    std::fs::create_dir_all(&args.output_dir).map_err(|e| Error::io(&args.output_dir, e))?;
+    let mut train = load_split(&data_dir, Split::Train, dataset)?;
+    let test = load_split(&data_dir, Split::Test, dataset)?;
+    train.truncate(args.limit);
+    let mode = args.output_args.progress_mode();
+    let intro = Progress::new(mode, config.epochs);
+    intro.info(&format!(
+        "Comparing {} variants: {} epochs over {} training images each (seed {}), test accuracy on {} test images after every epoch",
+        variants.len(),
+        config.epochs,
+        train.len(),
+        config.seed,
+        test.len()
+    ));
+
+    let results = run_variants(&config, &variants, &train, &test, |index, variant| {
+        let progress = Progress::new(mode, config.epochs);
+        progress.info(&format!(
+            "[{}/{}] {}: {}",
+            index + 1,
+            variants.len(),
+            variant.name,
+            variant.describe()
+        ));
+        progress
+    })?;
+
+    print!("{}", format_table(&results));
+    let json = CompareJson {
+        epochs: config.epochs,
+        seed: config.seed,
+        train_images: train.len(),
+        test_images: test.len(),
+        variants: results.iter().map(VariantJson::new).collect(),
+    };
+    let json = serde_json::to_string_pretty(&json)
+        .map_err(|e| Error::io(&args.output_dir, std::io::Error::other(e)))?;
+    let title = format!(
+        "{} on {} {} training images, {} epochs, seed {}",
+        "Optimizers compared",
+        train.len(),
+        dataset.name(),
+        config.epochs,
+        config.seed
+    );
+    let svg_path = args.output_dir.join("curves.svg");
+    let svg = render_svg(&results, &title)
+        .map_err(|message| Error::io(&svg_path, std::io::Error::other(message)))?;
+    let outputs = [
+        ("history.csv", format_csv(&results)),
+        ("history.json", json + "\n"),
+        ("table.md", format_markdown_table(&results)),
+        ("curves.svg", svg),
+    ];
+    for (name, contents) in &outputs {
+        write_atomic(&args.output_dir.join(name), contents.as_bytes())?;
+    }
+    intro.info(&format!(
+        "Wrote history.csv, history.json, table.md and curves.svg to {}",
+        args.output_dir.display()
+    ));
+    Ok(())
+}

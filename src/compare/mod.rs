@@ -1,0 +1,158 @@
+//! `mnist-train compare`: the tutorial's optimizer family trained on the same data, seed and
+//! budget (epochs), one variant after another, with per-epoch curves for a table, files and a plot.
+
+pub mod plot;
+pub mod report;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::nn::Architecture;
+use crate::optim::OptimizerConfig;
+use crate::train::{evaluate, BatchSize, EpochRecord, Progress, TrainConfig, Trainer, Validation};
+
+/// One way to train: an update rule, a batch size and a learning rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// Stable identifier used in options and files, e.g. `momentum-sgd`.
+    pub name: String,
+    pub optimizer: OptimizerConfig,
+    pub batch_size: BatchSize,
+    pub learning_rate: f32,
+}
+
+/// The variants' names, in the order they run and appear.
+pub const VARIANT_NAMES: [&str; 7] = [
+    "full-batch-gd",
+    "sgd",
+    "mini-batch-gd",
+    "momentum",
+    "momentum-sgd",
+    "momentum-full-batch",
+    "adam",
+];
+
+/// The variants with their default (tuned) learning rates: the best of a sweep on the default
+/// budget (see the README, "Comparing optimizers").
+pub fn default_variants(mini_batch: usize, momentum: f32) -> Vec<Variant> {
+    let sgd = OptimizerConfig::Sgd;
+    let heavy_ball = OptimizerConfig::Momentum { momentum };
+    let mini = BatchSize::Examples(mini_batch);
+    let one = BatchSize::Examples(1);
+    let full = BatchSize::Full;
+    [
+        ("full-batch-gd", sgd, full, 0.5),
+        ("sgd", sgd, one, 0.01),
+        ("mini-batch-gd", sgd, mini, 0.1),
+        ("momentum", heavy_ball, mini, 0.02),
+        ("momentum-sgd", heavy_ball, one, 0.002),
+        ("momentum-full-batch", heavy_ball, full, 0.2),
+        ("adam", OptimizerConfig::adam_default(), mini, 0.001),
+    ]
+    .into_iter()
+    .map(|(name, optimizer, batch_size, learning_rate)| Variant {
+        name: name.to_string(),
+        optimizer,
+        batch_size,
+        learning_rate,
+    })
+    .collect()
+}
+
+impl Variant {
+    /// e.g. `momentum (momentum 0.9), batch 32, lr 0.02`
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, batch {}, lr {}",
+            self.optimizer.describe(),
+            batch_label(self.batch_size),
+            self.learning_rate
+        )
+    }
+}
+
+/// `32`, or `full`.
+pub fn batch_label(batch_size: BatchSize) -> String {
+    match batch_size {
+        BatchSize::Examples(n) => n.to_string(),
+        BatchSize::Full => "full".to_string(),
+    }
+}
+
+/// What every variant shares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareConfig {
+    pub architecture: Architecture,
+    pub epochs: usize,
+    pub seed: u64,
+    pub test_batch_size: usize,
+}
+
+/// How one variant did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantResult {
+    pub variant: Variant,
+    /// Per-epoch records; their `val_*` fields hold the **test-set** metrics after each epoch.
+    pub history: Vec<EpochRecord>,
+    pub steps: u64,
+    /// Loss and accuracy on the whole training set after training (dropout off), the same
+    /// measure for every variant.
+    pub final_train_loss: f64,
+    pub final_train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    /// Time spent in optimization steps (the epochs' `seconds`, without evaluations).
+    pub train_seconds: f64,
+    pub samples_per_second: f64,
+    /// Set when training diverged (non-finite loss); the metrics are then those reached before.
+    pub diverged: Option<String>,
+}
+
+/// Trains every variant on `train` from the same seed, evaluating on `test` after every epoch.
+pub fn run_variants(
+    config: &CompareConfig,
+    variants: &[Variant],
+    train: &Dataset,
+    test: &Dataset,
+    mut progress: impl FnMut(usize, &Variant) -> Progress,
+) -> Result<Vec<VariantResult>> {
+    let mut results = Vec::with_capacity(variants.len());
+    for (index, variant) in variants.iter().enumerate() {
+        let mut trainer = Trainer::new(TrainConfig {
+            architecture: config.architecture.clone(),
+            optimizer: variant.optimizer,
+            learning_rate: variant.learning_rate,
+            epochs: config.epochs,
+            batch_size: variant.batch_size,
+            seed: config.seed,
+            ..TrainConfig::default()
+        });
+        let validation = Validation {
+            data: test,
+            batch_size: config.test_batch_size,
+        };
+        let mut progress = progress(index, variant);
+        let outcome = trainer.fit_with_validation(train, Some(validation), &mut progress, &mut []);
+        let diverged = match outcome {
+            Ok(()) => None,
+            Err(error @ Error::NonFinite { .. }) => Some(error.to_string()),
+            Err(error) => return Err(error),
+        };
+        let final_train = evaluate(&trainer.mlp, &trainer.params, train, config.test_batch_size);
+        let final_test = evaluate(&trainer.mlp, &trainer.params, test, config.test_batch_size);
+        let train_seconds: f64 = trainer.history.iter().map(|r| r.seconds).sum();
+        let samples = train.len() as f64 * trainer.history.len() as f64;
+        results.push(VariantResult {
+            variant: variant.clone(),
+            steps: trainer.optimizer.steps,
+            final_train_loss: final_train.loss,
+            final_train_accuracy: final_train.accuracy,
+            test_loss: final_test.loss,
+            test_accuracy: final_test.accuracy,
+            train_seconds,
+            samples_per_second: samples / train_seconds.max(1e-9),
+            history: trainer.history,
+            diverged,
+        });
+    }
+    Ok(results)
+}

@@ -1,0 +1,211 @@
+//! The comparison's picture, one SVG: training loss (left) and test error (right) per epoch,
+//! one line per variant, both on log scales so that the slow variants (far from the optimum)
+//! and the fast ones (a few percent apart near it) are readable in the same chart; one legend
+//! below both.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::compare::VariantResult;
+
+/// Distinct, colour-blind-friendly colours (Okabe–Ito, yellow darkened for a white background).
+const COLORS: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 0, 0),
+    RGBColor(160, 150, 20),
+];
+
+const WIDTH: u32 = 1400;
+const HEIGHT: u32 = 620;
+const LEGEND_HEIGHT: u32 = 44;
+const FONT: &str = "sans-serif";
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Renders the curves of every variant as an SVG document.
+pub fn render_svg(results: &[VariantResult], title: &str) -> Result<String, String> {
+    let mut svg = String::new();
+    draw(&mut svg, results, title).map_err(|e| e.to_string())?;
+    Ok(svg)
+}
+
+fn color(index: usize) -> RGBColor {
+    COLORS[index % COLORS.len()]
+}
+
+/// One panel: a log-scale y axis over epochs 1..=epochs, a line with dots per series.
+struct Panel<'a> {
+    caption: &'a str,
+    y_label: &'a str,
+    /// Per variant: (epoch, value) points, all positive.
+    series: Vec<Vec<(f64, f64)>>,
+    y_format: &'a dyn Fn(&f64) -> String,
+}
+
+fn draw(svg: &mut String, results: &[VariantResult], title: &str) -> DrawResult {
+    let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, (FONT, 22))?;
+    let (charts, legend) = root.split_vertically(root.dim_in_pixel().1 - LEGEND_HEIGHT);
+    let (left, right) = charts.split_horizontally(WIDTH / 2);
+    let epochs = results
+        .iter()
+        .map(|r| r.history.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+
+    let loss = Panel {
+        caption: "Training loss (mean over each epoch, log scale)",
+        y_label: "loss",
+        series: results
+            .iter()
+            .map(|r| {
+                r.history
+                    .iter()
+                    .map(|e| (e.epoch as f64, e.loss))
+                    .filter(|&(_, loss)| loss.is_finite() && loss > 0.0)
+                    .collect()
+            })
+            .collect(),
+        y_format: &|y| trim_number(*y),
+    };
+    draw_panel(&left, &loss, epochs)?;
+    let error = Panel {
+        caption: "Test error after each epoch (1 - accuracy, log scale)",
+        y_label: "test error",
+        series: results
+            .iter()
+            .map(|r| {
+                r.history
+                    .iter()
+                    .filter_map(|e| e.val_accuracy.map(|a| (e.epoch as f64, 1.0 - a)))
+                    .filter(|&(_, error)| error > 0.0)
+                    .collect()
+            })
+            .collect(),
+        y_format: &|y| format!("{}%", trim_number(y * 100.0)),
+    };
+    draw_panel(&right, &error, epochs)?;
+    draw_legend(&legend, results)?;
+    root.present()?;
+    Ok(())
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    epochs: usize,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let values = panel.series.iter().flatten().map(|&(_, y)| y);
+    let (low, high) = values.fold((f64::INFINITY, 0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let (low, high) = if low.is_finite() {
+        (low / 1.25, high * 1.25)
+    } else {
+        (0.01, 1.0)
+    };
+    // A single epoch still needs a non-empty x range.
+    let x_range = 1f64..(epochs as f64).max(1.5);
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, (FONT, 17))
+        .margin(14)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            x_range,
+            (low..high)
+                .log_scale()
+                .with_key_points(log_ticks(low, high)),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(panel.y_label)
+        .x_labels(epochs.clamp(2, 11))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(panel.y_format)
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(210, 210, 210))
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .draw()?;
+    for (index, points) in panel.series.iter().enumerate() {
+        let style = ShapeStyle::from(color(index)).stroke_width(2);
+        chart.draw_series(LineSeries::new(points.clone(), style))?;
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, style.filled())))?;
+    }
+    Ok(())
+}
+
+/// One row: a line sample and the variant's name, evenly spaced.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    results: &[VariantResult],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let slot = (WIDTH as i32 - 40) / results.len().max(1) as i32;
+    for (index, result) in results.iter().enumerate() {
+        let x = 30 + slot * index as i32;
+        let y = (LEGEND_HEIGHT / 2) as i32;
+        let style = ShapeStyle::from(color(index)).stroke_width(3);
+        area.draw(&PathElement::new(vec![(x, y), (x + 26, y)], style))?;
+        area.draw(&Circle::new((x + 13, y), 3, style.filled()))?;
+        area.draw(&Text::new(
+            result.variant.name.clone(),
+            (x + 32, y - 8),
+            (FONT, 15),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Round tick values for a log axis: 1-2-5 in every decade, or every integer mantissa when
+/// the range is too narrow for that to give three ticks.
+fn log_ticks(low: f64, high: f64) -> Vec<f64> {
+    let ticks = |mantissas: &[f64]| -> Vec<f64> {
+        let first_decade = low.log10().floor() as i32;
+        let last_decade = high.log10().ceil() as i32;
+        (first_decade..=last_decade)
+            .flat_map(|decade| mantissas.iter().map(move |m| m * 10f64.powi(decade)))
+            .filter(|&tick| tick >= low && tick <= high)
+            .collect()
+    };
+    let coarse = ticks(&[1.0, 2.0, 5.0]);
+    if coarse.len() >= 3 {
+        coarse
+    } else {
+        ticks(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    }
+}
+
+/// `3`, `2.5`, `0.005`: tick values without float noise or trailing zeros.
+fn trim_number(value: f64) -> String {
+    let rounded = (value * 1e6).round() / 1e6;
+    format!("{rounded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_are_round_and_inside_the_range() {
+        assert_eq!(log_ticks(0.04, 3.0), vec![0.05, 0.1, 0.2, 0.5, 1.0, 2.0]);
+        // Too narrow for 1-2-5: every mantissa.
+        let narrow = log_ticks(0.019, 0.045);
+        assert_eq!(narrow.len(), 3);
+        assert!((narrow[0] - 0.02).abs() < 1e-12 && (narrow[2] - 0.04).abs() < 1e-12);
+        assert_eq!(trim_number(0.1 * 3.0), "0.3");
+        assert_eq!(trim_number(2.0000000000000004), "2");
+    }
+}

@@ -1,0 +1,180 @@
+//! The comparison's outputs: a table (plain text for the terminal, Markdown for documents), the
+//! per-epoch history of every variant as CSV and as JSON.
+
+use serde::Serialize;
+
+use crate::compare::{batch_label, VariantResult};
+use crate::report::history::{format_history_line, HISTORY_HEADER};
+use crate::train::EpochRecord;
+
+const COLUMNS: [&str; 9] = [
+    "variant",
+    "optimizer",
+    "batch",
+    "lr",
+    "steps",
+    "final train loss",
+    "test accuracy",
+    "train time",
+    "samples/s",
+];
+
+fn cells(result: &VariantResult) -> [String; 9] {
+    let variant = &result.variant;
+    let (loss, accuracy) = match &result.diverged {
+        Some(_) => ("diverged".to_string(), "-".to_string()),
+        None => (
+            format!("{:.4}", result.final_train_loss),
+            format!("{:.2}%", 100.0 * result.test_accuracy),
+        ),
+    };
+    [
+        variant.name.clone(),
+        variant.optimizer.name().to_string(),
+        batch_label(variant.batch_size),
+        variant.learning_rate.to_string(),
+        result.steps.to_string(),
+        loss,
+        accuracy,
+        format!("{:.2}s", result.train_seconds),
+        format!("{:.0}", result.samples_per_second),
+    ]
+}
+
+/// An aligned plain-text table, one row per variant.
+pub fn format_table(results: &[VariantResult]) -> String {
+    let rows: Vec<[String; 9]> = results.iter().map(cells).collect();
+    let widths: Vec<usize> = (0..COLUMNS.len())
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].len())
+                .chain([COLUMNS[column].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(column, (cell, &width))| {
+                // Names left-aligned, numbers right-aligned.
+                if column < 3 {
+                    format!("{cell:<width$}")
+                } else {
+                    format!("{cell:>width$}")
+                }
+            })
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(COLUMNS.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The same table in Markdown.
+pub fn format_markdown_table(results: &[VariantResult]) -> String {
+    let mut out = format!("| {} |\n", COLUMNS.join(" | "));
+    out.push_str(&format!("|{}\n", "---|".repeat(COLUMNS.len())));
+    for result in results {
+        out.push_str(&format!("| {} |\n", cells(result).join(" | ")));
+    }
+    out
+}
+
+/// `variant,epoch,loss,accuracy,test_loss,test_accuracy,learning_rate,seconds,samples_per_second`:
+/// the training history's columns (see `train --history`) with the variant in front; the held-out
+/// metrics are on the test set, hence `test_*`.
+pub fn format_csv(results: &[VariantResult]) -> String {
+    let mut out = format!("variant,{}\n", HISTORY_HEADER.replace("val_", "test_"));
+    for result in results {
+        for record in &result.history {
+            out.push_str(&format!(
+                "{},{}",
+                result.variant.name,
+                format_history_line(record)
+            ));
+        }
+    }
+    out
+}
+
+/// The JSON document: the shared settings, then every variant's figures and history.
+#[derive(Debug, Serialize)]
+pub struct CompareJson<'a> {
+    pub epochs: usize,
+    pub seed: u64,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub variants: Vec<VariantJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VariantJson<'a> {
+    pub name: &'a str,
+    pub optimizer: crate::optim::OptimizerConfig,
+    /// A number, or `"full"`.
+    pub batch_size: String,
+    pub learning_rate: f32,
+    pub steps: u64,
+    pub final_train_loss: f64,
+    pub final_train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub train_seconds: f64,
+    pub samples_per_second: f64,
+    pub diverged: Option<&'a str>,
+    pub history: Vec<EpochJson>,
+}
+
+/// One epoch of a variant; `test_*` are measured on the test set after the epoch.
+#[derive(Debug, Serialize)]
+pub struct EpochJson {
+    pub epoch: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub test_loss: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub learning_rate: f32,
+    pub seconds: f64,
+    pub samples_per_second: f64,
+}
+
+impl From<&EpochRecord> for EpochJson {
+    fn from(record: &EpochRecord) -> Self {
+        EpochJson {
+            epoch: record.epoch,
+            loss: record.loss,
+            accuracy: record.accuracy,
+            test_loss: record.val_loss,
+            test_accuracy: record.val_accuracy,
+            learning_rate: record.learning_rate,
+            seconds: record.seconds,
+            samples_per_second: record.samples_per_second,
+        }
+    }
+}
+
+impl<'a> VariantJson<'a> {
+    pub fn new(result: &'a VariantResult) -> Self {
+        VariantJson {
+            name: &result.variant.name,
+            optimizer: result.variant.optimizer,
+            batch_size: batch_label(result.variant.batch_size),
+            learning_rate: result.variant.learning_rate,
+            steps: result.steps,
+            final_train_loss: result.final_train_loss,
+            final_train_accuracy: result.final_train_accuracy,
+            test_loss: result.test_loss,
+            test_accuracy: result.test_accuracy,
+            train_seconds: result.train_seconds,
+            samples_per_second: result.samples_per_second,
+            diverged: result.diverged.as_deref(),
+            history: result.history.iter().map(EpochJson::from).collect(),
+        }
+    }
+}
