@@ -139,6 +139,7 @@ fn bad_compare_options_are_usage_errors() {
         (&["compare", "--epochs", "0"], "--epochs"),
         (&["compare", "--limit", "0"], "--limit"),
         (&["compare", "--momentum", "1"], "--momentum"),
+        (&["compare", "--plot", "curves.pdf"], "--plot"),
     ] {
         assert_one_line_error(mnist_train().args(args), 2, &[option]);
     }

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::cli::optimizer_args::positive;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
-use crate::compare::plot::render_svg;
+use crate::compare::plot::ComparisonFigure;
 use crate::compare::report::{
     format_csv, format_markdown_table, format_table, CompareJson, VariantJson,
 };
@@ -17,6 +17,7 @@ use crate::data::{load_split, DatasetKind, Split};
 use crate::error::{Error, Result};
 use crate::model_file::write_atomic;
 use crate::nn::Architecture;
+use crate::plot::{save_figure, PlotFormat};
 use crate::train::Progress;
 
 #[derive(Debug, Clone, Args)]
@@ -53,6 +54,9 @@ pub struct CompareArgs {
     /// Folder for history.csv, history.json, table.md and curves.svg (created if missing)
     #[arg(long, value_name = "DIR", default_value = "compare-results")]
     pub output_dir: PathBuf,
+    /// Where to draw the curves, .svg or .png [default: DIR/curves.svg]
+    #[arg(long, value_name = "PATH")]
+    pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub output_args: OutputArgs,
 }
@@ -75,6 +79,12 @@ fn parse_learning_rate(value: &str) -> std::result::Result<(String, f32), String
 }
 
 impl CompareArgs {
+    fn plot_path(&self) -> PathBuf {
+        self.plot
+            .clone()
+            .unwrap_or_else(|| self.output_dir.join("curves.svg"))
+    }
+
     /// Checks the options; returns the shared settings and the variants to run, in order.
     pub fn validate(&self) -> Result<(CompareConfig, Vec<Variant>)> {
         if self.epochs == 0 {
@@ -89,6 +99,7 @@ impl CompareArgs {
         if self.test_batch_size == 0 {
             return Err(Error::config("--test-batch-size", "must be at least 1"));
         }
+        PlotFormat::from_path("--plot", &self.plot_path())?;
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(Error::config("--momentum", "must be in [0, 1)"));
         }
@@ -168,21 +179,24 @@ pub fn run(args: CompareArgs) -> Result<()> {
         config.epochs,
         config.seed
     );
-    let svg_path = args.output_dir.join("curves.svg");
-    let svg = render_svg(&results, &title)
-        .map_err(|message| Error::io(&svg_path, std::io::Error::other(message)))?;
     let outputs = [
         ("history.csv", format_csv(&results)),
         ("history.json", json + "\n"),
         ("table.md", format_markdown_table(&results)),
-        ("curves.svg", svg),
     ];
     for (name, contents) in &outputs {
         write_atomic(&args.output_dir.join(name), contents.as_bytes())?;
     }
+    let figure = ComparisonFigure {
+        title,
+        results: &results,
+    };
+    let plot = args.plot_path();
+    save_figure("--plot", &plot, &figure)?;
     intro.info(&format!(
-        "Wrote history.csv, history.json, table.md and curves.svg to {}",
-        args.output_dir.display()
+        "Wrote history.csv, history.json and table.md to {}, and the curves to {}",
+        args.output_dir.display(),
+        plot.display()
     ));
     Ok(())
 }

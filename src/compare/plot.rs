@@ -7,35 +7,19 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::compare::VariantResult;
+use crate::plot::curves::PALETTE;
+use crate::plot::{drawing_error, Figure, FONT};
 
-/// Distinct, colour-blind-friendly colours (Okabe–Ito, yellow darkened for a white background).
-const COLORS: [RGBColor; 8] = [
-    RGBColor(0, 114, 178),
-    RGBColor(230, 159, 0),
-    RGBColor(0, 158, 115),
-    RGBColor(204, 121, 167),
-    RGBColor(86, 180, 233),
-    RGBColor(213, 94, 0),
-    RGBColor(0, 0, 0),
-    RGBColor(160, 150, 20),
-];
-
-const WIDTH: u32 = 1400;
-const HEIGHT: u32 = 620;
 const LEGEND_HEIGHT: u32 = 44;
-const FONT: &str = "sans-serif";
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
-
-/// Renders the curves of every variant as an SVG document.
-pub fn render_svg(results: &[VariantResult], title: &str) -> Result<String, String> {
-    let mut svg = String::new();
-    draw(&mut svg, results, title).map_err(|e| e.to_string())?;
-    Ok(svg)
+/// The comparison figure; save it with [`crate::plot::save_figure`] (SVG or PNG).
+pub struct ComparisonFigure<'a> {
+    pub title: String,
+    pub results: &'a [VariantResult],
 }
 
 fn color(index: usize) -> RGBColor {
-    COLORS[index % COLORS.len()]
+    PALETTE[index % PALETTE.len()]
 }
 
 /// One panel: a log-scale y axis over epochs 1..=epochs, a line with dots per series.
@@ -47,64 +31,68 @@ struct Panel<'a> {
     y_format: &'a dyn Fn(&f64) -> String,
 }
 
-fn draw(svg: &mut String, results: &[VariantResult], title: &str) -> DrawResult {
-    let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(title, (FONT, 22))?;
-    let (charts, legend) = root.split_vertically(root.dim_in_pixel().1 - LEGEND_HEIGHT);
-    let (left, right) = charts.split_horizontally(WIDTH / 2);
-    let epochs = results
-        .iter()
-        .map(|r| r.history.len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
+impl Figure for ComparisonFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1400, 620)
+    }
 
-    let loss = Panel {
-        caption: "Training loss (mean over each epoch, log scale)",
-        y_label: "loss",
-        series: results
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        area.fill(&WHITE).map_err(drawing_error)?;
+        let root = area
+            .titled(&self.title, (FONT, 22))
+            .map_err(drawing_error)?;
+        let (width, height) = root.dim_in_pixel();
+        let (charts, legend) = root.split_vertically(height.saturating_sub(LEGEND_HEIGHT));
+        let (left, right) = charts.split_horizontally(width / 2);
+        let results = self.results;
+        let epochs = results
             .iter()
-            .map(|r| {
-                r.history
-                    .iter()
-                    .map(|e| (e.epoch as f64, e.loss))
-                    .filter(|&(_, loss)| loss.is_finite() && loss > 0.0)
-                    .collect()
-            })
-            .collect(),
-        y_format: &|y| trim_number(*y),
-    };
-    draw_panel(&left, &loss, epochs)?;
-    let error = Panel {
-        caption: "Test error after each epoch (1 - accuracy, log scale)",
-        y_label: "test error",
-        series: results
-            .iter()
-            .map(|r| {
-                r.history
-                    .iter()
-                    .filter_map(|e| e.val_accuracy.map(|a| (e.epoch as f64, 1.0 - a)))
-                    .filter(|&(_, error)| error > 0.0)
-                    .collect()
-            })
-            .collect(),
-        y_format: &|y| format!("{}%", trim_number(y * 100.0)),
-    };
-    draw_panel(&right, &error, epochs)?;
-    draw_legend(&legend, results)?;
-    root.present()?;
-    Ok(())
+            .map(|r| r.history.len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+
+        let loss = Panel {
+            caption: "Training loss (mean over each epoch, log scale)",
+            y_label: "loss",
+            series: results
+                .iter()
+                .map(|r| {
+                    r.history
+                        .iter()
+                        .map(|e| (e.epoch as f64, e.loss))
+                        .filter(|&(_, loss)| loss.is_finite() && loss > 0.0)
+                        .collect()
+                })
+                .collect(),
+            y_format: &|y| trim_number(*y),
+        };
+        draw_panel(&left, &loss, epochs)?;
+        let error = Panel {
+            caption: "Test error after each epoch (1 - accuracy, log scale)",
+            y_label: "test error",
+            series: results
+                .iter()
+                .map(|r| {
+                    r.history
+                        .iter()
+                        .filter_map(|e| e.val_accuracy.map(|a| (e.epoch as f64, 1.0 - a)))
+                        .filter(|&(_, error)| error > 0.0)
+                        .collect()
+                })
+                .collect(),
+            y_format: &|y| format!("{}%", trim_number(y * 100.0)),
+        };
+        draw_panel(&right, &error, epochs)?;
+        draw_legend(&legend, results, width)
+    }
 }
 
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
     epochs: usize,
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    DB::ErrorType: 'static,
-{
+) -> Result<(), String> {
     let values = panel.series.iter().flatten().map(|&(_, y)| y);
     let (low, high) = values.fold((f64::INFINITY, 0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let (low, high) = if low.is_finite() {
@@ -124,7 +112,8 @@ where
             (low..high)
                 .log_scale()
                 .with_key_points(log_ticks(low, high)),
-        )?;
+        )
+        .map_err(drawing_error)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
@@ -136,11 +125,16 @@ where
         .bold_line_style(RGBColor(210, 210, 210))
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
-        .draw()?;
+        .draw()
+        .map_err(drawing_error)?;
     for (index, points) in panel.series.iter().enumerate() {
         let style = ShapeStyle::from(color(index)).stroke_width(2);
-        chart.draw_series(LineSeries::new(points.clone(), style))?;
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, style.filled())))?;
+        chart
+            .draw_series(LineSeries::new(points.clone(), style))
+            .map_err(drawing_error)?;
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, style.filled())))
+            .map_err(drawing_error)?;
     }
     Ok(())
 }
@@ -149,22 +143,23 @@ where
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     results: &[VariantResult],
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    DB::ErrorType: 'static,
-{
-    let slot = (WIDTH as i32 - 40) / results.len().max(1) as i32;
+    width: u32,
+) -> Result<(), String> {
+    let slot = (width as i32 - 40) / results.len().max(1) as i32;
     for (index, result) in results.iter().enumerate() {
         let x = 30 + slot * index as i32;
         let y = (LEGEND_HEIGHT / 2) as i32;
         let style = ShapeStyle::from(color(index)).stroke_width(3);
-        area.draw(&PathElement::new(vec![(x, y), (x + 26, y)], style))?;
-        area.draw(&Circle::new((x + 13, y), 3, style.filled()))?;
+        area.draw(&PathElement::new(vec![(x, y), (x + 26, y)], style))
+            .map_err(drawing_error)?;
+        area.draw(&Circle::new((x + 13, y), 3, style.filled()))
+            .map_err(drawing_error)?;
         area.draw(&Text::new(
             result.variant.name.clone(),
             (x + 32, y - 8),
             (FONT, 15),
-        ))?;
+        ))
+        .map_err(drawing_error)?;
     }
     Ok(())
 }

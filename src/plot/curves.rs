@@ -23,7 +23,7 @@ pub struct TrainingCurves {
 }
 
 /// Distinct, colour-blind-friendly line colours (Okabe–Ito).
-const PALETTE: [RGBColor; 8] = [
+pub(crate) const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
