@@ -24,7 +24,7 @@ use crate::cli::validation_args::ValidationPlan;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model_file::{decode_container, encode_container, validate_architecture, write_atomic};
-use crate::model_file::{TensorInfo, MAX_FILE_LEN};
+use crate::model_file::{read_bounded, TensorInfo};
 use crate::optim::Optimizer;
 use crate::train::{CallbackState, EpochRecord, RunningMetrics, TrainConfig, Trainer};
 
@@ -195,17 +195,7 @@ impl Checkpoint {
 
     /// Reads and verifies a checkpoint file.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if metadata.is_dir() {
-            return Err(Error::model(
-                path,
-                "is a directory, expected a checkpoint file",
-            ));
-        }
-        if metadata.len() > MAX_FILE_LEN {
-            return Err(Error::model(path, "is too large to be a checkpoint file"));
-        }
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = read_bounded(path, "checkpoint")?;
         Checkpoint::decode(&bytes).map_err(|message| Error::model(path, message))
     }
 

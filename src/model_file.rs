@@ -103,22 +103,42 @@ impl Model {
             class_names: self.class_names.clone(),
             tensors,
         };
+        // Never replace a good model with a diverged one.
+        if !self.parameters.iter().all(|v| v.is_finite()) {
+            return Err(Error::model(
+                path,
+                "refusing to save NaN or infinite weights (training diverged; try a smaller --learning-rate); the previous file is untouched",
+            ));
+        }
         let header = serde_json::to_vec(&header).expect("header serializes");
         write_atomic(path, &encode_container(&header, &[&self.parameters]))
     }
 
     /// Reads and verifies a model file (magic, version, checksum, shapes).
     pub fn load(path: &Path) -> Result<Model> {
-        let (header, data) = read_container(path)?;
-        let header: ModelHeader = serde_json::from_slice(&header)
-            .map_err(|e| Error::model(path, format!("invalid model header: {e}")))?;
-        if header.kind != "model" {
-            return Err(Error::model(
-                path,
-                format!("is a {} file, not a model", header.kind),
-            ));
+        let bytes = read_bounded(path, "model")?;
+        Model::decode(&bytes).map_err(|message| Error::model(path, message))
+    }
+
+    /// Parses and verifies model file bytes; the error is a message without the file name.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Model, String> {
+        let (header, data) = decode_container(bytes)?;
+        #[derive(Deserialize)]
+        struct KindOnly {
+            kind: String,
         }
-        validate_architecture(path, &header.architecture)?;
+        // Name the file type first: a checkpoint handed to `eval` says so, not "missing field".
+        if let Ok(KindOnly { kind }) = serde_json::from_slice::<KindOnly>(&header) {
+            if kind != "model" {
+                return Err(format!("is a {kind} file, not a model"));
+            }
+        }
+        let header: ModelHeader =
+            serde_json::from_slice(&header).map_err(|e| format!("invalid model header: {e}"))?;
+        validate_architecture(Path::new(""), &header.architecture).map_err(|e| match e {
+            Error::Model { message, .. } => message,
+            other => other.to_string(),
+        })?;
         let expected: Vec<TensorInfo> = header
             .architecture
             .tensor_names()
@@ -126,26 +146,20 @@ impl Model {
             .map(|(name, shape, _)| TensorInfo { name, shape })
             .collect();
         if header.tensors != expected {
-            return Err(Error::model(
-                path,
-                "tensor list does not match the architecture",
-            ));
+            return Err("tensor list does not match the architecture".to_string());
         }
         if data.len() != header.architecture.parameter_count() {
-            return Err(Error::model(
-                path,
-                format!(
-                    "holds {} parameters but the architecture needs {}",
-                    data.len(),
-                    header.architecture.parameter_count()
-                ),
+            return Err(format!(
+                "holds {} parameters but the architecture needs {}",
+                data.len(),
+                header.architecture.parameter_count()
             ));
         }
         if header.class_names.len() != header.architecture.outputs {
-            return Err(Error::model(
-                path,
-                "number of class names does not match the output layer",
-            ));
+            return Err("number of class names does not match the output layer".to_string());
+        }
+        if !data.iter().all(|v| v.is_finite()) {
+            return Err("contains NaN or infinite weights".to_string());
         }
         Ok(Model {
             architecture: header.architecture,
@@ -201,15 +215,26 @@ pub fn encode_container(header: &[u8], tensors: &[&[f32]]) -> Vec<u8> {
 
 /// Reads a container file and returns its JSON header bytes and all its f32 data.
 pub fn read_container(path: &Path) -> Result<(Vec<u8>, Vec<f32>)> {
+    let bytes = read_bounded(path, "model")?;
+    decode_container(&bytes).map_err(|message| Error::model(path, message))
+}
+
+/// Reads a whole `what` ("model", "checkpoint") file, refusing folders and absurd sizes first.
+pub fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>> {
     let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if metadata.is_dir() {
-        return Err(Error::model(path, "is a directory, expected a model file"));
+        return Err(Error::model(
+            path,
+            format!("is a directory, expected a {what} file"),
+        ));
     }
     if metadata.len() > MAX_FILE_LEN {
-        return Err(Error::model(path, "is too large to be a model file"));
+        return Err(Error::model(
+            path,
+            format!("is too large to be a {what} file"),
+        ));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_container(&bytes).map_err(|message| Error::model(path, message))
+    std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// Parses the container layout; the error is a message without the file name.
@@ -226,12 +251,12 @@ pub fn decode_container(bytes: &[u8]) -> std::result::Result<(Vec<u8>, Vec<f32>)
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != FORMAT_VERSION {
         let relation = if version > FORMAT_VERSION {
-            "newer"
+            "a newer"
         } else {
-            "older"
+            "an older"
         };
         return Err(format!(
-            "has format version {version}, a {relation} format than this program reads (version {FORMAT_VERSION})"
+            "has format version {version}, {relation} format than this program reads (version {FORMAT_VERSION})"
         ));
     }
     let body_len = bytes.len() - CHECKSUM_LEN;
@@ -284,7 +309,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(error) = result {
         let _ = std::fs::remove_file(&temp_path);
-        return Err(Error::io(path, error));
+        let message = if path.exists() {
+            format!("could not write it ({error}); the previous version is untouched")
+        } else {
+            format!("could not write it ({error})")
+        };
+        return Err(Error::io(path, std::io::Error::new(error.kind(), message)));
     }
     Ok(())
 }

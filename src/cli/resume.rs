@@ -299,6 +299,21 @@ impl RunPlan {
         let Some((path, checkpoint)) = &self.resume else {
             return Ok(Trainer::new(job.config.clone()));
         };
+        let architecture = &checkpoint.config.architecture;
+        if architecture.inputs != train.pixels_per_image()
+            || architecture.outputs != train.num_classes()
+        {
+            return Err(Error::model(
+                path,
+                format!(
+                    "its network expects {} inputs and {} classes, but the data has {} pixels and {} classes",
+                    architecture.inputs,
+                    architecture.outputs,
+                    train.pixels_per_image(),
+                    train.num_classes()
+                ),
+            ));
+        }
         let actual = fingerprint(train);
         if train.len() != checkpoint.run.train_examples || actual != checkpoint.run.data_fingerprint
         {

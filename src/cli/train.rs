@@ -19,25 +19,30 @@ use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Validation};
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Passes over the training set
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     pub epochs: usize,
     /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD)
-    #[arg(long, default_value = "32", value_parser = parse_batch_size)]
+    #[arg(long, default_value = "32", value_parser = parse_batch_size, allow_negative_numbers = true)]
     pub batch_size: BatchSize,
     /// Seed for initialization, shuffling and dropout; the same seed gives the same model
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     pub seed: u64,
     /// Widths of the hidden layers, comma-separated (e.g. 256,128)
-    #[arg(long, value_delimiter = ',', default_value = "128")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "128",
+        allow_negative_numbers = true
+    )]
     pub hidden: Vec<usize>,
     /// Dropout rate after each hidden layer, in [0, 1)
     #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub dropout: f32,
     /// Train on the first N training images only (quick tries and tests)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// Examples per batch when evaluating
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
     pub test_batch_size: usize,
     /// Which dataset to train on
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]

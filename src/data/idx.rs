@@ -29,9 +29,25 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
+/// A check of the dimensions that runs right after the header is parsed, before the body is
+/// read (e.g. "images must be 28×28"); the error message is reported with the file name.
+pub type DimsCheck<'a> = &'a dyn Fn(&[usize]) -> Result<(), String>;
+
+/// The smallest possible gzip file: 10-byte header, empty deflate block, 8-byte trailer.
+const MIN_GZIP_LEN: u64 = 18;
+
 /// Reads an IDX file of unsigned bytes with exactly `expected_ndims` dimensions.
 /// Gzip is detected from the magic bytes, never from the file name.
 pub fn read_idx_file(path: &Path, expected_ndims: usize) -> Result<IdxArray> {
+    read_idx_file_checked(path, expected_ndims, &|_| Ok(()))
+}
+
+/// [`read_idx_file`], also running `check` on the header's dimensions before reading the body.
+pub fn read_idx_file_checked(
+    path: &Path,
+    expected_ndims: usize,
+    check: DimsCheck,
+) -> Result<IdxArray> {
     let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if metadata.is_dir() {
         return Err(Error::data(path, "is a directory, expected an IDX file"));
@@ -40,39 +56,66 @@ pub fn read_idx_file(path: &Path, expected_ndims: usize) -> Result<IdxArray> {
     if file_len == 0 {
         return Err(Error::data(path, "is empty, expected an IDX file"));
     }
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut magic = [0u8; 2];
-    let is_gzip = file_len >= 2 && {
-        file.read_exact(&mut magic)
-            .map_err(|e| Error::io(path, e))?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(path, e))?;
-        magic == GZIP_MAGIC
-    };
-    if is_gzip {
-        // The gzip trailer stores the uncompressed size modulo 2^32: a cheap cross-check.
-        let declared_size = gzip_declared_size(&mut file).map_err(|e| Error::io(path, e))?;
-        let decoder = MultiGzDecoder::new(BufReader::new(file));
-        let limits = SizeLimits {
-            max_payload: file_len.saturating_mul(MAX_DEFLATE_RATIO),
-            gzip_declared_size: Some(declared_size),
-        };
-        read_idx(decoder, expected_ndims, limits).map_err(|e| e.at(path))
-    } else {
-        let limits = SizeLimits {
-            max_payload: file_len,
-            gzip_declared_size: None,
-        };
-        read_idx(BufReader::new(file), expected_ndims, limits).map_err(|e| e.at(path))
-    }
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    read_idx_source(file, file_len, expected_ndims, check).map_err(|e| e.at(path))
 }
 
-/// Reads the ISIZE field (last four bytes, little-endian) of a gzip file.
-fn gzip_declared_size(file: &mut File) -> std::io::Result<u32> {
-    file.seek(SeekFrom::End(-4))?;
-    let size = file.read_u32::<byteorder::LittleEndian>()?;
-    file.seek(SeekFrom::Start(0))?;
-    Ok(size)
+/// Parses IDX bytes held in memory, gzip-compressed or raw (used by property tests and fuzzing,
+/// which exercise exactly the code path files take).
+pub fn read_idx_bytes(bytes: &[u8], expected_ndims: usize) -> Result<IdxArray, ParseError> {
+    if bytes.is_empty() {
+        return Err(ParseError("is empty, expected an IDX file".to_string()));
+    }
+    read_idx_source(
+        std::io::Cursor::new(bytes),
+        bytes.len() as u64,
+        expected_ndims,
+        &|_| Ok(()),
+    )
+}
+
+/// Detects gzip by its magic bytes and parses the (decompressed) IDX stream of `len` bytes.
+fn read_idx_source<R: Read + Seek>(
+    mut source: R,
+    len: u64,
+    expected_ndims: usize,
+    check: DimsCheck,
+) -> Result<IdxArray, ParseError> {
+    let read_error = |e: std::io::Error| ParseError(format!("read error: {e}"));
+    let mut magic = [0u8; 2];
+    let is_gzip = len >= 2 && {
+        source.read_exact(&mut magic).map_err(read_error)?;
+        source.seek(SeekFrom::Start(0)).map_err(read_error)?;
+        magic == GZIP_MAGIC
+    };
+    if !is_gzip {
+        let limits = SizeLimits {
+            max_payload: len,
+            gzip_declared_size: None,
+        };
+        return read_idx_checked(BufReader::new(source), expected_ndims, limits, check);
+    }
+    if len < MIN_GZIP_LEN {
+        return Err(ParseError(format!(
+            "truncated gzip stream ({len} bytes; a gzip file has at least {MIN_GZIP_LEN})"
+        )));
+    }
+    // The gzip trailer stores the uncompressed size modulo 2^32: a cheap cross-check.
+    source.seek(SeekFrom::End(-4)).map_err(read_error)?;
+    let declared_size = source
+        .read_u32::<byteorder::LittleEndian>()
+        .map_err(read_error)?;
+    source.seek(SeekFrom::Start(0)).map_err(read_error)?;
+    let limits = SizeLimits {
+        max_payload: len.saturating_mul(MAX_DEFLATE_RATIO),
+        gzip_declared_size: Some(declared_size),
+    };
+    read_idx_checked(
+        MultiGzDecoder::new(BufReader::new(source)),
+        expected_ndims,
+        limits,
+        check,
+    )
 }
 
 /// What the container can hold, used to reject impossible headers before allocating.
@@ -96,7 +139,9 @@ impl ParseError {
 
 fn describe_read_error(error: std::io::Error, what: &str) -> ParseError {
     match error.kind() {
-        std::io::ErrorKind::UnexpectedEof => ParseError(format!("truncated {what}")),
+        std::io::ErrorKind::UnexpectedEof => {
+            ParseError(format!("truncated {what} (the file ends early)"))
+        }
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
             ParseError(format!("corrupt gzip stream while reading {what}: {error}"))
         }
@@ -106,9 +151,19 @@ fn describe_read_error(error: std::io::Error, what: &str) -> ParseError {
 
 /// Parses an IDX stream. `limits` bounds what the header may claim.
 pub fn read_idx(
+    reader: impl Read,
+    expected_ndims: usize,
+    limits: SizeLimits,
+) -> Result<IdxArray, ParseError> {
+    read_idx_checked(reader, expected_ndims, limits, &|_| Ok(()))
+}
+
+/// [`read_idx`], also running `check` on the dimensions before reading the body.
+pub fn read_idx_checked(
     mut reader: impl Read,
     expected_ndims: usize,
     limits: SizeLimits,
+    check: DimsCheck,
 ) -> Result<IdxArray, ParseError> {
     let mut magic = [0u8; 4];
     reader
@@ -145,7 +200,7 @@ pub fn read_idx(
     let total = header_len as u128 + element_count;
     if total > limits.max_payload as u128 {
         return Err(ParseError(format!(
-            "header claims {} ({element_count} bytes of data) but the file can hold at most {} bytes",
+            "header claims {} ({element_count} bytes of data) but the file can hold at most {} bytes (truncated file or corrupt header)",
             describe_dims(&dims),
             limits.max_payload.saturating_sub(header_len)
         )));
@@ -153,11 +208,12 @@ pub fn read_idx(
     if let Some(declared) = limits.gzip_declared_size {
         if (total as u64) as u32 != declared {
             return Err(ParseError(format!(
-                "header claims {} ({total} bytes in all) but the gzip trailer records {declared} bytes",
+                "header claims {} ({total} bytes in all) but the gzip trailer records {declared} bytes: the gzip stream is truncated or corrupt",
                 describe_dims(&dims)
             )));
         }
     }
+    check(&dims).map_err(ParseError)?;
     let element_count = element_count as usize;
     // Grow with the data actually read, never trusting the header for a large allocation.
     let mut data = Vec::with_capacity(element_count.min(1 << 26));

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::idx::read_idx_file;
+use crate::data::idx::{read_idx_file, read_idx_file_checked};
 use crate::error::{Error, Result};
 
 /// Images are kept as raw u8 pixels (47 MB for MNIST's training set instead of 188 MB as f32);
@@ -161,24 +161,7 @@ pub fn load_split(dir: &Path, split: Split, kind: DatasetKind) -> Result<Dataset
     let images_path = find_file(dir, &format!("{}-images-idx3-ubyte", split.file_stem()))?;
     let labels_path = find_file(dir, &format!("{}-labels-idx1-ubyte", split.file_stem()))?;
     let labels = read_idx_file(&labels_path, 1)?;
-    let images = read_idx_file(&images_path, 3)?;
-    let (count, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
-    if rows != 28 || cols != 28 {
-        return Err(Error::data(
-            &images_path,
-            format!("images are {rows}x{cols}, expected 28x28"),
-        ));
-    }
-    if labels.dims[0] != count {
-        return Err(Error::data(
-            &labels_path,
-            format!(
-                "has {} labels but {} has {count} images",
-                labels.dims[0],
-                images_path.display()
-            ),
-        ));
-    }
+    let label_count = labels.dims[0];
     let class_names = kind.class_names();
     if let Some(position) = labels
         .data
@@ -194,6 +177,25 @@ pub fn load_split(dir: &Path, split: Split, kind: DatasetKind) -> Result<Dataset
             ),
         ));
     }
+    // Shape and count are checked from the images header, before its body is read.
+    let check_images = |dims: &[usize]| -> std::result::Result<(), String> {
+        let (count, rows, cols) = (dims[0], dims[1], dims[2]);
+        if rows != 28 || cols != 28 {
+            return Err(format!("images are {rows}x{cols}, expected 28x28"));
+        }
+        if count == 0 {
+            return Err("holds no images".to_string());
+        }
+        if count != label_count {
+            return Err(format!(
+                "has {count} images but {} has {label_count} labels",
+                labels_path.display()
+            ));
+        }
+        Ok(())
+    };
+    let images = read_idx_file_checked(&images_path, 3, &check_images)?;
+    let (rows, cols) = (images.dims[1], images.dims[2]);
     Ok(Dataset {
         images: images.data,
         labels: labels.data,
