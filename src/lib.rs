@@ -9,6 +9,7 @@ pub mod cli;
 pub mod compare;
 pub mod data;
 pub mod error;
+pub mod interop;
 pub mod kernels;
 pub mod model_file;
 pub mod nn;

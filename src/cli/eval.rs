@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::DataArgs;
 use crate::data::{load_split, Dataset, DatasetKind, Split};
 use crate::error::{Error, Result};
+use crate::interop::load_model;
 use crate::model_file::Model;
 use crate::nn::Mlp;
 use crate::plot::{save_figure, ConfusionHeatMap, PlotFormat};
@@ -113,7 +114,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         PlotFormat::from_path("--plot", path)?;
     }
     let human = HumanOutput::new(args.json);
-    let model = Model::load(&args.model)?;
+    let model = load_model(&args.model)?;
     let test_set = load_test_set_for(&model, &args.model, &args.data)?;
     let mlp = Mlp::new(model.architecture.clone());
     let evaluation = evaluate(&mlp, &model.parameters, &test_set, args.test_batch_size);

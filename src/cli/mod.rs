@@ -2,7 +2,9 @@
 //! (errors name the option) before any work starts.
 
 pub mod compare;
+pub mod completions;
 pub mod eval;
+pub mod interop;
 pub mod optimizer_args;
 pub mod predict;
 pub mod preflight;
@@ -51,6 +53,12 @@ pub enum Command {
     /// Train the optimizer family (full-batch GD, SGD, mini-batch GD, momentum and their
     /// combinations, Adam) on the same data, seed and budget; print a table, write curves
     Compare(compare::CompareArgs),
+    /// Write a model as safetensors, with tensor names PyTorch's nn.Sequential loads
+    Export(interop::ExportArgs),
+    /// Convert a safetensors file (ours or PyTorch's) into an mnist-train model file
+    Import(interop::ImportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
 }
 
 /// Options shared by every command that reads a dataset.
@@ -142,6 +150,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Compare(args)) => compare::run(args),
+        Some(Command::Export(args)) => interop::run_export(args),
+        Some(Command::Import(args)) => interop::run_import(args),
+        Some(Command::Completions(args)) => completions::run(args),
     }
 }
 

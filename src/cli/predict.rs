@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::cli::eval::load_test_set_for;
 use crate::cli::DataArgs;
 use crate::error::{Error, Result};
-use crate::model_file::Model;
+use crate::interop::load_model;
 use crate::nn::Mlp;
 use crate::predict::{
     load_grayscale, probabilities, render_half_blocks, side_by_side, to_mnist_frame, top_classes,
@@ -93,7 +93,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if args.top == 0 {
         return Err(Error::config("--top", "must be at least 1"));
     }
-    let model = Model::load(&args.model)?;
+    let model = load_model(&args.model)?;
     if model.architecture.inputs != FRAME * FRAME {
         return Err(Error::model(
             &args.model,

@@ -23,13 +23,15 @@ impl HumanOutput {
         HumanOutput { to_stderr: json }
     }
 
-    /// Prints text that already ends in a newline (or an empty string).
+    /// Prints text that already ends in a newline (or an empty string). A closed pipe (`| head`)
+    /// is not an error worth a message: the reader has seen what it wanted.
     pub fn print(&self, text: &str) {
-        if self.to_stderr {
-            eprint!("{text}");
+        use std::io::Write;
+        let _ = if self.to_stderr {
+            std::io::stderr().lock().write_all(text.as_bytes())
         } else {
-            print!("{text}");
-        }
+            std::io::stdout().lock().write_all(text.as_bytes())
+        };
     }
 
     pub fn line(&self, line: &str) {

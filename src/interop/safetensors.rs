@@ -1,0 +1,395 @@
+//! Safetensors export and import, laid out for PyTorch.
+//!
+//! The tutorial network in PyTorch is
+//! `nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 10))`,
+//! whose `state_dict` keys are the module's index in the Sequential and the parameter name. Each
+//! hidden layer adds three modules (Linear, ReLU, Dropout), so dense layer `k` is module `1 + 3k`:
+//!
+//! | our tensor (flat buffer)   | safetensors key | shape        | conversion  |
+//! |----------------------------|-----------------|--------------|-------------|
+//! | `dense_0.weight` [784,128] | `1.weight`      | [128, 784]   | transposed  |
+//! | `dense_0.bias` [128]       | `1.bias`        | [128]        | as is       |
+//! | `dense_1.weight` [128,10]  | `4.weight`      | [10, 128]    | transposed  |
+//! | `dense_1.bias` [10]        | `4.bias`        | [10]         | as is       |
+//!
+//! (`--hidden 256,128` continues with `7.weight`, …). PyTorch's `nn.Linear` stores its weight as
+//! `[out_features, in_features]` and computes `x · Wᵀ + b`; we store `[in, out]` and compute
+//! `x · W + b`, hence the transpose. All tensors are F32, little-endian.
+//!
+//! `__metadata__` (string values, as the format requires) records `format: "pt"`, `producer`,
+//! `architecture` (our JSON), `normalization` (JSON), `dataset`, `class_names` (JSON array) and
+//! `pytorch_module` (the `nn.Sequential(...)` expression that loads it). Import uses them when
+//! present; a safetensors file written by PyTorch without them is read from its `N.weight`/`N.bias`
+//! keys alone (hidden widths from the shapes, ReLU, dropout 0.2, MNIST classes, pixels / 255).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::data::DatasetKind;
+use crate::error::{Error, Result};
+use crate::model_file::{validate_architecture, write_atomic, Model, Normalization};
+use crate::nn::Architecture;
+
+/// Files larger than this are refused before reading (far above any MLP we train).
+const MAX_FILE_LEN: u64 = 4 << 30;
+
+/// The Sequential index of dense layer `layer`: Flatten is 0, each hidden layer is Linear, ReLU, Dropout.
+pub fn sequential_index(layer: usize) -> usize {
+    1 + 3 * layer
+}
+
+/// The PyTorch expression whose `load_state_dict` accepts the exported tensors.
+pub fn pytorch_module(architecture: &Architecture) -> String {
+    let widths = architecture.widths();
+    let mut modules = vec!["nn.Flatten()".to_string()];
+    for (index, pair) in widths.windows(2).enumerate() {
+        modules.push(format!("nn.Linear({}, {})", pair[0], pair[1]));
+        if index + 2 < widths.len() {
+            modules.push("nn.ReLU()".to_string());
+            modules.push(format!("nn.Dropout({})", architecture.dropout));
+        }
+    }
+    format!("nn.Sequential({})", modules.join(", "))
+}
+
+/// The safetensors bytes of `model`.
+pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (layer, dense) in model.architecture.dense_layouts().iter().enumerate() {
+        let index = sequential_index(layer);
+        let weights = &model.parameters[dense.weights.clone()];
+        // [in, out] row-major → [out, in] row-major.
+        let mut transposed = Vec::with_capacity(weights.len() * 4);
+        for output in 0..dense.outputs {
+            for input in 0..dense.inputs {
+                transposed
+                    .extend_from_slice(&weights[input * dense.outputs + output].to_le_bytes());
+            }
+        }
+        tensors.push((
+            format!("{index}.weight"),
+            vec![dense.outputs, dense.inputs],
+            transposed,
+        ));
+        let bias: Vec<u8> = model.parameters[dense.bias.clone()]
+            .iter()
+            .flat_map(|value| value.to_le_bytes())
+            .collect();
+        tensors.push((format!("{index}.bias"), vec![dense.outputs], bias));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|view| (name.clone(), view))
+                .map_err(|error| Error::model(name, error.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (
+            "producer".to_string(),
+            format!("mnist-train {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("architecture".to_string(), to_json(&model.architecture)),
+        ("normalization".to_string(), to_json(&model.normalization)),
+        ("dataset".to_string(), model.dataset.clone()),
+        ("class_names".to_string(), to_json(&model.class_names)),
+        (
+            "pytorch_module".to_string(),
+            pytorch_module(&model.architecture),
+        ),
+    ]);
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|error| Error::model("<safetensors export>", error.to_string()))
+}
+
+/// Writes `model` as safetensors to `path`, atomically.
+pub fn export(model: &Model, path: &Path) -> Result<()> {
+    write_atomic(path, &export_bytes(model)?)
+}
+
+/// Our metadata values as JSON strings; serializing these plain types cannot fail.
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Reads a safetensors file into a [`Model`]. `dataset` overrides the dataset recorded in the
+/// file (needed only for files without our metadata that hold Fashion-MNIST weights).
+pub fn import(path: &Path, dataset: Option<DatasetKind>) -> Result<Model> {
+    let metadata = std::fs::metadata(path).map_err(|error| Error::io(path, error))?;
+    if metadata.is_dir() {
+        return Err(Error::model(
+            path,
+            "is a directory, expected a safetensors file",
+        ));
+    }
+    if metadata.len() > MAX_FILE_LEN {
+        return Err(Error::model(path, "is too large to be a model file"));
+    }
+    let bytes = std::fs::read(path).map_err(|error| Error::io(path, error))?;
+    import_bytes(&bytes, dataset).map_err(|message| Error::model(path, message))
+}
+
+/// Parses safetensors bytes; the error is a message without the file name.
+pub fn import_bytes(
+    bytes: &[u8],
+    dataset: Option<DatasetKind>,
+) -> std::result::Result<Model, String> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|error| format!("is not a valid safetensors file: {error}"))?;
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(|error| format!("is not a valid safetensors file: {error}"))?;
+    let info = header.metadata().clone().unwrap_or_default();
+
+    // The dense layers, in module order: `N.weight` [out, in] and `N.bias` [out].
+    let mut indices: Vec<usize> = Vec::new();
+    for name in tensors.names() {
+        let (prefix, suffix) = name
+            .rsplit_once('.')
+            .ok_or_else(|| format!("unexpected tensor {name:?} (expected N.weight / N.bias)"))?;
+        let index: usize = prefix
+            .parse()
+            .map_err(|_| format!("unexpected tensor {name:?} (expected N.weight / N.bias)"))?;
+        match suffix {
+            "weight" => indices.push(index),
+            "bias" => {}
+            _ => {
+                return Err(format!(
+                    "unexpected tensor {name:?} (expected N.weight / N.bias)"
+                ))
+            }
+        }
+    }
+    indices.sort_unstable();
+    if indices.is_empty() {
+        return Err("holds no N.weight tensors".to_string());
+    }
+    if indices.len() > 65 {
+        return Err("has more than 64 hidden layers".to_string());
+    }
+    let mut layers = Vec::new();
+    for &index in &indices {
+        let weight = f32_tensor(&tensors, &format!("{index}.weight"), 2)?;
+        let bias = f32_tensor(&tensors, &format!("{index}.bias"), 1)?;
+        if bias.1[0] != weight.1[0] {
+            return Err(format!(
+                "{index}.bias has {} values but {index}.weight has {} outputs",
+                bias.1[0], weight.1[0]
+            ));
+        }
+        layers.push((weight, bias));
+    }
+    for pair in layers.windows(2) {
+        let (out_features, next_in) = (pair[0].0 .1[0], pair[1].0 .1[1]);
+        if out_features != next_in {
+            return Err(format!(
+                "layer sizes do not chain: a layer with {out_features} outputs feeds one with {next_in} inputs"
+            ));
+        }
+    }
+    let widths: Vec<usize> = std::iter::once(layers[0].0 .1[1])
+        .chain(layers.iter().map(|layer| layer.0 .1[0]))
+        .collect();
+    let architecture = match info.get("architecture") {
+        Some(text) => serde_json::from_str::<Architecture>(text)
+            .map_err(|error| format!("invalid architecture metadata: {error}"))?,
+        None => Architecture {
+            inputs: widths[0],
+            hidden: widths[1..widths.len() - 1].to_vec(),
+            outputs: widths[widths.len() - 1],
+            ..Architecture::tutorial()
+        },
+    };
+    validate_architecture(Path::new(""), &architecture)
+        .map_err(|error| error.to_string().trim_start_matches(": ").to_string())?;
+    if architecture.widths() != widths {
+        return Err(format!(
+            "architecture metadata says layers {:?} but the tensors have {:?}",
+            architecture.widths(),
+            widths
+        ));
+    }
+    let normalization = match info.get("normalization") {
+        Some(text) => serde_json::from_str::<Normalization>(text)
+            .map_err(|error| format!("invalid normalization metadata: {error}"))?,
+        None => Normalization::default(),
+    };
+    let dataset_kind = match (dataset, info.get("dataset").map(String::as_str)) {
+        (Some(kind), _) => kind,
+        (None, Some("fashion")) => DatasetKind::Fashion,
+        _ => DatasetKind::Mnist,
+    };
+    let class_names = match (dataset, info.get("class_names")) {
+        (None, Some(text)) => serde_json::from_str::<Vec<String>>(text)
+            .map_err(|error| format!("invalid class_names metadata: {error}"))?,
+        _ => dataset_kind.class_names(),
+    };
+    if class_names.len() != architecture.outputs {
+        return Err(format!(
+            "has {} outputs but {} class names",
+            architecture.outputs,
+            class_names.len()
+        ));
+    }
+    // Back to our layout: [out, in] → [in, out], then the bias.
+    let mut parameters = Vec::with_capacity(architecture.parameter_count());
+    for ((weight, shape), (bias, _)) in &layers {
+        let (outputs, inputs) = (shape[0], shape[1]);
+        for input in 0..inputs {
+            for output in 0..outputs {
+                parameters.push(weight[output * inputs + input]);
+            }
+        }
+        parameters.extend_from_slice(bias);
+    }
+    Ok(Model {
+        architecture,
+        normalization,
+        dataset: dataset_kind.name().to_string(),
+        class_names,
+        parameters,
+    })
+}
+
+/// The values and shape of tensor `name`, which must be F32 of rank `rank`.
+fn f32_tensor(
+    tensors: &SafeTensors<'_>,
+    name: &str,
+    rank: usize,
+) -> std::result::Result<(Vec<f32>, Vec<usize>), String> {
+    let view = tensors
+        .tensor(name)
+        .map_err(|_| format!("tensor {name} is missing"))?;
+    if view.dtype() != Dtype::F32 {
+        return Err(format!(
+            "tensor {name} has dtype {:?}; only F32 is supported",
+            view.dtype()
+        ));
+    }
+    if view.shape().len() != rank || view.shape().iter().any(|&d| d == 0 || d > 1 << 16) {
+        return Err(format!(
+            "tensor {name} has shape {:?}, expected {rank} dimensions of 1 to 65536",
+            view.shape()
+        ));
+    }
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+        .collect();
+    Ok((values, view.shape().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Mlp;
+
+    fn model(hidden: Vec<usize>) -> Model {
+        let architecture = Architecture {
+            hidden,
+            ..Architecture::tutorial()
+        };
+        let parameters = Mlp::new(architecture.clone()).initial_parameters(9);
+        Model {
+            architecture,
+            normalization: Normalization::default(),
+            dataset: "fashion".to_string(),
+            class_names: DatasetKind::Fashion.class_names(),
+            parameters,
+        }
+    }
+
+    #[test]
+    fn export_then_import_round_trips_exactly() {
+        for hidden in [vec![128], vec![64, 32]] {
+            let original = model(hidden);
+            let bytes = export_bytes(&original).unwrap();
+            let back = import_bytes(&bytes, None).unwrap();
+            assert_eq!(back, original);
+        }
+    }
+
+    #[test]
+    fn sequential_indices_follow_linear_relu_dropout() {
+        assert_eq!((0..3).map(sequential_index).collect::<Vec<_>>(), [1, 4, 7]);
+        let architecture = Architecture {
+            hidden: vec![256, 128],
+            ..Architecture::tutorial()
+        };
+        assert_eq!(
+            pytorch_module(&architecture),
+            "nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.2), \
+             nn.Linear(256, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 10))"
+        );
+    }
+
+    #[test]
+    fn files_without_our_metadata_are_inferred_from_the_tensors() {
+        // What `safetensors.torch.save_file(model.state_dict(), ...)` writes: keys and shapes only.
+        let original = model(vec![32]);
+        let w1: Vec<u8> = vec![0; 32 * 784 * 4];
+        let b1: Vec<u8> = vec![0; 32 * 4];
+        let w2: Vec<u8> = vec![0; 10 * 32 * 4];
+        let b2: Vec<u8> = vec![0; 10 * 4];
+        let views = vec![
+            (
+                "1.weight",
+                TensorView::new(Dtype::F32, vec![32, 784], &w1).unwrap(),
+            ),
+            (
+                "1.bias",
+                TensorView::new(Dtype::F32, vec![32], &b1).unwrap(),
+            ),
+            (
+                "4.weight",
+                TensorView::new(Dtype::F32, vec![10, 32], &w2).unwrap(),
+            ),
+            (
+                "4.bias",
+                TensorView::new(Dtype::F32, vec![10], &b2).unwrap(),
+            ),
+        ];
+        let bytes = safetensors::serialize(views, None).unwrap();
+        let imported = import_bytes(&bytes, None).unwrap();
+        assert_eq!(imported.architecture.widths(), [784, 32, 10]);
+        assert_eq!(imported.dataset, "mnist");
+        assert_eq!(imported.parameters.len(), original.parameters.len());
+        let fashion = import_bytes(&bytes, Some(DatasetKind::Fashion)).unwrap();
+        assert_eq!(fashion.class_names[9], "Ankle boot");
+    }
+
+    #[test]
+    fn inconsistent_files_are_refused_with_a_reason() {
+        let w1 = vec![0u8; 4 * 8 * 4];
+        let b_wrong = vec![0u8; 5 * 4];
+        let views = vec![
+            (
+                "1.weight",
+                TensorView::new(Dtype::F32, vec![4, 8], &w1).unwrap(),
+            ),
+            (
+                "1.bias",
+                TensorView::new(Dtype::F32, vec![5], &b_wrong).unwrap(),
+            ),
+        ];
+        let bytes = safetensors::serialize(views, None).unwrap();
+        assert!(import_bytes(&bytes, None).unwrap_err().contains("1.bias"));
+        let half = vec![0u8; 4 * 2];
+        let views = vec![(
+            "1.weight",
+            TensorView::new(Dtype::F16, vec![2, 2], &half).unwrap(),
+        )];
+        let bytes = safetensors::serialize(views, None).unwrap();
+        assert!(import_bytes(&bytes, None).unwrap_err().contains("F32"));
+        assert!(import_bytes(b"garbage", None)
+            .unwrap_err()
+            .contains("safetensors"));
+        let mut truncated = export_bytes(&model(vec![16])).unwrap();
+        truncated.truncate(truncated.len() - 10);
+        assert!(import_bytes(&truncated, None).is_err());
+    }
+}
