@@ -131,3 +131,39 @@ fn history_refuses_a_file_that_is_not_a_history() {
     );
     assert!(!dir.path().join("model.bin").exists());
 }
+
+#[test]
+fn resumed_run_continues_the_history_without_a_second_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.csv");
+    let checkpoints = dir.path().join("checkpoints");
+    let model = dir.path().join("model.bin");
+    mnist_train()
+        .args(["--limit", "400", "--epochs", "2", "--quiet"])
+        .arg("--checkpoint-dir")
+        .arg(&checkpoints)
+        .arg("--history")
+        .arg(&history)
+        .arg("--output")
+        .arg(&model)
+        .assert()
+        .success();
+    mnist_train()
+        .args(["--limit", "400", "--epochs", "4", "--quiet"])
+        .arg("--resume")
+        .arg(&checkpoints)
+        .arg("--history")
+        .arg(&history)
+        .arg("--output")
+        .arg(&model)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&history).unwrap();
+    assert_eq!(text.matches("epoch,loss").count(), 1, "{text}");
+    let epochs: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(epochs, ["1", "2", "3", "4"], "{text}");
+}

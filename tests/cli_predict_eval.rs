@@ -395,3 +395,62 @@ fn fashion_class_names_appear_in_train_eval_and_predict() {
         .collect();
     assert!(names.contains(&line["predicted"].as_str().unwrap().to_string()));
 }
+
+#[test]
+fn color_flag_forces_or_suppresses_grey_levels() {
+    let run = |color: &str| {
+        let output = mnist_train()
+            .arg("predict")
+            .arg("-m")
+            .arg(trained_model())
+            .args(["--index", "0", "--show", "--color", color])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let always = run("always");
+    assert!(always.contains("\x1b[38;5;"), "{always}");
+    assert_eq!(
+        always.matches("\x1b[0m").count(),
+        14,
+        "each of 14 lines resets"
+    );
+    assert!(!run("never").contains('\x1b'));
+}
+
+/// Runs `predict --show` on a pseudo-terminal (util-linux `script`) so that `--color auto` sees a
+/// terminal; returns None where `script` is not installed.
+fn predict_show_on_a_terminal(env: &[(&str, &str)], remove_no_color: bool) -> Option<String> {
+    let binary = assert_cmd::cargo::cargo_bin("mnist-train");
+    let command = format!(
+        "{} predict -m {} --index 0 --show",
+        binary.display(),
+        trained_model().display()
+    );
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]);
+    if remove_no_color {
+        script.env_remove("NO_COLOR");
+    }
+    script.envs(env.iter().copied());
+    let output = script.output().ok()?;
+    assert!(output.status.success(), "{output:?}");
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn on_a_terminal_colours_follow_no_color_and_term() {
+    let Some(colored) = predict_show_on_a_terminal(&[("TERM", "xterm-256color")], true) else {
+        eprintln!("`script` is not installed; skipping the pseudo-terminal check");
+        return;
+    };
+    assert!(colored.contains("\x1b[38;5;"), "grey levels on a terminal");
+    let no_color =
+        predict_show_on_a_terminal(&[("TERM", "xterm-256color"), ("NO_COLOR", "1")], false)
+            .unwrap();
+    assert!(!no_color.contains("\x1b["), "NO_COLOR=1 disables colours");
+    assert!(no_color.contains('█'));
+    let dumb = predict_show_on_a_terminal(&[("TERM", "dumb")], true).unwrap();
+    assert!(!dumb.contains("\x1b["), "TERM=dumb disables colours");
+}

@@ -2,7 +2,6 @@
 //! precision/recall/F1, the confusion matrix, the most-confused pairs, and optionally the most
 //! confident mistakes drawn in the terminal.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -17,7 +16,7 @@ use crate::nn::Mlp;
 use crate::plot::{save_figure, ConfusionHeatMap, PlotFormat};
 use crate::predict::{fit_width, probabilities, render_half_blocks, tile_grid};
 use crate::report::classification::{most_confused_pairs, ClassificationReport, ConfusedPair};
-use crate::report::{colors_allowed, print_json_line, HumanOutput};
+use crate::report::{print_json_line, ColorChoice, HumanOutput};
 use crate::train::{evaluate, Evaluation};
 
 #[derive(Debug, Clone, Args)]
@@ -36,6 +35,10 @@ pub struct EvalArgs {
     /// Draw the K most confident mistakes in the terminal with their true and predicted labels
     #[arg(long, value_name = "K")]
     pub show_errors: Option<usize>,
+    /// Grey levels in terminal drawings: auto uses them on a terminal unless NO_COLOR is set or
+    /// TERM=dumb
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     /// Print one JSON object on stdout (human text goes to stderr)
     #[arg(long)]
     pub json: bool,
@@ -158,11 +161,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     if args.show_errors.is_some() {
         human.line("");
-        let color = if args.json {
-            colors_allowed(std::io::stderr().is_terminal())
-        } else {
-            colors_allowed(std::io::stdout().is_terminal())
-        };
+        let color = human.use_color(args.color);
         human.print(&format_mistakes(&mistakes, &test_set, color));
     }
     if let Some(path) = &args.plot {

@@ -1,7 +1,6 @@
 //! `mnist-train predict`: classify image files (or test-set images) with a saved model and print
 //! the most probable classes, optionally drawing the 28×28 input the network saw.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -16,7 +15,7 @@ use crate::predict::{
     load_grayscale, probabilities, render_half_blocks, side_by_side, to_mnist_frame, top_classes,
     InvertMode,
 };
-use crate::report::{colors_allowed, print_json_line, HumanOutput};
+use crate::report::{print_json_line, ColorChoice, HumanOutput};
 
 const FRAME: usize = crate::predict::preprocess::FRAME;
 
@@ -43,6 +42,10 @@ pub struct PredictArgs {
     /// Draw the 28×28 input the network saw, beside the prediction
     #[arg(long)]
     pub show: bool,
+    /// Grey levels in terminal drawings: auto uses them on a terminal unless NO_COLOR is set or
+    /// TERM=dumb
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     /// Print one JSON line per image on stdout (human text goes to stderr)
     #[arg(long)]
     pub json: bool,
@@ -144,11 +147,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .collect();
     let all = probabilities(&mlp, &model.parameters, model.normalization, &pixels);
     let human = HumanOutput::new(args.json);
-    let color = colors_allowed(if args.json {
-        std::io::stderr().is_terminal()
-    } else {
-        std::io::stdout().is_terminal()
-    });
+    let color = human.use_color(args.color);
     let top_k = args.top.min(model.architecture.outputs);
     for (input, probs) in inputs.iter().zip(&all) {
         let top = top_classes(probs, top_k);

@@ -39,10 +39,66 @@ impl HumanOutput {
     }
 }
 
-/// Whether terminal output may use ANSI colours: only on a terminal, and never when `NO_COLOR` is
-/// set (to anything non-empty, see no-color.org) or `TERM` is `dumb`.
-pub fn colors_allowed(is_terminal: bool) -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
-    let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
+/// `--color`: whether drawings in the terminal use ANSI grey levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colours on a terminal, unless NO_COLOR is set or TERM is dumb
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl HumanOutput {
+    /// Whether the stream this output goes to should get colours under `choice`.
+    pub fn use_color(&self, choice: ColorChoice) -> bool {
+        use std::io::IsTerminal;
+        let is_terminal = if self.to_stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
+        match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => auto_color(
+                is_terminal,
+                std::env::var_os("NO_COLOR"),
+                std::env::var("TERM").ok(),
+            ),
+        }
+    }
+}
+
+/// `--color auto`: only on a terminal, and never when `NO_COLOR` is set to anything non-empty
+/// (see no-color.org) or `TERM` is `dumb`.
+pub fn auto_color(
+    is_terminal: bool,
+    no_color: Option<std::ffi::OsString>,
+    term: Option<String>,
+) -> bool {
+    let no_color = no_color.is_some_and(|value| !value.is_empty());
+    let dumb = term.is_some_and(|term| term == "dumb");
     is_terminal && !no_color && !dumb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_color_honours_no_color_and_dumb_terminals() {
+        let xterm = || Some("xterm-256color".to_string());
+        assert!(auto_color(true, None, xterm()));
+        assert!(!auto_color(false, None, xterm()), "not a terminal");
+        assert!(!auto_color(true, Some("1".into()), xterm()), "NO_COLOR=1");
+        assert!(
+            auto_color(true, Some("".into()), xterm()),
+            "empty NO_COLOR is unset"
+        );
+        assert!(
+            !auto_color(true, None, Some("dumb".to_string())),
+            "TERM=dumb"
+        );
+    }
 }
