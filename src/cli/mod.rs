@@ -6,6 +6,7 @@ pub mod completions;
 pub mod eval;
 pub mod interop;
 pub mod optimizer_args;
+pub mod performance;
 pub mod predict;
 pub mod preflight;
 pub mod resume;

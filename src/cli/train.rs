@@ -6,6 +6,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::cli::optimizer_args::{describe_optimizer, OptimizerArgs};
+use crate::cli::performance::PerformanceArgs;
 use crate::cli::resume::{self, CheckpointArgs, Safeguards};
 use crate::cli::train_report::{TrainReportArgs, TrainSinks};
 use crate::cli::validation_args::{ValidationArgs, ValidationPlan};
@@ -62,6 +63,8 @@ pub struct TrainArgs {
     pub validation: ValidationArgs,
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+    #[command(flatten)]
+    pub performance: PerformanceArgs,
 }
 
 /// `"full"` or a positive integer.
@@ -145,6 +148,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut job = args.validate()?;
     let plan = resume::prepare(&args.checkpoints, &mut job)?;
     let mut sinks = TrainSinks::open(&args.report)?;
+    let threads = args.performance.threads()?;
+    args.performance.select_kernel()?;
     let mut progress = Progress::new(args.output_args.progress_mode(), job.config.epochs);
 
     let load_started = Instant::now();
@@ -168,6 +173,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     progress.info(&describe_optimizer(&job.config));
 
     let mut trainer = plan.trainer(&job, &train_set, &progress)?;
+    trainer.threads = threads;
     let mut controls = job.validation.controls();
     let validation = validation_set.as_ref().map(|data| Validation {
         data,

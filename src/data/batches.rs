@@ -4,6 +4,7 @@
 use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
+use crate::kernels::normalize_pixels;
 use crate::rng::{stream, Stream};
 
 /// The order in which epoch `epoch` visits the training examples. It depends only on the seed and
@@ -32,9 +33,7 @@ pub fn gather_normalized(
         .zip(labels.iter_mut())
     {
         let index = index as usize;
-        for (value, &pixel) in row.iter_mut().zip(dataset.image(index)) {
-            *value = pixel as f32 * SCALE;
-        }
+        normalize_pixels(dataset.image(index), row, SCALE);
         *label = dataset.labels[index];
     }
 }

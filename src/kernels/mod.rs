@@ -1,10 +1,217 @@
-//! The numeric kernels the network runs on. This is the only place that knows how a matrix
-//! product is computed; layers call [`matmul`] on `ndarray` views and never see the backend.
+//! The numeric kernels the network runs on, and the only place with `unsafe` code or CPU features.
+//!
+//! Layers and optimizers call small safe functions ([`matmul`], [`adam_update`], [`relu_forward`],
+//! …) on plain slices or `ndarray` views; which implementation runs is decided once, at start-up,
+//! by CPU feature detection:
+//!
+//! | backend    | matrix products                         | element-wise loops                 |
+//! |------------|-----------------------------------------|------------------------------------|
+//! | `avx512`   | the `gemm` crate's AVX-512 microkernels | compiled for AVX-512               |
+//! | `avx2`     | `matrixmultiply` (its AVX2+FMA kernel)  | compiled for AVX2                  |
+//! | `portable` | a plain Rust loop nest                  | compiled for the baseline target   |
+//!
+//! `MNIST_TRAIN_KERNEL=auto|avx512|avx2|portable` (or `--kernel`) overrides the choice, e.g. to
+//! rule out a CPU-specific problem. The element-wise loops never use fused multiply-add, so they
+//! give bit-identical results on every backend and however a buffer is split between threads;
+//! the matrix products differ between backends only by rounding (summation order).
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+mod elementwise;
+mod fpu;
+mod matmul;
+pub mod pool;
 
-/// `c = a · b + beta * c` (`beta` is 0 to overwrite, 1 to accumulate).
-/// a: [m, k] · b: [k, n] -> c: [m, n]; `a` and `b` may be transposed views.
-pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, beta: f32) {
-    ndarray::linalg::general_mat_mul(1.0, &a, &b, beta, c);
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+pub use elementwise::{
+    adam_update, add_assign, dropout_backward, dropout_forward, momentum_update, normalize_pixels,
+    relu_backward, relu_forward, rmsprop_update, sgd_update, sum_rows_into, AdamCoefficients,
+};
+pub use fpu::{flush_denormals, DenormalGuard};
+pub use matmul::matmul;
+pub use pool::WorkerPool;
+
+/// A family of kernels, tied to an instruction-set level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 3] = [Backend::Avx512, Backend::Avx2, Backend::Portable];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Avx512 => "avx512",
+            Backend::Avx2 => "avx2",
+            Backend::Portable => "portable",
+        }
+    }
+
+    /// What the backend runs, for `bench` output and `--help`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Backend::Avx512 => {
+                "avx512 (gemm crate AVX-512 microkernels, AVX-512 element-wise loops)"
+            }
+            Backend::Avx2 => "avx2 (matrixmultiply AVX2/FMA kernel, AVX2 element-wise loops)",
+            Backend::Portable => "portable (plain Rust loops, no CPU-specific code)",
+        }
+    }
+
+    /// Whether this CPU can run the backend.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Backend::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512cd")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The fastest backend this CPU supports.
+    pub fn detect() -> Backend {
+        Backend::ALL
+            .into_iter()
+            .find(|backend| backend.is_supported())
+            .unwrap_or(Backend::Portable)
+    }
+
+    /// Every backend this CPU can run, fastest first.
+    pub fn supported() -> Vec<Backend> {
+        Backend::ALL
+            .into_iter()
+            .filter(|backend| backend.is_supported())
+            .collect()
+    }
+
+    fn to_code(self) -> u8 {
+        match self {
+            Backend::Avx512 => 1,
+            Backend::Avx2 => 2,
+            Backend::Portable => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Backend> {
+        match code {
+            1 => Some(Backend::Avx512),
+            2 => Some(Backend::Avx2),
+            3 => Some(Backend::Portable),
+            _ => None,
+        }
+    }
+}
+
+/// How the user asked for kernels to be chosen (`--kernel` / `MNIST_TRAIN_KERNEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelChoice {
+    /// The fastest backend the CPU supports
+    Auto,
+    /// AVX-512 (fails if the CPU lacks it)
+    Avx512,
+    /// AVX2 + FMA (fails if the CPU lacks it)
+    Avx2,
+    /// Plain Rust loops that run anywhere
+    Portable,
+}
+
+impl KernelChoice {
+    /// The backend for this choice on this CPU, or why it cannot run here.
+    pub fn resolve(self) -> Result<Backend, String> {
+        let backend = match self {
+            KernelChoice::Auto => return Ok(Backend::detect()),
+            KernelChoice::Avx512 => Backend::Avx512,
+            KernelChoice::Avx2 => Backend::Avx2,
+            KernelChoice::Portable => Backend::Portable,
+        };
+        if backend.is_supported() {
+            Ok(backend)
+        } else {
+            Err(format!(
+                "this CPU does not support the {} kernels (supported: {})",
+                backend.name(),
+                Backend::supported()
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+}
+
+/// The process-wide backend (0 = not chosen yet: detect on first use).
+static PROCESS_BACKEND: AtomicU8 = AtomicU8::new(0);
+
+thread_local! {
+    /// A per-thread override, so tests can compare backends side by side in one process.
+    static THREAD_BACKEND: Cell<Option<Backend>> = const { Cell::new(None) };
+}
+
+/// Sets the backend every thread uses unless it overrides it (the CLI calls this once).
+pub fn set_backend(backend: Backend) {
+    PROCESS_BACKEND.store(backend.to_code(), Ordering::Relaxed);
+}
+
+/// The backend kernels called from this thread use.
+pub fn backend() -> Backend {
+    if let Some(backend) = THREAD_BACKEND.with(Cell::get) {
+        return backend;
+    }
+    match Backend::from_code(PROCESS_BACKEND.load(Ordering::Relaxed)) {
+        Some(backend) => backend,
+        None => {
+            let detected = Backend::detect();
+            set_backend(detected);
+            detected
+        }
+    }
+}
+
+/// Runs `work` with this thread (and the worker pools it starts) using `backend`.
+/// Panics if the CPU cannot run `backend`: that would be undefined behaviour, not a wrong answer.
+pub fn with_backend<R>(backend: Backend, work: impl FnOnce() -> R) -> R {
+    assert!(
+        backend.is_supported(),
+        "backend {} is not supported by this CPU",
+        backend.name()
+    );
+    let previous = THREAD_BACKEND.with(|cell| cell.replace(Some(backend)));
+    struct Restore(Option<Backend>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_BACKEND.with(|cell| cell.set(self.0));
+        }
+    }
+    let _restore = Restore(previous);
+    work()
+}
+
+/// The CPU's model name (from /proc/cpuinfo on Linux), for benchmark reports.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }

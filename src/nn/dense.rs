@@ -1,8 +1,8 @@
 //! Fully connected layer: `y = x · W + b`.
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::kernels::matmul;
+use crate::kernels::{matmul, sum_rows_into};
 use crate::nn::architecture::DenseLayout;
 use crate::rng::Rng;
 
@@ -45,21 +45,37 @@ impl Dense {
         grads: &mut [f32],
         grad_x: Option<ArrayViewMut2<f32>>,
     ) {
+        self.backward_into(params, x, grad_y, grads, grad_x, true);
+    }
+
+    /// [`Dense::backward`], overwriting the parameter gradients instead when `accumulate` is false
+    /// (saves clearing the buffer before the first chunk of a batch).
+    pub fn backward_into(
+        &self,
+        params: &[f32],
+        x: ArrayView2<f32>,
+        grad_y: ArrayView2<f32>,
+        grads: &mut [f32],
+        grad_x: Option<ArrayViewMut2<f32>>,
+        accumulate: bool,
+    ) {
+        let beta = if accumulate { 1.0 } else { 0.0 };
         {
             let mut grad_w = ArrayViewMut2::from_shape(
                 (self.inputs, self.outputs),
                 &mut grads[self.weights.clone()],
             )
             .expect("layout matches buffer");
-            matmul(x.t(), grad_y, &mut grad_w, 1.0);
+            // x: [batch, in]ᵀ · grad_y: [batch, out] -> [in, out]
+            matmul(x.t(), grad_y, &mut grad_w, beta);
         }
-        let grad_b = &mut grads[self.bias.clone()];
-        for row in grad_y.axis_iter(Axis(0)) {
-            for (g, &dy) in grad_b.iter_mut().zip(row) {
-                *g += dy;
-            }
-        }
+        let grad_y_rows = grad_y
+            .as_slice()
+            .expect("gradients are contiguous row-major buffers");
+        // Σ over the batch of grad_y: [batch, out] -> [out]
+        sum_rows_into(grad_y_rows, &mut grads[self.bias.clone()], accumulate);
         if let Some(mut grad_x) = grad_x {
+            // grad_y: [batch, out] · wᵀ: [out, in] -> [batch, in]
             matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
         }
     }

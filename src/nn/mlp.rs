@@ -123,7 +123,8 @@ impl Mlp {
     }
 
     /// Backpropagates from the logits' gradient (already in the workspace, see
-    /// [`Mlp::train_chunk`]) and *adds* every parameter's gradient into `grads`.
+    /// [`Mlp::train_chunk`]) and adds every parameter's gradient into `grads` (or overwrites
+    /// them when `accumulate` is false).
     fn backward(
         &self,
         params: &[f32],
@@ -131,6 +132,7 @@ impl Mlp {
         rows: usize,
         grads: &mut [f32],
         dropout: bool,
+        accumulate: bool,
     ) {
         for (index, layer) in self.layers.iter().enumerate().rev() {
             let grad_y = view(
@@ -140,18 +142,19 @@ impl Mlp {
             );
             if index == 0 {
                 let x = view(&workspace.inputs[..rows * layer.inputs], rows, layer.inputs);
-                layer.backward(params, x, grad_y, grads, None);
+                layer.backward_into(params, x, grad_y, grads, None, accumulate);
                 break;
             }
             let below = index - 1;
             let x_slice = &workspace.activations[below][..rows * layer.inputs];
             let grad_x = &mut workspace.grad_input[..rows * layer.inputs];
-            layer.backward(
+            layer.backward_into(
                 params,
                 view(x_slice, rows, layer.inputs),
                 grad_y,
                 grads,
                 Some(view_mut(grad_x, rows, layer.inputs)),
+                accumulate,
             );
             // Back through the hidden layer's dropout and ReLU.
             if dropout {
@@ -173,6 +176,30 @@ impl Mlp {
         dropout_rng: &mut Rng,
         grads: &mut [f32],
     ) -> (f64, usize) {
+        self.train_chunk_into(
+            params,
+            workspace,
+            rows,
+            grad_scale,
+            dropout_rng,
+            grads,
+            true,
+        )
+    }
+
+    /// [`Mlp::train_chunk`], overwriting `grads` instead of adding to them when `accumulate` is
+    /// false (the first chunk of a shard: saves clearing the buffer).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_chunk_into(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        grad_scale: f32,
+        dropout_rng: &mut Rng,
+        grads: &mut [f32],
+        accumulate: bool,
+    ) -> (f64, usize) {
         self.forward(params, workspace, rows, Some(dropout_rng));
         let outputs = self.architecture.outputs;
         let last = self.layers.len() - 1;
@@ -184,7 +211,7 @@ impl Mlp {
             Some(&mut workspace.grad_output[..rows * outputs]),
         );
         let dropout = self.architecture.dropout > 0.0;
-        self.backward(params, workspace, rows, grads, dropout);
+        self.backward(params, workspace, rows, grads, dropout, accumulate);
         (loss_sum, correct)
     }
 

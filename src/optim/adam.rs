@@ -1,5 +1,7 @@
 //! Adam (Kingma & Ba), in Keras' formulation, with optional decoupled weight decay (AdamW).
 
+use crate::kernels::{adam_update, AdamCoefficients};
+
 /// The scalars of one Adam update.
 #[derive(Debug, Clone, Copy)]
 pub struct AdamStep {
@@ -14,27 +16,21 @@ pub struct AdamStep {
 
 /// m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
 /// p -= α·m / (√v + ε)  with  α = lr·√(1-β2^t) / (1-β1^t)  (bias correction folded into α)
-/// and, first, p -= lr·wd·p when weight decay is on.
+/// and, first, p -= lr·wd·p when weight decay is on (one vectorized pass, see `kernels`).
 pub fn adam(params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
     let t = s.step as f64;
     let bias_correction1 = 1.0 - (s.beta1 as f64).powf(t);
     let bias_correction2 = 1.0 - (s.beta2 as f64).powf(t);
     let alpha = (s.learning_rate as f64 * bias_correction2.sqrt() / bias_correction1) as f32;
     let decay = s.learning_rate * s.weight_decay;
-    let (one_minus_beta1, one_minus_beta2) = (1.0 - s.beta1, 1.0 - s.beta2);
-    for (((p, &g), m), v) in params
-        .iter_mut()
-        .zip(grads)
-        .zip(m.iter_mut())
-        .zip(v.iter_mut())
-    {
-        if decay != 0.0 {
-            *p -= decay * *p;
-        }
-        *m += (g - *m) * one_minus_beta1;
-        *v += (g * g - *v) * one_minus_beta2;
-        *p -= alpha * *m / (v.sqrt() + s.epsilon);
-    }
+    let coefficients = AdamCoefficients {
+        alpha,
+        decay,
+        one_minus_beta1: 1.0 - s.beta1,
+        one_minus_beta2: 1.0 - s.beta2,
+        epsilon: s.epsilon,
+    };
+    adam_update(params, grads, m, v, coefficients);
 }
 
 #[cfg(test)]

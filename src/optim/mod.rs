@@ -9,7 +9,12 @@ pub mod sgd;
 #[cfg(test)]
 mod tests;
 
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
+
+use crate::kernels::pool::{split_by_ranges, split_evenly};
+use crate::kernels::WorkerPool;
 
 /// Which update rule, with its hyperparameters (Keras defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -122,40 +127,146 @@ impl Optimizer {
     /// Applies one update to `params` given the gradient of the mean loss.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], learning_rate: f32) {
         self.steps += 1;
-        match (self.config, self.slots.as_mut_slice()) {
-            (OptimizerConfig::Sgd, _) => sgd::sgd(params, grads, learning_rate),
-            (OptimizerConfig::Momentum { momentum }, [velocity]) => {
-                sgd::momentum(params, grads, velocity, learning_rate, momentum, false)
-            }
-            (OptimizerConfig::Nesterov { momentum }, [velocity]) => {
-                sgd::momentum(params, grads, velocity, learning_rate, momentum, true)
-            }
-            (
-                OptimizerConfig::Adam {
-                    beta1,
-                    beta2,
-                    epsilon,
-                    weight_decay,
-                },
-                [m, v],
-            ) => adam::adam(
-                params,
-                grads,
-                m,
-                v,
-                adam::AdamStep {
+        let mut slots: Vec<&mut [f32]> = self.slots.iter_mut().map(Vec::as_mut_slice).collect();
+        update(
+            self.config,
+            self.steps,
+            params,
+            grads,
+            &mut slots,
+            0..grads.len(),
+            learning_rate,
+        );
+    }
+
+    /// [`Optimizer::step`] with the buffer split into contiguous parts shared by the threads of
+    /// `pool`. Every rule is element-wise and the kernels never fuse multiply-adds, so the result
+    /// is bit-identical to `step` whatever the number of threads.
+    pub fn step_parallel(
+        &mut self,
+        pool: &WorkerPool,
+        params: &mut [f32],
+        grads: &[f32],
+        learning_rate: f32,
+    ) {
+        self.step_parallel_with(pool, params, learning_rate, |range, block| {
+            block.copy_from_slice(&grads[range])
+        });
+    }
+
+    /// [`Optimizer::step_parallel`] with the gradient produced block by block by
+    /// `gradient(range, block)`, e.g. summed from per-shard gradients: each block is used while
+    /// it is in the L1 cache and the whole gradient is never written out.
+    pub fn step_parallel_with(
+        &mut self,
+        pool: &WorkerPool,
+        params: &mut [f32],
+        learning_rate: f32,
+        gradient: impl Fn(Range<usize>, &mut [f32]) + Sync,
+    ) {
+        self.steps += 1;
+        let (config, steps) = (self.config, self.steps);
+        let ranges = split_evenly(params.len(), pool.element_parts());
+        let mut slot_parts: Vec<std::vec::IntoIter<&mut [f32]>> = self
+            .slots
+            .iter_mut()
+            .map(|slot| split_by_ranges(slot, &ranges).into_iter())
+            .collect();
+        /// One thread's share: where it sits in the buffer, and its parameters and slots.
+        type Part<'a> = (Range<usize>, &'a mut [f32], Vec<&'a mut [f32]>);
+        let mut parts: Vec<Part> = split_by_ranges(params, &ranges)
+            .into_iter()
+            .zip(&ranges)
+            .map(|(params, range)| {
+                let slots = slot_parts.iter_mut().filter_map(Iterator::next).collect();
+                (range.clone(), params, slots)
+            })
+            .collect();
+        pool.for_each_mut(&mut parts, |_, (range, params, slots)| {
+            let mut block = [0.0f32; GRADIENT_BLOCK];
+            let mut start = 0;
+            while start < params.len() {
+                let end = (start + GRADIENT_BLOCK).min(params.len());
+                let grads = &mut block[..end - start];
+                gradient(range.start + start..range.start + end, grads);
+                update(
+                    config,
+                    steps,
+                    &mut params[start..end],
+                    grads,
+                    slots,
+                    start..end,
                     learning_rate,
-                    beta1,
-                    beta2,
-                    epsilon,
-                    weight_decay,
-                    step: self.steps,
-                },
-            ),
-            (OptimizerConfig::Rmsprop { rho, epsilon }, [mean_square]) => {
-                rmsprop::rmsprop(params, grads, mean_square, learning_rate, rho, epsilon)
+                );
+                start = end;
             }
-            _ => unreachable!("slots are created to match the config"),
-        }
+        });
+    }
+}
+
+/// Gradient values produced at a time by [`Optimizer::step_parallel_with`] (16 KiB: L1-sized).
+const GRADIENT_BLOCK: usize = 4096;
+
+/// One update of `params` (any contiguous part of the buffer, with the matching part of the
+/// gradient); `within` is that part's range inside each of `slots`. `steps` counts updates
+/// including this one.
+fn update(
+    config: OptimizerConfig,
+    steps: u64,
+    params: &mut [f32],
+    grads: &[f32],
+    slots: &mut [&mut [f32]],
+    within: Range<usize>,
+    learning_rate: f32,
+) {
+    match (config, slots) {
+        (OptimizerConfig::Sgd, _) => sgd::sgd(params, grads, learning_rate),
+        (OptimizerConfig::Momentum { momentum }, [velocity]) => sgd::momentum(
+            params,
+            grads,
+            &mut velocity[within],
+            learning_rate,
+            momentum,
+            false,
+        ),
+        (OptimizerConfig::Nesterov { momentum }, [velocity]) => sgd::momentum(
+            params,
+            grads,
+            &mut velocity[within],
+            learning_rate,
+            momentum,
+            true,
+        ),
+        (
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay,
+            },
+            [m, v],
+        ) => adam::adam(
+            params,
+            grads,
+            &mut m[within.clone()],
+            &mut v[within],
+            adam::AdamStep {
+                learning_rate,
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay,
+                step: steps,
+            },
+        ),
+        (OptimizerConfig::Rmsprop { rho, epsilon }, [mean_square]) => rmsprop::rmsprop(
+            params,
+            grads,
+            &mut mean_square[within],
+            learning_rate,
+            rho,
+            epsilon,
+        ),
+        _ => unreachable!("slots are created to match the config"),
     }
 }

@@ -1,5 +1,7 @@
 //! RMSprop (Keras' formulation, without momentum or centering).
 
+use crate::kernels::rmsprop_update;
+
 /// s = ρ·s + (1-ρ)·g²;  p -= lr·g / √(s + ε)   (Keras adds ε inside the root, unlike Adam)
 pub fn rmsprop(
     params: &mut [f32],
@@ -9,8 +11,5 @@ pub fn rmsprop(
     rho: f32,
     epsilon: f32,
 ) {
-    for ((p, &g), s) in params.iter_mut().zip(grads).zip(mean_square.iter_mut()) {
-        *s = rho * *s + (1.0 - rho) * g * g;
-        *p -= learning_rate * g / (*s + epsilon).sqrt();
-    }
+    rmsprop_update(params, grads, mean_square, learning_rate, rho, epsilon);
 }

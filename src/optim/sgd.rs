@@ -1,10 +1,10 @@
 //! Stochastic gradient descent, plain and with (Nesterov) momentum, as Keras defines them.
 
+use crate::kernels::{momentum_update, sgd_update};
+
 /// p -= lr * g
 pub fn sgd(params: &mut [f32], grads: &[f32], learning_rate: f32) {
-    for (p, &g) in params.iter_mut().zip(grads) {
-        *p -= learning_rate * g;
-    }
+    sgd_update(params, grads, learning_rate);
 }
 
 /// v = momentum * v - lr * g; then p += v (heavy ball) or p += momentum * v - lr * g (Nesterov).
@@ -16,12 +16,5 @@ pub fn momentum(
     momentum: f32,
     nesterov: bool,
 ) {
-    for ((p, &g), v) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
-        *v = momentum * *v - learning_rate * g;
-        if nesterov {
-            *p += momentum * *v - learning_rate * g;
-        } else {
-            *p += *v;
-        }
-    }
+    momentum_update(params, grads, velocity, learning_rate, momentum, nesterov);
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{epoch_permutation, Dataset};
 use crate::error::{Error, Result};
+use crate::kernels::DenormalGuard;
 use crate::nn::{Architecture, Mlp};
 use crate::optim::schedule::LrSchedule;
 use crate::optim::{Optimizer, OptimizerConfig};
@@ -22,7 +23,7 @@ use crate::optim::{Optimizer, OptimizerConfig};
 pub use evaluate::evaluate;
 pub use metrics::{EpochRecord, Evaluation};
 pub use progress::{Progress, ProgressMode};
-use step::{batch_gradient, StepBuffers};
+use step::StepEngine;
 
 /// Examples per optimization step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +137,8 @@ pub struct Trainer {
     pub config: TrainConfig,
     pub mlp: Mlp,
     pub params: Vec<f32>,
+    /// Threads a step runs on (default: all cores). Results do not depend on it.
+    pub threads: usize,
     pub optimizer: Optimizer,
     /// Epochs completed so far.
     pub epoch: usize,
@@ -158,6 +161,7 @@ impl Trainer {
             config,
             mlp,
             params,
+            threads: default_threads(),
             optimizer,
             epoch: 0,
             step_in_epoch: 0,
@@ -190,7 +194,8 @@ impl Trainer {
         }
         let batch_size = self.config.batch_size.resolve(train.len());
         let steps_per_epoch = train.len().div_ceil(batch_size);
-        let mut buffers = StepBuffers::new(&self.mlp, batch_size);
+        let mut engine = StepEngine::new(&self.mlp, batch_size, self.threads);
+        let _flush_denormals = DenormalGuard::new();
         for callback in callbacks.iter_mut() {
             if let Some(state) = callback
                 .state_key()
@@ -221,14 +226,13 @@ impl Trainer {
                     continue;
                 }
                 let global_step = (epoch * steps_per_epoch + step) as u64;
-                let (batch_loss, batch_correct) = batch_gradient(
+                let (batch_loss, batch_correct) = engine.gradient(
                     &self.mlp,
                     &self.params,
                     train,
                     batch,
                     self.config.seed,
                     global_step,
-                    &mut buffers,
                 );
                 if !batch_loss.is_finite() {
                     return Err(Error::NonFinite {
@@ -237,8 +241,11 @@ impl Trainer {
                         value: batch_loss as f32,
                     });
                 }
-                self.optimizer
-                    .step(&mut self.params, &buffers.grads, learning_rate_at(step));
+                engine.apply(
+                    &mut self.optimizer,
+                    &mut self.params,
+                    learning_rate_at(step),
+                );
                 self.running.loss_sum += batch_loss;
                 self.running.correct += batch_correct;
                 self.running.seen += batch.len();
@@ -292,6 +299,11 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// All cores the OS lets us use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Calls every callback (all of them, even after one asks to stop) and combines their answers.

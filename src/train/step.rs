@@ -1,25 +1,44 @@
 //! One optimization step: the batch is split into a fixed set of shards, each shard's gradient
-//! is computed on its own, and the shard gradients are summed in shard order. The split and the
-//! order depend only on the batch size, never on the thread count, so results are bit-identical
-//! however many threads compute the shards.
+//! is computed on its own (in parallel, on a pool of persistent worker threads), and the shard
+//! gradients are summed in shard order. The split and the order depend only on the batch size,
+//! never on the thread count, so results are bit-identical however many threads compute the
+//! shards.
 
 use std::ops::Range;
 
 use crate::data::{gather_normalized, Dataset};
+use crate::kernels::{add_assign, WorkerPool};
 use crate::nn::{Mlp, Workspace};
+use crate::optim::Optimizer;
 use crate::rng::{stream, Stream};
 
-/// Rows per shard at least; smaller shards cost more in overhead than they gain in parallelism.
-pub const MIN_SHARD_ROWS: usize = 16;
-/// At most this many shards per batch (the shard gradient buffers are the memory cost).
+/// A shard has at least this many rows (below that, per-shard overhead dominates).
+pub const MIN_SHARD_ROWS: usize = 8;
+/// Rows per shard the split aims for once a batch is large enough: each shard costs one extra
+/// pass over the parameter-sized gradient buffer, worth it only for enough rows.
+pub const TARGET_SHARD_ROWS: usize = 64;
+/// Batches are split into at least two shards when they are big enough, so two cores share even
+/// the default batch of 32.
+pub const MIN_SHARDS: usize = 2;
+/// At most this many shards per batch (the shard gradient buffers are the memory cost), which is
+/// also the most threads a step can use.
 pub const MAX_SHARDS: usize = 8;
 /// A shard larger than this is processed in chunks of this many rows, accumulating gradients,
 /// so full-batch training never materializes activations for the whole dataset.
 pub const CHUNK_ROWS: usize = 256;
 
+/// How many shards a batch of `batch_len` rows is split into: a function of the batch size only.
+/// 32 → 2 shards of 16, 128 → 2 of 64, 256 → 4, ≥ 512 → 8, below 16 → 1.
+pub fn shard_count(batch_len: usize) -> usize {
+    (batch_len / TARGET_SHARD_ROWS)
+        .clamp(MIN_SHARDS, MAX_SHARDS)
+        .min(batch_len / MIN_SHARD_ROWS)
+        .max(1)
+}
+
 /// How a batch of `batch_len` rows is split: contiguous, near-equal ranges.
 pub fn shard_ranges(batch_len: usize) -> Vec<Range<usize>> {
-    let shard_count = batch_len.div_ceil(MIN_SHARD_ROWS).clamp(1, MAX_SHARDS);
+    let shard_count = shard_count(batch_len);
     let base = batch_len / shard_count;
     let extra = batch_len % shard_count;
     let mut start = 0;
@@ -48,8 +67,9 @@ pub struct ShardJob<'a> {
 }
 
 /// Computes one shard's gradient into `grads` (overwritten). Returns (loss sum, correct).
+/// Dropout masks come from a stream named by (seed, step, shard): independent of which thread
+/// runs the shard, and reproducible on resume.
 pub fn compute_shard(job: &ShardJob, workspace: &mut Workspace, grads: &mut [f32]) -> (f64, usize) {
-    grads.fill(0.0);
     let mut dropout_rng = stream(
         job.seed,
         Stream::Dropout,
@@ -58,7 +78,7 @@ pub fn compute_shard(job: &ShardJob, workspace: &mut Workspace, grads: &mut [f32
     );
     let inputs = job.mlp.architecture.inputs;
     let (mut loss_sum, mut correct) = (0.0, 0);
-    for chunk in job.indices.chunks(workspace.capacity) {
+    for (chunk_index, chunk) in job.indices.chunks(workspace.capacity).enumerate() {
         let rows = chunk.len();
         gather_normalized(
             job.dataset,
@@ -66,83 +86,153 @@ pub fn compute_shard(job: &ShardJob, workspace: &mut Workspace, grads: &mut [f32
             &mut workspace.inputs[..rows * inputs],
             &mut workspace.labels[..rows],
         );
-        let (chunk_loss, chunk_correct) = job.mlp.train_chunk(
+        let (chunk_loss, chunk_correct) = job.mlp.train_chunk_into(
             job.params,
             workspace,
             rows,
             job.grad_scale,
             &mut dropout_rng,
             grads,
+            chunk_index > 0,
         );
         loss_sum += chunk_loss;
         correct += chunk_correct;
     }
+    if job.indices.is_empty() {
+        grads.fill(0.0);
+    }
     (loss_sum, correct)
 }
 
-/// Per-shard buffers, allocated once for the largest batch.
-pub struct StepBuffers {
-    pub workspaces: Vec<Workspace>,
-    pub shard_grads: Vec<Vec<f32>>,
-    /// The batch-mean gradient, summed from the shards.
-    pub grads: Vec<f32>,
+/// One shard's buffers and results.
+struct Shard {
+    workspace: Workspace,
+    grads: Vec<f32>,
+    loss_sum: f64,
+    correct: usize,
 }
 
-impl StepBuffers {
-    pub fn new(mlp: &Mlp, batch_size: usize) -> Self {
-        let shards = shard_ranges(batch_size);
+/// Computes steps for one training run: the worker threads (created once, with the engine) and
+/// every buffer a step needs (allocated once for the largest batch), so steps never allocate
+/// large buffers or start threads.
+pub struct StepEngine {
+    pool: WorkerPool,
+    shards: Vec<Shard>,
+    /// Shards used by the last [`StepEngine::gradient`] call.
+    active_shards: usize,
+}
+
+impl StepEngine {
+    /// An engine for batches of up to `batch_size` rows, on `threads` threads (the caller's
+    /// included). More threads than shards would idle, so at most `shard_count` are started.
+    pub fn new(mlp: &Mlp, batch_size: usize, threads: usize) -> Self {
+        let shards = shard_ranges(batch_size.max(1));
         let capacity = shards[0].len().clamp(1, CHUNK_ROWS);
         let parameter_count = mlp.parameter_count();
-        StepBuffers {
-            workspaces: (0..shards.len()).map(|_| mlp.workspace(capacity)).collect(),
-            shard_grads: vec![vec![0.0; parameter_count]; shards.len()],
-            grads: vec![0.0; parameter_count],
+        StepEngine {
+            pool: WorkerPool::new(threads.clamp(1, shards.len())),
+            shards: shards
+                .iter()
+                .map(|_| Shard {
+                    workspace: mlp.workspace(capacity),
+                    grads: vec![0.0; parameter_count],
+                    loss_sum: 0.0,
+                    correct: 0,
+                })
+                .collect(),
+            active_shards: 0,
         }
+    }
+
+    /// Threads the engine runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.thread_count()
+    }
+
+    /// Computes the shard gradients of `batch` (their sum is the batch-mean gradient; see
+    /// [`StepEngine::apply`] and [`StepEngine::batch_gradient`]). Returns (loss sum, correct).
+    pub fn gradient(
+        &mut self,
+        mlp: &Mlp,
+        params: &[f32],
+        dataset: &Dataset,
+        batch: &[u32],
+        seed: u64,
+        global_step: u64,
+    ) -> (f64, usize) {
+        let ranges = shard_ranges(batch.len());
+        let grad_scale = 1.0 / batch.len() as f32;
+        self.active_shards = ranges.len();
+        let shards = &mut self.shards[..ranges.len()];
+        self.pool.for_each_mut(shards, |shard_index, shard| {
+            let job = ShardJob {
+                mlp,
+                params,
+                dataset,
+                indices: &batch[ranges[shard_index].clone()],
+                grad_scale,
+                seed,
+                global_step,
+                shard_index,
+            };
+            (shard.loss_sum, shard.correct) =
+                compute_shard(&job, &mut shard.workspace, &mut shard.grads);
+        });
+        self.shards[..ranges.len()]
+            .iter()
+            .fold((0.0, 0), |(loss, correct), shard| {
+                (loss + shard.loss_sum, correct + shard.correct)
+            })
+    }
+
+    /// Applies `optimizer` to `params` with the gradient of the last [`StepEngine::gradient`]:
+    /// the shard gradients are summed block by block inside the optimizer's parallel pass.
+    pub fn apply(&self, optimizer: &mut Optimizer, params: &mut [f32], learning_rate: f32) {
+        let shards = &self.shards[..self.active_shards];
+        optimizer.step_parallel_with(&self.pool, params, learning_rate, |range, block| {
+            sum_shard_gradients(shards, range, block)
+        });
+    }
+
+    /// The batch-mean gradient of the last [`StepEngine::gradient`] call, written to `grads`.
+    pub fn batch_gradient(&self, grads: &mut [f32]) {
+        sum_shard_gradients(&self.shards[..self.active_shards], 0..grads.len(), grads);
     }
 }
 
-/// Computes the batch-mean gradient of `batch` into `buffers.grads`. Returns (loss sum, correct).
-pub fn batch_gradient(
-    mlp: &Mlp,
-    params: &[f32],
-    dataset: &Dataset,
-    batch: &[u32],
-    seed: u64,
-    global_step: u64,
-    buffers: &mut StepBuffers,
-) -> (f64, usize) {
-    let grad_scale = 1.0 / batch.len() as f32;
-    let (mut loss_sum, mut correct) = (0.0, 0);
-    let shards = shard_ranges(batch.len());
-    for (shard_index, range) in shards.iter().enumerate() {
-        let job = ShardJob {
-            mlp,
-            params,
-            dataset,
-            indices: &batch[range.clone()],
-            grad_scale,
-            seed,
-            global_step,
-            shard_index,
-        };
-        let (shard_loss, shard_correct) = compute_shard(
-            &job,
-            &mut buffers.workspaces[shard_index],
-            &mut buffers.shard_grads[shard_index],
-        );
-        loss_sum += shard_loss;
-        correct += shard_correct;
+/// out = Σ shard gradients over `range`, always added in shard order.
+fn sum_shard_gradients(shards: &[Shard], range: Range<usize>, out: &mut [f32]) {
+    match shards.split_first() {
+        Some((first, rest)) => {
+            out.copy_from_slice(&first.grads[range.clone()]);
+            for shard in rest {
+                add_assign(out, &shard.grads[range.clone()]);
+            }
+        }
+        None => out.fill(0.0),
     }
-    sum_shard_gradients(&buffers.shard_grads[..shards.len()], &mut buffers.grads);
-    (loss_sum, correct)
 }
 
-/// grads = Σ shard_grads, always added in shard order.
-pub fn sum_shard_gradients(shard_grads: &[Vec<f32>], grads: &mut [f32]) {
-    grads.copy_from_slice(&shard_grads[0]);
-    for shard in &shard_grads[1..] {
-        for (g, &s) in grads.iter_mut().zip(shard) {
-            *g += s;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_depend_on_batch_size_only_and_cover_the_batch() {
+        for batch in [1, 7, 16, 31, 32, 33, 100, 128, 256, 1000, 60_000] {
+            let ranges = shard_ranges(batch);
+            assert!(!ranges.is_empty() && ranges.len() <= MAX_SHARDS);
+            assert_eq!(ranges[0].start, 0);
+            assert_eq!(ranges.last().map(|r| r.end), Some(batch));
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+            }
+            if batch >= 2 * MIN_SHARD_ROWS {
+                assert!(ranges.iter().all(|r| r.len() >= MIN_SHARD_ROWS), "{batch}");
+            }
         }
+        assert_eq!(shard_count(32), 2);
+        assert_eq!(shard_count(128), 2);
+        assert_eq!(shard_count(60_000), MAX_SHARDS);
     }
 }

@@ -1,0 +1,40 @@
+//! Options that change how fast a command runs, never what it computes (beyond rounding for
+//! `--kernel`): thread count and kernel choice.
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::kernels::{self, Backend, KernelChoice};
+use crate::train::default_threads;
+
+#[derive(Debug, Clone, Args)]
+pub struct PerformanceArgs {
+    /// Threads to train on [default: all cores]. Results are bit-identical for every thread count
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Compute kernels: the fastest the CPU supports, or a specific one (portable runs anywhere)
+    #[arg(long, value_enum, env = "MNIST_TRAIN_KERNEL", default_value_t = KernelChoice::Auto)]
+    pub kernel: KernelChoice,
+}
+
+impl PerformanceArgs {
+    /// The thread count, checked.
+    pub fn threads(&self) -> Result<usize> {
+        match self.threads {
+            Some(0) => Err(Error::config("--threads", "must be at least 1")),
+            Some(n) if n > 1024 => Err(Error::config("--threads", "must be at most 1024")),
+            Some(n) => Ok(n),
+            None => Ok(default_threads()),
+        }
+    }
+
+    /// Checks the kernel choice against this CPU and makes it the process-wide backend.
+    pub fn select_kernel(&self) -> Result<Backend> {
+        let backend = self
+            .kernel
+            .resolve()
+            .map_err(|message| Error::config("--kernel (MNIST_TRAIN_KERNEL)", message))?;
+        kernels::set_backend(backend);
+        Ok(backend)
+    }
+}

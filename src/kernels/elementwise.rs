@@ -1,0 +1,211 @@
+//! Element-wise loops over flat buffers, each compiled three times (AVX-512, AVX2, baseline) from
+//! one plain-Rust body, and dispatched on the current [`Backend`](super::Backend).
+//!
+//! The bodies are written so the compiler vectorizes them: no branches (selects instead), no
+//! early exits, slices of equal length. They use separate multiply and add (never fused), so every
+//! backend, and every way of splitting a buffer between threads, gives bit-identical results.
+
+use super::{backend, Backend};
+
+/// Defines `pub fn $name(args)` whose body is compiled once per backend.
+macro_rules! multiversion {
+    ($(#[$attr:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$attr])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+            fn avx512($($arg: $ty),*) {
+                body($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($arg: $ty),*) {
+                body($($arg),*)
+            }
+
+            match backend() {
+                // SAFETY: `backend()` only returns a backend the CPU supports (checked by
+                // `Backend::is_supported` before it is set), so the instructions exist.
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx2 => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
+        }
+    };
+}
+
+multiversion! {
+    /// y = max(x, 0), in place.
+    pub fn relu_forward(values: &mut [f32]) {
+        for value in values.iter_mut() {
+            *value = if *value > 0.0 { *value } else { 0.0 };
+        }
+    }
+}
+
+multiversion! {
+    /// grad = grad where the forward output was positive, else 0 (in place).
+    pub fn relu_backward(output: &[f32], grad: &mut [f32]) {
+        let grad = &mut grad[..output.len()];
+        for (g, &y) in grad.iter_mut().zip(output) {
+            *g = if y > 0.0 { *g } else { 0.0 };
+        }
+    }
+}
+
+multiversion! {
+    /// Inverted dropout: fills `mask` with `keep_scale` (kept) or 0 (dropped), one 32-bit draw per
+    /// unit from `draws` compared with `threshold` (= rate · 2³²), and multiplies `values` by it.
+    pub fn dropout_forward(values: &mut [f32], mask: &mut [f32], draws: &[u32], threshold: u32, keep_scale: f32) {
+        let mask = &mut mask[..values.len()];
+        let draws = &draws[..values.len()];
+        for ((value, m), &draw) in values.iter_mut().zip(mask.iter_mut()).zip(draws) {
+            *m = if draw >= threshold { keep_scale } else { 0.0 };
+            *value *= *m;
+        }
+    }
+}
+
+multiversion! {
+    /// grad *= mask (in place).
+    pub fn dropout_backward(mask: &[f32], grad: &mut [f32]) {
+        let grad = &mut grad[..mask.len()];
+        for (g, &m) in grad.iter_mut().zip(mask) {
+            *g *= m;
+        }
+    }
+}
+
+multiversion! {
+    /// out[i] = pixels[i] * scale (u8 pixels to f32).
+    pub fn normalize_pixels(pixels: &[u8], out: &mut [f32], scale: f32) {
+        let out = &mut out[..pixels.len()];
+        for (value, &pixel) in out.iter_mut().zip(pixels) {
+            *value = pixel as f32 * scale;
+        }
+    }
+}
+
+multiversion! {
+    /// total += addend.
+    pub fn add_assign(total: &mut [f32], addend: &[f32]) {
+        let total = &mut total[..addend.len()];
+        for (t, &a) in total.iter_mut().zip(addend) {
+            *t += a;
+        }
+    }
+}
+
+multiversion! {
+    /// sums[j] (+)= Σ_rows matrix[row, j] for a row-major matrix with `sums.len()` columns,
+    /// rows added in order. `accumulate` false overwrites `sums`.
+    pub fn sum_rows_into(matrix: &[f32], sums: &mut [f32], accumulate: bool) {
+        let columns = sums.len();
+        if !accumulate {
+            sums.fill(0.0);
+        }
+        if columns == 0 {
+            return;
+        }
+        for row in matrix.chunks_exact(columns) {
+            for (s, &v) in sums.iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+    }
+}
+
+/// The per-step scalars of an Adam update.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamCoefficients {
+    /// Learning rate with both bias corrections folded in.
+    pub alpha: f32,
+    /// learning rate · weight decay (0 when off).
+    pub decay: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    pub epsilon: f32,
+}
+
+multiversion! {
+    /// One Adam step (see `optim::adam` for the formula).
+    pub fn adam_update(params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], c: AdamCoefficients) {
+        let len = params.len();
+        let (grads, m, v) = (&grads[..len], &mut m[..len], &mut v[..len]);
+        for i in 0..len {
+            let g = grads[i];
+            let mut p = params[i];
+            p -= c.decay * p;
+            let mi = m[i] + (g - m[i]) * c.one_minus_beta1;
+            let vi = v[i] + (g * g - v[i]) * c.one_minus_beta2;
+            m[i] = mi;
+            v[i] = vi;
+            params[i] = p - c.alpha * mi / (vi.sqrt() + c.epsilon);
+        }
+    }
+}
+
+multiversion! {
+    /// p -= lr · g
+    pub fn sgd_update(params: &mut [f32], grads: &[f32], learning_rate: f32) {
+        let grads = &grads[..params.len()];
+        for (p, &g) in params.iter_mut().zip(grads) {
+            *p -= learning_rate * g;
+        }
+    }
+}
+
+multiversion! {
+    /// v = momentum · v - lr · g; then p += v (heavy ball) or p += momentum · v - lr · g (Nesterov).
+    pub fn momentum_update(
+        params: &mut [f32],
+        grads: &[f32],
+        velocity: &mut [f32],
+        learning_rate: f32,
+        momentum: f32,
+        nesterov: bool,
+    ) {
+        let len = params.len();
+        let (grads, velocity) = (&grads[..len], &mut velocity[..len]);
+        if nesterov {
+            for i in 0..len {
+                let v = momentum * velocity[i] - learning_rate * grads[i];
+                velocity[i] = v;
+                params[i] += momentum * v - learning_rate * grads[i];
+            }
+        } else {
+            for i in 0..len {
+                let v = momentum * velocity[i] - learning_rate * grads[i];
+                velocity[i] = v;
+                params[i] += v;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// s = ρ·s + (1-ρ)·g²;  p -= lr·g / √(s + ε)   (Keras adds ε inside the root)
+    pub fn rmsprop_update(
+        params: &mut [f32],
+        grads: &[f32],
+        mean_square: &mut [f32],
+        learning_rate: f32,
+        rho: f32,
+        epsilon: f32,
+    ) {
+        let len = params.len();
+        let (grads, mean_square) = (&grads[..len], &mut mean_square[..len]);
+        for i in 0..len {
+            let g = grads[i];
+            let s = rho * mean_square[i] + (1.0 - rho) * g * g;
+            mean_square[i] = s;
+            params[i] -= learning_rate * g / (s + epsilon).sqrt();
+        }
+    }
+}

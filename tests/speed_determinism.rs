@@ -1,0 +1,205 @@
+//! The speed work must not change what is computed: the thread count never changes a single bit,
+//! and every kernel backend agrees with the fastest one to rounding.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
+use mnist_train::kernels::{self, Backend};
+use mnist_train::optim::OptimizerConfig;
+use mnist_train::train::step::StepEngine;
+use mnist_train::train::{evaluate, BatchSize, Progress, ProgressMode, TrainConfig, Trainer};
+
+fn mnist(split: Split, limit: usize) -> Dataset {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let mut dataset = load_split(&dir, split, DatasetKind::Mnist).expect("data/ holds MNIST");
+    dataset.truncate(limit);
+    dataset
+}
+
+fn train(
+    config: TrainConfig,
+    dataset: &Dataset,
+    threads: usize,
+    backend: Option<Backend>,
+) -> Vec<f32> {
+    let run = || {
+        let mut trainer = Trainer::new(config);
+        trainer.threads = threads;
+        let mut progress = Progress::new(ProgressMode::None, trainer.config.epochs);
+        trainer
+            .fit(dataset, &mut progress, &mut [])
+            .expect("training succeeds");
+        trainer.params
+    };
+    match backend {
+        Some(backend) => kernels::with_backend(backend, run),
+        None => run(),
+    }
+}
+
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn every_thread_count_gives_bit_identical_parameters() {
+    let dataset = mnist(Split::Train, 1000);
+    let optimizers = [
+        OptimizerConfig::adam_default(),
+        OptimizerConfig::Momentum { momentum: 0.9 },
+    ];
+    // 32: two shards; 100: uneven shards; 300: four shards; full: eight shards in chunks.
+    let batch_sizes = [
+        BatchSize::Examples(32),
+        BatchSize::Examples(100),
+        BatchSize::Examples(300),
+        BatchSize::Full,
+    ];
+    for optimizer in optimizers {
+        for batch_size in batch_sizes {
+            let config = TrainConfig {
+                optimizer,
+                epochs: 2,
+                batch_size,
+                learning_rate: 0.01,
+                ..TrainConfig::default()
+            };
+            let reference = bits(&train(config.clone(), &dataset, 1, None));
+            for threads in [2, 3, 8] {
+                let params = bits(&train(config.clone(), &dataset, threads, None));
+                assert!(
+                    params == reference,
+                    "{threads} threads differ from 1 thread ({optimizer:?}, {batch_size:?})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn one_and_two_threads_write_byte_identical_model_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = Vec::new();
+    for threads in ["1", "2"] {
+        let output = dir.path().join(format!("model-{threads}.bin"));
+        Command::cargo_bin("mnist-train")
+            .expect("binary built")
+            .args([
+                "--limit",
+                "2000",
+                "--epochs",
+                "2",
+                "--quiet",
+                "--threads",
+                threads,
+            ])
+            .arg("--output")
+            .arg(&output)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .assert()
+            .success();
+        files.push(std::fs::read(&output).expect("model written"));
+    }
+    assert!(
+        files[0] == files[1],
+        "model files differ between 1 and 2 threads"
+    );
+}
+
+#[test]
+fn every_backend_matches_the_fastest_within_1e_5() {
+    let dataset = mnist(Split::Train, 256);
+    let config = TrainConfig::default();
+    let fastest = Backend::detect();
+    let batch: Vec<u32> = (0..32).collect();
+    let gradient_with = |backend: Backend| {
+        kernels::with_backend(backend, || {
+            let trainer = Trainer::new(config.clone());
+            let mut engine = StepEngine::new(&trainer.mlp, 32, 2);
+            engine.gradient(&trainer.mlp, &trainer.params, &dataset, &batch, 7, 0);
+            let mut grads = vec![0.0; trainer.params.len()];
+            engine.batch_gradient(&mut grads);
+            grads
+        })
+    };
+    let reference_grads = gradient_with(fastest);
+    let reference_params = train(config.clone(), &dataset, 2, Some(fastest));
+    assert!(reference_grads.iter().any(|&g| g.abs() > 1e-3));
+    for backend in Backend::supported() {
+        let grads = gradient_with(backend);
+        let worst = max_difference(&grads, &reference_grads);
+        assert!(worst <= 1e-5, "{backend:?} gradient differs by {worst}");
+        // Eight epochs of 8 Adam steps: the small rounding differences must not grow.
+        let params = train(config.clone(), &dataset, 2, Some(backend));
+        let worst = max_difference(&params, &reference_params);
+        assert!(
+            worst <= 1e-5,
+            "{backend:?} trained parameters differ by {worst}"
+        );
+    }
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn portable_fallback_keeps_end_to_end_accuracy() {
+    let train_set = mnist(Split::Train, 12_000);
+    let test_set = mnist(Split::Test, 10_000);
+    let config = TrainConfig {
+        epochs: 2,
+        ..TrainConfig::default()
+    };
+    let accuracy = |backend: Backend| {
+        let params = train(config.clone(), &train_set, 2, Some(backend));
+        let trainer = Trainer::new(config.clone());
+        kernels::with_backend(backend, || {
+            evaluate(&trainer.mlp, &params, &test_set, 500).accuracy
+        })
+    };
+    let portable = accuracy(Backend::Portable);
+    let fastest = accuracy(Backend::detect());
+    eprintln!("accuracy after 2 epochs on 12,000 images: portable {portable}, fastest {fastest}");
+    assert!(portable >= 0.92, "portable accuracy {portable}");
+    assert!(
+        (portable - fastest).abs() <= 0.003,
+        "portable {portable} vs fastest {fastest}"
+    );
+}
+
+#[test]
+fn the_kernel_can_be_forced_from_the_environment_and_bad_choices_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("portable.bin");
+    Command::cargo_bin("mnist-train")
+        .expect("binary built")
+        .env("MNIST_TRAIN_KERNEL", "portable")
+        .args(["--limit", "300", "--epochs", "1", "--quiet"])
+        .arg("--output")
+        .arg(&output)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .assert()
+        .success();
+    assert!(output.exists());
+    Command::cargo_bin("mnist-train")
+        .expect("binary built")
+        .env("MNIST_TRAIN_KERNEL", "sse9")
+        .args(["--limit", "300", "--epochs", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("sse9"));
+    Command::cargo_bin("mnist-train")
+        .expect("binary built")
+        .args(["--threads", "0", "--limit", "300"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--threads"));
+}
