@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::train::{Callback, Control, EpochRecord, Trainer};
 
+/// Larger history files are never rewound (see [`CsvHistory::append`]).
+const MAX_REWIND_LEN: u64 = 16 << 20;
+
 /// The CSV header; the column order is part of the documented format.
 pub const HISTORY_HEADER: &str =
     "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,samples_per_second";
@@ -19,6 +22,8 @@ pub const HISTORY_HEADER: &str =
 pub struct CsvHistory {
     path: PathBuf,
     file: File,
+    /// Whether a record has been appended by this run yet.
+    started: bool,
 }
 
 impl CsvHistory {
@@ -77,15 +82,60 @@ impl CsvHistory {
         let mut history = CsvHistory {
             path: path.to_path_buf(),
             file,
+            started: false,
         };
         history.write(&prefix)?;
         Ok(history)
     }
 
     /// Appends one epoch's line and flushes it to the file.
+    ///
+    /// The first record of a run that starts after epoch 1 is a resumed run. If the file already
+    /// ends with lines for that epoch or later (written after the checkpoint it resumed from, before
+    /// the kill), those lines are cut off first, so every epoch appears once.
     pub fn append(&mut self, record: &EpochRecord) -> Result<()> {
+        if !self.started && record.epoch > 1 {
+            self.drop_epochs_from(record.epoch)?;
+        }
+        self.started = true;
         let line = format_history_line(record);
         self.write(&line)
+    }
+
+    /// Truncates the trailing lines whose epoch is `epoch` or later.
+    fn drop_epochs_from(&mut self, epoch: usize) -> Result<()> {
+        let error = |e| Error::io(&self.path, e);
+        let length = self.file.metadata().map_err(error)?.len();
+        // Histories are a few hundred bytes per epoch; a huge file is left alone.
+        if length > MAX_REWIND_LEN {
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        self.file.seek(SeekFrom::Start(0)).map_err(error)?;
+        self.file.read_to_end(&mut text).map_err(error)?;
+        let mut keep = text.len();
+        // Walk back over complete lines (the file ends with a newline once opened).
+        while keep > 0 {
+            let line_end = keep - 1;
+            let line_start = text[..line_end]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |position| position + 1);
+            let line = &text[line_start..line_end];
+            let line_epoch = line
+                .split(|&b| b == b',')
+                .next()
+                .and_then(|field| std::str::from_utf8(field).ok())
+                .and_then(|field| field.parse::<usize>().ok());
+            match line_epoch {
+                Some(line_epoch) if line_epoch >= epoch => keep = line_start,
+                _ => break,
+            }
+        }
+        if keep < text.len() {
+            self.file.set_len(keep as u64).map_err(error)?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, text: &str) -> Result<()> {
@@ -171,6 +221,41 @@ mod tests {
         assert_eq!(text.matches("epoch,").count(), 1);
         assert_eq!(lines[1], "1,0.5,0.9,,0.8,0.001,1.5,40000");
         assert!(lines[3].starts_with("3,"));
+    }
+
+    #[test]
+    fn resumed_run_replaces_epochs_written_after_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.csv");
+        // A run wrote epochs 1-3, but its last checkpoint was after epoch 2: the resumed run
+        // starts again at epoch 3.
+        let mut killed = CsvHistory::open(&path).unwrap();
+        for epoch in 1..=3 {
+            killed.append(&record(epoch)).unwrap();
+        }
+        drop(killed);
+        let mut resumed = CsvHistory::open(&path).unwrap();
+        let mut redone = record(3);
+        redone.loss = 0.125;
+        resumed.append(&redone).unwrap();
+        resumed.append(&record(4)).unwrap();
+        drop(resumed);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let epochs: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert_eq!(epochs, ["1", "2", "3", "4"], "{text}");
+        assert!(
+            text.contains("3,0.125,"),
+            "the resumed run's epoch 3 is kept: {text}"
+        );
+        // A fresh run (starting at epoch 1) appended to the same file keeps everything.
+        let mut fresh = CsvHistory::open(&path).unwrap();
+        fresh.append(&record(1)).unwrap();
+        drop(fresh);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 6);
     }
 
     #[test]
