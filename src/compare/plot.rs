@@ -6,9 +6,11 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::compare::VariantResult;
+use crate::compare::{Variant, VariantResult};
+use crate::optim::OptimizerConfig;
 use crate::plot::curves::PALETTE;
 use crate::plot::{drawing_error, Figure, FONT};
+use crate::train::BatchSize;
 
 const LEGEND_HEIGHT: u32 = 44;
 
@@ -18,8 +20,29 @@ pub struct ComparisonFigure<'a> {
     pub results: &'a [VariantResult],
 }
 
-fn color(index: usize) -> RGBColor {
-    PALETTE[index % PALETTE.len()]
+/// How a variant's line looks: the colour says the batch regime (full batch, one example,
+/// mini-batch; adaptive optimizers black), dashes say momentum — so each momentum variant is the
+/// dashed twin of its plain counterpart.
+#[derive(Debug, Clone, Copy)]
+struct LineLook {
+    color: RGBColor,
+    dashed: bool,
+}
+
+fn look(variant: &Variant) -> LineLook {
+    let (blue, vermillion, green, black) = (PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[6]);
+    let (color, dashed) = match variant.optimizer {
+        OptimizerConfig::Adam { .. } | OptimizerConfig::Rmsprop { .. } => (black, false),
+        optimizer => {
+            let color = match variant.batch_size {
+                BatchSize::Full => blue,
+                BatchSize::Examples(1) => vermillion,
+                BatchSize::Examples(_) => green,
+            };
+            (color, !matches!(optimizer, OptimizerConfig::Sgd))
+        }
+    };
+    LineLook { color, dashed }
 }
 
 /// One panel: a log-scale y axis over epochs 1..=epochs, a line with dots per series.
@@ -67,7 +90,8 @@ impl Figure for ComparisonFigure<'_> {
                 .collect(),
             y_format: &|y| trim_number(*y),
         };
-        draw_panel(&left, &loss, epochs)?;
+        let looks: Vec<LineLook> = results.iter().map(|r| look(&r.variant)).collect();
+        draw_panel(&left, &loss, &looks, epochs)?;
         let error = Panel {
             caption: "Test error after each epoch (1 - accuracy, log scale)",
             y_label: "test error",
@@ -83,7 +107,7 @@ impl Figure for ComparisonFigure<'_> {
                 .collect(),
             y_format: &|y| format!("{}%", trim_number(y * 100.0)),
         };
-        draw_panel(&right, &error, epochs)?;
+        draw_panel(&right, &error, &looks, epochs)?;
         draw_legend(&legend, results, width)
     }
 }
@@ -91,6 +115,7 @@ impl Figure for ComparisonFigure<'_> {
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
+    looks: &[LineLook],
     epochs: usize,
 ) -> Result<(), String> {
     let values = panel.series.iter().flatten().map(|&(_, y)| y);
@@ -127,11 +152,17 @@ fn draw_panel<DB: DrawingBackend>(
         .axis_desc_style((FONT, 15))
         .draw()
         .map_err(drawing_error)?;
-    for (index, points) in panel.series.iter().enumerate() {
-        let style = ShapeStyle::from(color(index)).stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(points.clone(), style))
-            .map_err(drawing_error)?;
+    for (points, look) in panel.series.iter().zip(looks) {
+        let style = ShapeStyle::from(look.color).stroke_width(2);
+        if look.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(points.clone(), 7, 5, style))
+                .map_err(drawing_error)?;
+        } else {
+            chart
+                .draw_series(LineSeries::new(points.clone(), style))
+                .map_err(drawing_error)?;
+        }
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, style.filled())))
             .map_err(drawing_error)?;
@@ -149,14 +180,22 @@ fn draw_legend<DB: DrawingBackend>(
     for (index, result) in results.iter().enumerate() {
         let x = 30 + slot * index as i32;
         let y = (LEGEND_HEIGHT / 2) as i32;
-        let style = ShapeStyle::from(color(index)).stroke_width(3);
-        area.draw(&PathElement::new(vec![(x, y), (x + 26, y)], style))
-            .map_err(drawing_error)?;
-        area.draw(&Circle::new((x + 13, y), 3, style.filled()))
+        let look = look(&result.variant);
+        let style = ShapeStyle::from(look.color).stroke_width(3);
+        let segments = if look.dashed {
+            vec![(x, x + 8), (x + 13, x + 21), (x + 26, x + 30)]
+        } else {
+            vec![(x, x + 30)]
+        };
+        for (from, to) in segments {
+            area.draw(&PathElement::new(vec![(from, y), (to, y)], style))
+                .map_err(drawing_error)?;
+        }
+        area.draw(&Circle::new((x + 15, y), 3, style.filled()))
             .map_err(drawing_error)?;
         area.draw(&Text::new(
             result.variant.name.clone(),
-            (x + 32, y - 8),
+            (x + 36, y - 8),
             (FONT, 15),
         ))
         .map_err(drawing_error)?;
