@@ -4,6 +4,7 @@
 //! [`nn::Mlp`] forward/backward over one flat parameter buffer → [`optim::Optimizer`] step →
 //! one [`train::EpochRecord`] per epoch → [`model_file::Model`] saved atomically.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod compare;

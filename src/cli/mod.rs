@@ -1,6 +1,7 @@
 //! The command line: clap structs, one per subcommand. Each is turned into a validated config
 //! (errors name the option) before any work starts.
 
+pub mod bench;
 pub mod compare;
 pub mod completions;
 pub mod eval;
@@ -54,6 +55,8 @@ pub enum Command {
     /// Train the optimizer family (full-batch GD, SGD, mini-batch GD, momentum and their
     /// combinations, Adam) on the same data, seed and budget; print a table, write curves
     Compare(compare::CompareArgs),
+    /// Measure training speed over batch sizes, thread counts and optimizers (hyperfine-style)
+    Bench(bench::BenchArgs),
     /// Write a model as safetensors, with tensor names PyTorch's nn.Sequential loads
     Export(interop::ExportArgs),
     /// Convert a safetensors file (ours or PyTorch's) into an mnist-train model file
@@ -151,6 +154,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Compare(args)) => compare::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Export(args)) => interop::run_export(args),
         Some(Command::Import(args)) => interop::run_import(args),
         Some(Command::Completions(args)) => completions::run(args),

@@ -11,7 +11,7 @@ use crate::cli::resume::{self, CheckpointArgs, Safeguards};
 use crate::cli::train_report::{TrainReportArgs, TrainSinks};
 use crate::cli::validation_args::{ValidationArgs, ValidationPlan};
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
-use crate::data::{load_split, DatasetKind, Split};
+use crate::data::{load_train_and_test, DatasetKind};
 use crate::error::{Error, Result};
 use crate::model_file::{Model, Normalization};
 use crate::nn::Architecture;
@@ -68,7 +68,7 @@ pub struct TrainArgs {
 }
 
 /// `"full"` or a positive integer.
-fn parse_batch_size(value: &str) -> std::result::Result<BatchSize, String> {
+pub fn parse_batch_size(value: &str) -> std::result::Result<BatchSize, String> {
     if value.eq_ignore_ascii_case("full") {
         return Ok(BatchSize::Full);
     }
@@ -153,8 +153,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut progress = Progress::new(args.output_args.progress_mode(), job.config.epochs);
 
     let load_started = Instant::now();
-    let mut train_set = load_split(&job.data_dir, Split::Train, job.dataset)?;
-    let test_set = load_split(&job.data_dir, Split::Test, job.dataset)?;
+    let (mut train_set, test_set) = load_train_and_test(&job.data_dir, job.dataset)?;
     if let Some(limit) = job.limit {
         train_set.truncate(limit);
     }

@@ -156,6 +156,19 @@ fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     ))
 }
 
+/// Loads the training and the test split of `dir`, decompressing both at once (the test split on
+/// a second thread): the training images dominate, so the test set comes almost for free.
+pub fn load_train_and_test(dir: &Path, kind: DatasetKind) -> Result<(Dataset, Dataset)> {
+    std::thread::scope(|scope| {
+        let test = scope.spawn(|| load_split(dir, Split::Test, kind));
+        let train = load_split(dir, Split::Train, kind);
+        let test = test
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((train?, test?))
+    })
+}
+
 /// Loads one split (train or test) of an MNIST-format dataset from `dir`.
 pub fn load_split(dir: &Path, split: Split, kind: DatasetKind) -> Result<Dataset> {
     let images_path = find_file(dir, &format!("{}-images-idx3-ubyte", split.file_stem()))?;

@@ -6,4 +6,4 @@ pub mod mnist;
 pub mod split;
 
 pub use batches::{epoch_permutation, gather_normalized};
-pub use mnist::{load_split, Dataset, DatasetKind, Split};
+pub use mnist::{load_split, load_train_and_test, Dataset, DatasetKind, Split};

@@ -1,0 +1,198 @@
+//! Benchmark runs for scripts (`mnist-train bench`): a matrix of configurations (batch size ×
+//! thread count × optimizer), each measured hyperfine-style (warm-up runs, then N measured runs
+//! of the whole job: load, train, evaluate) and summarized as mean ± σ, median, min and max.
+
+pub mod report;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::{load_train_and_test, DatasetKind};
+use crate::error::Result;
+use crate::optim::OptimizerConfig;
+use crate::train::{evaluate, BatchSize, Progress, ProgressMode, TrainConfig, Trainer};
+
+pub use stats::Stats;
+
+/// One configuration of the matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchCase {
+    pub batch_size: BatchSize,
+    pub threads: usize,
+    /// The optimizer's name as on the command line (`adam`, `sgd`, …).
+    pub optimizer_name: String,
+    pub optimizer: OptimizerConfig,
+    pub learning_rate: f32,
+}
+
+/// What every case shares.
+#[derive(Debug, Clone)]
+pub struct BenchSettings {
+    pub dataset: DatasetKind,
+    pub data_dir: PathBuf,
+    /// Train on the first N images only.
+    pub limit: Option<usize>,
+    pub epochs: usize,
+    /// Runs before measuring (caches, page faults, CPU frequency), not reported.
+    pub warmup: usize,
+    /// Measured runs per case.
+    pub runs: usize,
+    pub seed: u64,
+    pub test_batch_size: usize,
+}
+
+/// One measured run of the whole job.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMeasurement {
+    pub load_seconds: f64,
+    /// Training time of each epoch.
+    pub epoch_seconds: Vec<f64>,
+    pub eval_seconds: f64,
+    /// load + train + evaluate.
+    pub total_seconds: f64,
+    pub train_examples: usize,
+    pub final_loss: f64,
+    pub final_accuracy: f64,
+    pub test_accuracy: f64,
+}
+
+/// Runs the whole job once for `case`: load the data, train, evaluate on the test set.
+pub fn run_once(case: &BenchCase, settings: &BenchSettings) -> Result<RunMeasurement> {
+    let started = Instant::now();
+    let (mut train_set, test_set) = load_train_and_test(&settings.data_dir, settings.dataset)?;
+    if let Some(limit) = settings.limit {
+        train_set.truncate(limit);
+    }
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    let config = TrainConfig {
+        optimizer: case.optimizer,
+        learning_rate: case.learning_rate,
+        epochs: settings.epochs,
+        batch_size: case.batch_size,
+        seed: settings.seed,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(config);
+    trainer.threads = case.threads;
+    let mut progress = Progress::new(ProgressMode::None, settings.epochs);
+    trainer.fit(&train_set, &mut progress, &mut [])?;
+
+    let eval_started = Instant::now();
+    let evaluation = evaluate(
+        &trainer.mlp,
+        &trainer.params,
+        &test_set,
+        settings.test_batch_size,
+    );
+    let eval_seconds = eval_started.elapsed().as_secs_f64();
+    let last = trainer.history.last();
+    Ok(RunMeasurement {
+        load_seconds,
+        epoch_seconds: trainer.history.iter().map(|r| r.seconds).collect(),
+        eval_seconds,
+        total_seconds: started.elapsed().as_secs_f64(),
+        train_examples: train_set.len(),
+        final_loss: last.map_or(f64::NAN, |r| r.loss),
+        final_accuracy: last.map_or(f64::NAN, |r| r.accuracy),
+        test_accuracy: evaluation.accuracy,
+    })
+}
+
+/// The summary of one case's measured runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    /// "32", "128" or "full".
+    pub batch_size: String,
+    pub threads: usize,
+    pub optimizer: String,
+    pub learning_rate: f32,
+    /// Over every epoch of every measured run.
+    pub epoch_seconds: Stats,
+    /// Training examples per second of each epoch.
+    pub samples_per_second: Stats,
+    pub load_seconds: Stats,
+    pub eval_seconds: Stats,
+    /// Whole job: load + train + evaluate.
+    pub total_seconds: Stats,
+    /// Peak resident memory while this case ran (VmHWM; null where the OS does not report it).
+    pub peak_rss_bytes: Option<u64>,
+    pub train_examples: usize,
+    /// Of the last measured run (every run computes the same model).
+    pub final_loss: f64,
+    pub final_accuracy: f64,
+    pub test_accuracy: f64,
+    pub runs: Vec<RunMeasurement>,
+}
+
+/// Warms up, measures `settings.runs` runs of `case` and summarizes them. `on_run(index, run)`
+/// is told about every measured run as it finishes.
+pub fn measure_case(
+    case: &BenchCase,
+    settings: &BenchSettings,
+    mut on_run: impl FnMut(usize, &RunMeasurement),
+) -> Result<CaseReport> {
+    let peak_tracked = reset_peak_rss();
+    for _ in 0..settings.warmup {
+        run_once(case, settings)?;
+    }
+    let mut runs = Vec::with_capacity(settings.runs);
+    for index in 0..settings.runs.max(1) {
+        let run = run_once(case, settings)?;
+        on_run(index, &run);
+        runs.push(run);
+    }
+    let epochs: Vec<f64> = runs.iter().flat_map(|r| r.epoch_seconds.clone()).collect();
+    let throughput: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| {
+            r.epoch_seconds
+                .iter()
+                .map(move |&s| r.train_examples as f64 / s.max(1e-12))
+        })
+        .collect();
+    let pick = |field: fn(&RunMeasurement) -> f64| -> Vec<f64> { runs.iter().map(field).collect() };
+    let last = runs.last().cloned().expect("at least one run");
+    Ok(CaseReport {
+        batch_size: batch_label(case.batch_size),
+        threads: case.threads,
+        optimizer: case.optimizer_name.clone(),
+        learning_rate: case.learning_rate,
+        epoch_seconds: Stats::of(&epochs),
+        samples_per_second: Stats::of(&throughput),
+        load_seconds: Stats::of(&pick(|r| r.load_seconds)),
+        eval_seconds: Stats::of(&pick(|r| r.eval_seconds)),
+        total_seconds: Stats::of(&pick(|r| r.total_seconds)),
+        peak_rss_bytes: if peak_tracked { peak_rss_bytes() } else { None },
+        train_examples: last.train_examples,
+        final_loss: last.final_loss,
+        final_accuracy: last.final_accuracy,
+        test_accuracy: last.test_accuracy,
+        runs,
+    })
+}
+
+/// "32" or "full".
+pub fn batch_label(batch_size: BatchSize) -> String {
+    match batch_size {
+        BatchSize::Examples(n) => n.to_string(),
+        BatchSize::Full => "full".to_string(),
+    }
+}
+
+/// Peak resident memory of this process so far (Linux: VmHWM in /proc/self/status).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak-memory mark to the current usage (Linux ≥ 4.0), so each case reports its own
+/// peak. Returns false where that is not possible (the figure would then be the process's peak).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}

@@ -1,0 +1,205 @@
+//! `mnist-train bench`: measure training speed over a matrix of configurations, for people
+//! (a table) and scripts (`--json`, `--export-json`, `--export-markdown`).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::bench::report::{BenchReport, SCHEMA};
+use crate::bench::{batch_label, measure_case, BenchCase, BenchSettings};
+use crate::cli::optimizer_args::OptimizerName;
+use crate::cli::{DataArgs, DatasetArg};
+use crate::data::DatasetKind;
+use crate::error::{Error, Result};
+use crate::kernels::{self, KernelChoice};
+use crate::model_file::write_atomic;
+use crate::optim::OptimizerConfig;
+use crate::train::{default_threads, BatchSize};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Batch sizes to measure, comma-separated (numbers or "full")
+    #[arg(long, value_delimiter = ',', default_value = "32,128,full", value_parser = crate::cli::train::parse_batch_size)]
+    pub batch_sizes: Vec<BatchSize>,
+    /// Thread counts to measure, comma-separated [default: 1 and all cores]
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub threads: Vec<usize>,
+    /// Optimizers to measure, comma-separated, each with its default learning rate
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "adam")]
+    pub optimizers: Vec<OptimizerName>,
+    /// Epochs per run
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// Unmeasured runs per configuration before measuring
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Measured runs per configuration
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Train on the first N training images only
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Seed of every run
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Which dataset to train on
+    #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
+    pub dataset: DatasetArg,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Compute kernels: the fastest the CPU supports, or a specific one
+    #[arg(long, value_enum, env = "MNIST_TRAIN_KERNEL", default_value_t = KernelChoice::Auto)]
+    pub kernel: KernelChoice,
+    /// Print the report as JSON on stdout (progress and the table go to stderr)
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to PATH
+    #[arg(long, value_name = "PATH")]
+    pub export_json: Option<PathBuf>,
+    /// Also write the report as a Markdown table to PATH
+    #[arg(long, value_name = "PATH")]
+    pub export_markdown: Option<PathBuf>,
+    /// Print only the results
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Each optimizer with its usual default learning rate (as `train` uses).
+fn optimizer_case(name: OptimizerName) -> (OptimizerConfig, f32) {
+    match name {
+        OptimizerName::Sgd => (OptimizerConfig::Sgd, 0.01),
+        OptimizerName::Momentum => (OptimizerConfig::Momentum { momentum: 0.9 }, 0.01),
+        OptimizerName::Nesterov => (OptimizerConfig::Nesterov { momentum: 0.9 }, 0.01),
+        OptimizerName::Adam => (OptimizerConfig::adam_default(), 0.001),
+        OptimizerName::Rmsprop => (
+            OptimizerConfig::Rmsprop {
+                rho: 0.9,
+                epsilon: 1e-7,
+            },
+            0.001,
+        ),
+    }
+}
+
+impl BenchArgs {
+    fn validate(&self) -> Result<(BenchSettings, Vec<BenchCase>)> {
+        if self.epochs == 0 {
+            return Err(Error::config("--epochs", "must be at least 1"));
+        }
+        if self.runs == 0 {
+            return Err(Error::config("--runs", "must be at least 1"));
+        }
+        if self.limit == Some(0) {
+            return Err(Error::config("--limit", "must be at least 1"));
+        }
+        let mut threads = self.threads.clone();
+        if threads.is_empty() {
+            threads = vec![1, default_threads()];
+            threads.dedup();
+        }
+        if threads.iter().any(|&t| t == 0 || t > 1024) {
+            return Err(Error::config("--threads", "each count must be 1–1024"));
+        }
+        let dataset = DatasetKind::from(self.dataset);
+        let settings = BenchSettings {
+            dataset,
+            data_dir: self
+                .data
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| dataset.default_dir()),
+            limit: self.limit,
+            epochs: self.epochs,
+            warmup: self.warmup,
+            runs: self.runs,
+            seed: self.seed,
+            test_batch_size: 1000,
+        };
+        let mut cases = Vec::new();
+        for &batch_size in &self.batch_sizes {
+            for &thread_count in &threads {
+                for &name in &self.optimizers {
+                    let (optimizer, learning_rate) = optimizer_case(name);
+                    cases.push(BenchCase {
+                        batch_size,
+                        threads: thread_count,
+                        optimizer_name: name.as_str().to_string(),
+                        optimizer,
+                        learning_rate,
+                    });
+                }
+            }
+        }
+        Ok((settings, cases))
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let (settings, cases) = args.validate()?;
+    let backend = args
+        .kernel
+        .resolve()
+        .map_err(|message| Error::config("--kernel (MNIST_TRAIN_KERNEL)", message))?;
+    kernels::set_backend(backend);
+    let mut report = BenchReport {
+        schema: SCHEMA,
+        version: env!("CARGO_PKG_VERSION"),
+        cpu: kernels::cpu_model(),
+        available_threads: default_threads(),
+        kernel: backend.name(),
+        kernel_description: backend.description(),
+        dataset: settings.dataset.name(),
+        epochs: settings.epochs,
+        warmup_runs: settings.warmup,
+        measured_runs: settings.runs,
+        cases: Vec::new(),
+    };
+    let say = |line: &str| {
+        if !args.quiet {
+            eprintln!("{line}");
+        }
+    };
+    say(&report.header());
+    for (index, case) in cases.iter().enumerate() {
+        let label = format!(
+            "[{}/{}] batch {}, {} thread(s), {}",
+            index + 1,
+            cases.len(),
+            batch_label(case.batch_size),
+            case.threads,
+            case.optimizer_name
+        );
+        let summary = measure_case(case, &settings, |run, measurement| {
+            say(&format!(
+                "{label}: run {}/{} {:.3} s (load {:.3} s, epochs {}, eval {:.3} s)",
+                run + 1,
+                settings.runs,
+                measurement.total_seconds,
+                measurement.load_seconds,
+                measurement
+                    .epoch_seconds
+                    .iter()
+                    .map(|s| format!("{s:.3}"))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                measurement.eval_seconds
+            ))
+        })?;
+        report.cases.push(summary);
+    }
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|e| Error::config("--json", format!("cannot encode the report: {e}")))?;
+    if args.json {
+        eprintln!("{}", report.table());
+        println!("{json}");
+    } else {
+        println!("{}", report.table());
+    }
+    if let Some(path) = &args.export_json {
+        write_atomic(path, format!("{json}\n").as_bytes())?;
+    }
+    if let Some(path) = &args.export_markdown {
+        write_atomic(path, report.markdown().as_bytes())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `mnist-train bench` end to end: the JSON report's schema, the matrix it measures, and the files
+//! it exports.
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+#[test]
+fn bench_measures_the_matrix_and_reports_json_and_markdown() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("bench.json");
+    let markdown_path = dir.path().join("bench.md");
+    let output = Command::cargo_bin("mnist-train")
+        .expect("binary built")
+        .args([
+            "bench",
+            "--limit",
+            "400",
+            "--epochs",
+            "2",
+            "--warmup",
+            "0",
+            "--runs",
+            "2",
+            "--batch-sizes",
+            "32,full",
+            "--threads",
+            "1,2",
+            "--optimizers",
+            "adam,sgd",
+            "--json",
+        ])
+        .arg("--export-json")
+        .arg(&json_path)
+        .arg("--export-markdown")
+        .arg(&markdown_path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    assert_eq!(report["schema"], "mnist-train-bench/1");
+    assert!(report["cpu"].as_str().is_some_and(|cpu| !cpu.is_empty()));
+    let kernel = report["kernel"].as_str().expect("kernel named");
+    assert!(["avx512", "avx2", "portable"].contains(&kernel));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("CPU: ") && stderr.contains("Kernel: "),
+        "{stderr}"
+    );
+
+    let cases = report["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 2 * 2 * 2, "batch sizes × threads × optimizers");
+    for case in cases {
+        for field in [
+            "epoch_seconds",
+            "samples_per_second",
+            "load_seconds",
+            "eval_seconds",
+            "total_seconds",
+        ] {
+            let stats = &case[field];
+            let (min, median, max) = (
+                stats["min"].as_f64().expect("min"),
+                stats["median"].as_f64().expect("median"),
+                stats["max"].as_f64().expect("max"),
+            );
+            assert!(
+                0.0 < min && min <= median && median <= max,
+                "{field}: {stats}"
+            );
+            assert!(stats["stddev"].as_f64().expect("stddev") >= 0.0);
+        }
+        // Two runs of two epochs each.
+        assert_eq!(case["epoch_seconds"]["count"], 4);
+        assert_eq!(case["runs"].as_array().map(Vec::len), Some(2));
+        assert_eq!(case["train_examples"], 400);
+        assert!(case["peak_rss_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 1_000_000));
+        let accuracy = case["test_accuracy"].as_f64().expect("accuracy");
+        assert!((0.0..=1.0).contains(&accuracy));
+    }
+    // Same batch size and optimizer, 1 vs 2 threads: the same model, so the same accuracy.
+    for batch in ["32", "full"] {
+        for optimizer in ["adam", "sgd"] {
+            let accuracies: Vec<f64> = cases
+                .iter()
+                .filter(|c| c["batch_size"] == batch && c["optimizer"] == optimizer)
+                .map(|c| c["test_accuracy"].as_f64().expect("accuracy"))
+                .collect();
+            assert_eq!(accuracies.len(), 2);
+            assert_eq!(accuracies[0], accuracies[1], "{batch} {optimizer}");
+        }
+    }
+
+    let exported: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON exported"))
+            .expect("exported JSON parses");
+    assert_eq!(exported["cases"].as_array().map(Vec::len), Some(8));
+    let markdown = std::fs::read_to_string(&markdown_path).expect("Markdown exported");
+    assert!(markdown.contains("| batch | threads | optimizer |"));
+    assert_eq!(
+        markdown.lines().filter(|l| l.starts_with("| ")).count(),
+        1 + 8
+    );
+}
+
+#[test]
+fn bench_rejects_nonsense_options() {
+    for (args, option) in [
+        (vec!["bench", "--runs", "0"], "--runs"),
+        (vec!["bench", "--threads", "0"], "--threads"),
+        (vec!["bench", "--batch-sizes", "0"], "--batch-sizes"),
+    ] {
+        Command::cargo_bin("mnist-train")
+            .expect("binary built")
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(option));
+    }
+}
