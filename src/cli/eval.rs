@@ -132,13 +132,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "Model: {} ({} parameters, layers {}, trained on {})",
         args.model.display(),
         mlp.parameter_count(),
-        model
-            .architecture
-            .widths()
-            .iter()
-            .map(|w| w.to_string())
-            .collect::<Vec<_>>()
-            .join("-"),
+        model.architecture.widths_label(),
         model.dataset
     ));
     human.line(&format!(

@@ -52,13 +52,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
          model.load_state_dict(safetensors.torch.load_file({:?}))",
         args.model.display(),
         model.dataset,
-        model
-            .architecture
-            .widths()
-            .iter()
-            .map(|w| w.to_string())
-            .collect::<Vec<_>>()
-            .join("-"),
+        model.architecture.widths_label(),
         args.out.display(),
         safetensors::pytorch_module(&model.architecture),
         args.out.display().to_string()
@@ -73,13 +67,7 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
         "Imported {} ({}, layers {}) to {}",
         args.input.display(),
         model.dataset,
-        model
-            .architecture
-            .widths()
-            .iter()
-            .map(|w| w.to_string())
-            .collect::<Vec<_>>()
-            .join("-"),
+        model.architecture.widths_label(),
         args.output.display()
     );
     Ok(())

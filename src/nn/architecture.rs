@@ -39,6 +39,12 @@ impl Architecture {
         widths
     }
 
+    /// The widths joined for people: `784-128-10`.
+    pub fn widths_label(&self) -> String {
+        let widths: Vec<String> = self.widths().iter().map(|w| w.to_string()).collect();
+        widths.join("-")
+    }
+
     /// Where each dense layer's weights and bias live in the flat parameter buffer.
     pub fn dense_layouts(&self) -> Vec<DenseLayout> {
         let widths = self.widths();
