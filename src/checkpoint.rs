@@ -190,7 +190,16 @@ impl Checkpoint {
                 "refusing to save a checkpoint with NaN or infinite weights (training diverged; try a smaller --learning-rate)",
             ));
         }
-        write_atomic(path, &self.encode())
+        let bytes = self.encode();
+        // A checkpoint that would not load back is worse than an error now (e.g. a history
+        // value JSON cannot hold): verify before it replaces anything.
+        Checkpoint::decode(&bytes).map_err(|message| {
+            Error::model(
+                path,
+                format!("refusing to save a checkpoint that would not load back: {message}"),
+            )
+        })?;
+        write_atomic(path, &bytes)
     }
 
     /// Reads and verifies a checkpoint file.

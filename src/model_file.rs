@@ -89,6 +89,18 @@ struct ModelHeader {
 impl Model {
     /// Writes the model atomically: a crash never leaves a half-written or missing file.
     pub fn save(&self, path: &Path) -> Result<()> {
+        // Never replace a good model with a diverged one.
+        if !self.parameters.iter().all(|v| v.is_finite()) {
+            return Err(Error::model(
+                path,
+                "refusing to save NaN or infinite weights (training diverged; try a smaller --learning-rate); the previous file is untouched",
+            ));
+        }
+        write_atomic(path, &self.encode())
+    }
+
+    /// The file's bytes (header, tensors, checksum).
+    pub fn encode(&self) -> Vec<u8> {
         let tensors: Vec<TensorInfo> = self
             .architecture
             .tensor_names()
@@ -103,15 +115,8 @@ impl Model {
             class_names: self.class_names.clone(),
             tensors,
         };
-        // Never replace a good model with a diverged one.
-        if !self.parameters.iter().all(|v| v.is_finite()) {
-            return Err(Error::model(
-                path,
-                "refusing to save NaN or infinite weights (training diverged; try a smaller --learning-rate); the previous file is untouched",
-            ));
-        }
         let header = serde_json::to_vec(&header).expect("header serializes");
-        write_atomic(path, &encode_container(&header, &[&self.parameters]))
+        encode_container(&header, &[&self.parameters])
     }
 
     /// Reads and verifies a model file (magic, version, checksum, shapes).

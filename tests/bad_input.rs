@@ -49,15 +49,15 @@ fn bad_data_files_are_named_with_their_problem() {
     wrong_type[2] = 0x0D;
     let mut bad_labels = labels.clone();
     bad_labels[17] = 10;
-    // The header says 4 bytes of labels, the stream carries a megabyte more; the trailer is
-    // patched to agree with the header, so only stopping at the expected length catches it.
+    // The header says 40 labels, the stream carries 16 MB more; the trailer is patched to agree
+    // with the header, so only stopping at the expected length catches it.
     let mut bomb = gzip(&{
-        let mut bytes = idx_bytes(&[4], &[1, 2, 3, 4]);
-        bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
+        let mut bytes = idx_bytes(&[40], &labels);
+        bytes.extend(std::iter::repeat_n(0u8, 16 << 20));
         bytes
     });
     let trailer = bomb.len() - 4;
-    bomb[trailer..].copy_from_slice(&(8u32 + 4).to_le_bytes());
+    bomb[trailer..].copy_from_slice(&(8u32 + 40).to_le_bytes());
     let mut corrupt_gzip = gzip(&valid_images);
     let middle = corrupt_gzip.len() / 2;
     for byte in &mut corrupt_gzip[middle..middle + 16] {

@@ -57,7 +57,23 @@ pub fn read_idx_file_checked(
         return Err(Error::data(path, "is empty, expected an IDX file"));
     }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    read_idx_source(file, file_len, expected_ndims, check).map_err(|e| e.at(path))
+    read_idx_source(file, file_len, expected_ndims, check, false).map_err(|e| e.at(path))
+}
+
+/// Only the dimensions of an IDX file (header checks included), without reading its body:
+/// lets a loader cross-check two files before reading either.
+pub fn read_idx_file_header(path: &Path, expected_ndims: usize) -> Result<Vec<usize>> {
+    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if metadata.is_dir() {
+        return Err(Error::data(path, "is a directory, expected an IDX file"));
+    }
+    if metadata.len() == 0 {
+        return Err(Error::data(path, "is empty, expected an IDX file"));
+    }
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    read_idx_source(file, metadata.len(), expected_ndims, &|_| Ok(()), true)
+        .map(|array| array.dims)
+        .map_err(|e| e.at(path))
 }
 
 /// Parses IDX bytes held in memory, gzip-compressed or raw (used by property tests and fuzzing,
@@ -71,15 +87,18 @@ pub fn read_idx_bytes(bytes: &[u8], expected_ndims: usize) -> Result<IdxArray, P
         bytes.len() as u64,
         expected_ndims,
         &|_| Ok(()),
+        false,
     )
 }
 
-/// Detects gzip by its magic bytes and parses the (decompressed) IDX stream of `len` bytes.
+/// Detects gzip by its magic bytes and parses the (decompressed) IDX stream of `len` bytes;
+/// with `header_only`, stops after the header (the array's data is left empty).
 fn read_idx_source<R: Read + Seek>(
     mut source: R,
     len: u64,
     expected_ndims: usize,
     check: DimsCheck,
+    header_only: bool,
 ) -> Result<IdxArray, ParseError> {
     let read_error = |e: std::io::Error| ParseError(format!("read error: {e}"));
     let mut magic = [0u8; 2];
@@ -93,7 +112,13 @@ fn read_idx_source<R: Read + Seek>(
             max_payload: len,
             gzip_declared_size: None,
         };
-        return read_idx_checked(BufReader::new(source), expected_ndims, limits, check);
+        return read_stream(
+            BufReader::new(source),
+            expected_ndims,
+            limits,
+            check,
+            header_only,
+        );
     }
     if len < MIN_GZIP_LEN {
         return Err(ParseError(format!(
@@ -110,12 +135,31 @@ fn read_idx_source<R: Read + Seek>(
         max_payload: len.saturating_mul(MAX_DEFLATE_RATIO),
         gzip_declared_size: Some(declared_size),
     };
-    read_idx_checked(
+    read_stream(
         MultiGzDecoder::new(BufReader::new(source)),
         expected_ndims,
         limits,
         check,
+        header_only,
     )
+}
+
+fn read_stream(
+    mut reader: impl Read,
+    expected_ndims: usize,
+    limits: SizeLimits,
+    check: DimsCheck,
+    header_only: bool,
+) -> Result<IdxArray, ParseError> {
+    if header_only {
+        let dims = parse_header(&mut reader, expected_ndims, limits)?;
+        check(&dims).map_err(ParseError)?;
+        return Ok(IdxArray {
+            dims,
+            data: Vec::new(),
+        });
+    }
+    read_idx_checked(reader, expected_ndims, limits, check)
 }
 
 /// What the container can hold, used to reject impossible headers before allocating.
@@ -165,6 +209,42 @@ pub fn read_idx_checked(
     limits: SizeLimits,
     check: DimsCheck,
 ) -> Result<IdxArray, ParseError> {
+    let dims = parse_header(&mut reader, expected_ndims, limits)?;
+    check(&dims).map_err(ParseError)?;
+    let element_count: usize = dims.iter().product();
+    // Grow with the data actually read, never trusting the header for a large allocation.
+    let mut data = Vec::with_capacity(element_count.min(1 << 26));
+    let read = (&mut reader)
+        .take(element_count as u64)
+        .read_to_end(&mut data)
+        .map_err(|e| describe_read_error(e, "data"))?;
+    if read != element_count {
+        return Err(ParseError(format!(
+            "truncated: header claims {} ({element_count} bytes of data) but only {read} bytes follow",
+            describe_dims(&dims)
+        )));
+    }
+    // Anything after the declared data means the header and the body disagree.
+    let mut extra = [0u8; 1];
+    match reader.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => {
+            return Err(ParseError(format!(
+                "has more data than its header declares ({})",
+                describe_dims(&dims)
+            )))
+        }
+        Err(e) => return Err(describe_read_error(e, "data")),
+    }
+    Ok(IdxArray { dims, data })
+}
+
+/// Parses and checks the header (magic, type, dimensions) against what the source can hold.
+fn parse_header(
+    reader: &mut impl Read,
+    expected_ndims: usize,
+    limits: SizeLimits,
+) -> Result<Vec<usize>, ParseError> {
     let mut magic = [0u8; 4];
     reader
         .read_exact(&mut magic)
@@ -213,33 +293,7 @@ pub fn read_idx_checked(
             )));
         }
     }
-    check(&dims).map_err(ParseError)?;
-    let element_count = element_count as usize;
-    // Grow with the data actually read, never trusting the header for a large allocation.
-    let mut data = Vec::with_capacity(element_count.min(1 << 26));
-    let read = (&mut reader)
-        .take(element_count as u64)
-        .read_to_end(&mut data)
-        .map_err(|e| describe_read_error(e, "data"))?;
-    if read != element_count {
-        return Err(ParseError(format!(
-            "truncated: header claims {} ({element_count} bytes of data) but only {read} bytes follow",
-            describe_dims(&dims)
-        )));
-    }
-    // Anything after the declared data means the header and the body disagree.
-    let mut extra = [0u8; 1];
-    match reader.read(&mut extra) {
-        Ok(0) => {}
-        Ok(_) => {
-            return Err(ParseError(format!(
-                "has more data than its header declares ({})",
-                describe_dims(&dims)
-            )))
-        }
-        Err(e) => return Err(describe_read_error(e, "data")),
-    }
-    Ok(IdxArray { dims, data })
+    Ok(dims)
 }
 
 fn describe_dims(dims: &[usize]) -> String {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::idx::{read_idx_file, read_idx_file_checked};
+use crate::data::idx::{read_idx_file, read_idx_file_checked, read_idx_file_header};
 use crate::error::{Error, Result};
 
 /// Images are kept as raw u8 pixels (47 MB for MNIST's training set instead of 188 MB as f32);
@@ -173,24 +173,10 @@ pub fn load_train_and_test(dir: &Path, kind: DatasetKind) -> Result<(Dataset, Da
 pub fn load_split(dir: &Path, split: Split, kind: DatasetKind) -> Result<Dataset> {
     let images_path = find_file(dir, &format!("{}-images-idx3-ubyte", split.file_stem()))?;
     let labels_path = find_file(dir, &format!("{}-labels-idx1-ubyte", split.file_stem()))?;
-    let labels = read_idx_file(&labels_path, 1)?;
-    let label_count = labels.dims[0];
-    let class_names = kind.class_names();
-    if let Some(position) = labels
-        .data
-        .iter()
-        .position(|&label| label as usize >= class_names.len())
-    {
-        return Err(Error::data(
-            &labels_path,
-            format!(
-                "label {} at index {position} is out of range 0-{}",
-                labels.data[position],
-                class_names.len() - 1
-            ),
-        ));
-    }
-    // Shape and count are checked from the images header, before its body is read.
+    // Both headers first: shapes and counts are cross-checked before either body is read, so
+    // one file's lying header (say, a gzip bomb claiming billions of labels) cannot make us
+    // read or allocate what the other file contradicts.
+    let label_count = read_idx_file_header(&labels_path, 1)?[0];
     let check_images = |dims: &[usize]| -> std::result::Result<(), String> {
         let (count, rows, cols) = (dims[0], dims[1], dims[2]);
         if rows != 28 || cols != 28 {
@@ -207,6 +193,24 @@ pub fn load_split(dir: &Path, split: Split, kind: DatasetKind) -> Result<Dataset
         }
         Ok(())
     };
+    let images_dims = read_idx_file_header(&images_path, 3)?;
+    check_images(&images_dims).map_err(|message| Error::data(&images_path, message))?;
+    let labels = read_idx_file(&labels_path, 1)?;
+    let class_names = kind.class_names();
+    if let Some(position) = labels
+        .data
+        .iter()
+        .position(|&label| label as usize >= class_names.len())
+    {
+        return Err(Error::data(
+            &labels_path,
+            format!(
+                "label {} at index {position} is out of range 0-{}",
+                labels.data[position],
+                class_names.len() - 1
+            ),
+        ));
+    }
     let images = read_idx_file_checked(&images_path, 3, &check_images)?;
     let (rows, cols) = (images.dims[1], images.dims[2]);
     Ok(Dataset {
