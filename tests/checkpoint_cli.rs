@@ -141,7 +141,7 @@ fn sigint_saves_a_checkpoint_and_the_resumed_run_ends_byte_identical() {
 }
 
 #[test]
-fn a_second_sigint_exits_at_once_leaving_only_valid_checkpoints() {
+fn a_second_signal_exits_at_once_leaving_only_valid_checkpoints() {
     let work = Workdir::new(200);
     let (mut child, stderr) = spawn_until(
         work.train().args([
@@ -154,7 +154,8 @@ fn a_second_sigint_exits_at_once_leaving_only_valid_checkpoints() {
         ]),
         "Epoch 1/",
     );
-    send_signal(child.id(), "INT");
+    // SIGTERM asks to stop like Ctrl-C does; the second signal exits at once.
+    send_signal(child.id(), "TERM");
     send_signal(child.id(), "INT");
     let status = child.wait().unwrap();
     let stderr = stderr.join().unwrap();
@@ -217,6 +218,7 @@ fn sigkill_at_random_moments_never_leaves_a_broken_newest_checkpoint() {
             let checkpoint = Checkpoint::load(newest).unwrap();
             let position = (checkpoint.epoch, checkpoint.step_in_epoch);
             assert!(position >= newest_position, "round {round}: went back");
+            eprintln!("round {round}: newest checkpoint after the kill: {position:?}");
             newest_position = position;
             kills_with_checkpoints += 1;
         }
