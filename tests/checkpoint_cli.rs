@@ -415,6 +415,14 @@ fn checkpoint_option_errors() {
         2,
     );
     assert!(stderr.contains("--keep-checkpoints"), "{stderr}");
+    let stderr = run_fails(
+        work.train().args(["--resume", "ck", "--momentum", "0.9"]),
+        2,
+    );
+    assert!(
+        stderr.contains("--momentum") && stderr.contains("when resuming, leave out"),
+        "{stderr}"
+    );
     let stderr = run_fails(work.train().args(["--resume", "weights.bin"]), 1);
     assert!(
         stderr.contains("weights.bin: is a model file, not a checkpoint"),

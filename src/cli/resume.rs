@@ -121,6 +121,21 @@ pub fn prepare(args: &CheckpointArgs, job: &mut TrainJob) -> Result<RunPlan> {
     })
 }
 
+/// Options are validated before the checkpoint is read, so an option the checkpoint already
+/// sets may be refused for want of the others (`--momentum` without `--optimizer momentum`):
+/// say so when resuming.
+pub fn explain(error: Error, args: &CheckpointArgs) -> Error {
+    match error {
+        Error::Config { option, message } if args.resume.is_some() => Error::Config {
+            option,
+            message: format!(
+                "{message} (when resuming, leave out the options the checkpoint already sets)"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// Makes `job` continue the checkpoint's run: options not given take the checkpoint's values;
 /// given options that contradict it are refused, naming the option.
 fn reconcile(args: &CheckpointArgs, job: &mut TrainJob, checkpoint: &Checkpoint) -> Result<()> {

@@ -145,7 +145,9 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let mut job = args.validate()?;
+    let mut job = args
+        .validate()
+        .map_err(|error| resume::explain(error, &args.checkpoints))?;
     let plan = resume::prepare(&args.checkpoints, &mut job)?;
     let mut sinks = TrainSinks::open(&args.report)?;
     let threads = args.performance.threads()?;
