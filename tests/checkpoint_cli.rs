@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use mnist_train::checkpoint::{list_checkpoints, Checkpoint};
 use mnist_train::rng::Rng;
-use mnist_train::train::EpochRecord;
-use robust_support::{send_signal, write_dataset, Workdir};
+use robust_support::{send_signal, timeless, write_dataset, Workdir};
 
 /// Starts `command` and returns once a line of its stderr contains `marker`, with a thread
 /// that keeps draining stderr (so the child never blocks on a full pipe) and returns all of it.
@@ -61,17 +60,6 @@ fn run_fails(command: &mut Command, code: i32) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert_eq!(output.status.code(), Some(code), "{command:?}: {stderr}");
     stderr
-}
-
-fn timeless(history: &[EpochRecord]) -> Vec<EpochRecord> {
-    history
-        .iter()
-        .map(|record| EpochRecord {
-            seconds: 0.0,
-            samples_per_second: 0.0,
-            ..record.clone()
-        })
-        .collect()
 }
 
 fn newest_checkpoint(dir: &Path) -> Checkpoint {

@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use mnist_train::checkpoint::{Checkpoint, RunInfo};
-use mnist_train::cli::validation_args::ValidationPlan;
 use mnist_train::data::idx::read_idx_bytes;
 use mnist_train::model_file::{Model, Normalization};
 use mnist_train::nn::Architecture;
 use mnist_train::optim::{Optimizer, OptimizerConfig};
 use mnist_train::train::{BatchSize, CallbackState, EpochRecord, RunningMetrics, TrainConfig};
-use robust_support::{gzip, idx_bytes};
+use robust_support::{gzip, idx_bytes, test_run_info};
 
 /// Dimensions (1–3 of them, small) and matching data.
 fn idx_array() -> impl Strategy<Value = (Vec<u32>, Vec<u8>)> {
@@ -199,21 +198,8 @@ fn checkpoint() -> impl Strategy<Value = Checkpoint> {
                         ..TrainConfig::default()
                     },
                     run: RunInfo {
-                        dataset: "mnist".to_string(),
-                        data_dir: "data".into(),
                         limit: Some(train_examples),
-                        train_examples,
-                        data_fingerprint: "crc32:01234567".to_string(),
-                        output: "weights.bin".into(),
-                        test_batch_size: 1000,
-                        validation: ValidationPlan {
-                            split: None,
-                            early_stopping: None,
-                            restore_best: None,
-                        },
-                        checkpoint_dir: None,
-                        checkpoint_every: None,
-                        keep_checkpoints: 2,
+                        ..test_run_info(train_examples)
                     },
                     epoch,
                     step_in_epoch,

@@ -4,15 +4,14 @@
 
 mod robust_support;
 
-use mnist_train::checkpoint::{Checkpoint, RunInfo};
-use mnist_train::cli::validation_args::ValidationPlan;
+use mnist_train::checkpoint::Checkpoint;
 use mnist_train::nn::Architecture;
 use mnist_train::optim::OptimizerConfig;
 use mnist_train::train::{
     BatchSize, Callback, CallbackState, Control, EpochRecord, Progress, ProgressMode, TrainConfig,
     Trainer,
 };
-use robust_support::random_dataset;
+use robust_support::{random_dataset, test_run_info, timeless};
 
 /// Asks the loop to stop once `stop_after` optimization steps are done.
 struct StopAfter {
@@ -83,38 +82,6 @@ fn config(optimizer: OptimizerConfig, batch_size: BatchSize) -> TrainConfig {
     }
 }
 
-fn run_info() -> RunInfo {
-    RunInfo {
-        dataset: "mnist".to_string(),
-        data_dir: "data".into(),
-        limit: None,
-        train_examples: 50,
-        data_fingerprint: "test".to_string(),
-        output: "weights.bin".into(),
-        test_batch_size: 100,
-        validation: ValidationPlan {
-            split: None,
-            early_stopping: None,
-            restore_best: None,
-        },
-        checkpoint_dir: None,
-        checkpoint_every: None,
-        keep_checkpoints: 2,
-    }
-}
-
-/// History records without the wall-time fields.
-fn timeless(history: &[EpochRecord]) -> Vec<EpochRecord> {
-    history
-        .iter()
-        .map(|record| EpochRecord {
-            seconds: 0.0,
-            samples_per_second: 0.0,
-            ..record.clone()
-        })
-        .collect()
-}
-
 fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
@@ -165,7 +132,7 @@ fn resuming_after_every_possible_step_is_bit_identical() {
                 .unwrap();
             assert_eq!(first.optimizer.steps as usize, stop_after);
 
-            let bytes = Checkpoint::capture(&first, run_info()).encode();
+            let bytes = Checkpoint::capture(&first, test_run_info(train.len())).encode();
             let checkpoint = Checkpoint::decode(&bytes).unwrap();
             let mut resumed = checkpoint.into_trainer();
             let mut counter = EpochCounter::default();
@@ -213,7 +180,7 @@ fn checkpoint_round_trips_every_field() {
     trainer
         .fit(&train, &mut progress, &mut [&mut counter, &mut stop])
         .unwrap();
-    let original = Checkpoint::capture(&trainer, run_info());
+    let original = Checkpoint::capture(&trainer, test_run_info(train.len()));
     let decoded = Checkpoint::decode(&original.encode()).unwrap();
     assert_eq!(decoded, original);
     assert_eq!(decoded.epoch, 1);

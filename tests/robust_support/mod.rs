@@ -6,8 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mnist_train::checkpoint::RunInfo;
+use mnist_train::cli::validation_args::ValidationPlan;
 use mnist_train::data::Dataset;
 use mnist_train::rng::Rng;
+use mnist_train::train::EpochRecord;
 
 /// An IDX file of unsigned bytes: magic 00 00 08 NDIMS, big-endian dimensions, data.
 pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -114,4 +117,37 @@ pub fn send_signal(pid: u32, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// History records without the wall-time fields (the only fields a resumed run may change).
+pub fn timeless(history: &[EpochRecord]) -> Vec<EpochRecord> {
+    history
+        .iter()
+        .map(|record| EpochRecord {
+            seconds: 0.0,
+            samples_per_second: 0.0,
+            ..record.clone()
+        })
+        .collect()
+}
+
+/// Run settings for checkpoints built in tests (no validation, no checkpoint folder).
+pub fn test_run_info(train_examples: usize) -> RunInfo {
+    RunInfo {
+        dataset: "mnist".to_string(),
+        data_dir: "data".into(),
+        limit: None,
+        train_examples,
+        data_fingerprint: "crc32:01234567".to_string(),
+        output: "weights.bin".into(),
+        test_batch_size: 1000,
+        validation: ValidationPlan {
+            split: None,
+            early_stopping: None,
+            restore_best: None,
+        },
+        checkpoint_dir: None,
+        checkpoint_every: None,
+        keep_checkpoints: 2,
+    }
 }
