@@ -214,3 +214,24 @@ fn fit_stops_when_early_stopping_asks_and_the_best_weights_come_back() {
     controls.finish(&mut trainer.params);
     assert_eq!(trainer.params, weights.0[0]);
 }
+
+#[test]
+fn patience_running_out_on_the_last_epoch_is_not_called_an_early_stop() {
+    // The same sequence as above, but the run has only 6 epochs.
+    let mut trainer = Trainer::new(small_config(OptimizerConfig::Sgd, 0.1, 6));
+    let mut controls = TrainingControls {
+        early_stopping: Some(EarlyStopping::new(val_loss_monitor(0.0), 2)),
+        best_weights: Some(BestWeights::new(val_loss_monitor(0.0))),
+    };
+    replay(
+        &mut trainer,
+        &[0.8, 0.6, 0.5, 0.45, 0.47, 0.46],
+        &mut controls,
+    );
+    let lines = controls.finish(&mut trainer.params);
+    assert!(
+        !lines.iter().any(|l| l.contains("Early stopping")),
+        "{lines:?}"
+    );
+    assert!(trainer.params.iter().all(|&p| p == 4.0));
+}

@@ -7,6 +7,7 @@ use clap::builder::PossibleValuesParser;
 use clap::Args;
 
 use crate::cli::optimizer_args::positive;
+use crate::cli::performance::PerformanceArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::compare::plot::ComparisonFigure;
 use crate::compare::report::{
@@ -59,6 +60,8 @@ pub struct CompareArgs {
     pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub output_args: OutputArgs,
+    #[command(flatten)]
+    pub performance: PerformanceArgs,
 }
 
 /// `VARIANT=LR`, with a known variant and a positive rate.
@@ -121,6 +124,7 @@ impl CompareArgs {
             epochs: self.epochs,
             seed: self.seed,
             test_batch_size: self.test_batch_size,
+            threads: self.performance.threads()?,
         };
         Ok((config, variants))
     }
@@ -128,6 +132,7 @@ impl CompareArgs {
 
 pub fn run(args: CompareArgs) -> Result<()> {
     let (config, variants) = args.validate()?;
+    args.performance.select_kernel()?;
     let dataset = DatasetKind::from(args.dataset);
     let data_dir = args
         .data

@@ -41,7 +41,7 @@ pub fn default_variants(mini_batch: usize, momentum: f32) -> Vec<Variant> {
     let one = BatchSize::Examples(1);
     let full = BatchSize::Full;
     [
-        ("full-batch-gd", sgd, full, 0.7),
+        ("full-batch-gd", sgd, full, 0.5),
         ("sgd", sgd, one, 0.01),
         ("mini-batch-gd", sgd, mini, 0.3),
         ("momentum", heavy_ball, mini, 0.03),
@@ -86,6 +86,8 @@ pub struct CompareConfig {
     pub epochs: usize,
     pub seed: u64,
     pub test_batch_size: usize,
+    /// Training threads (results do not depend on it).
+    pub threads: usize,
 }
 
 /// How one variant did.
@@ -127,6 +129,7 @@ pub fn run_variants(
             seed: config.seed,
             ..TrainConfig::default()
         });
+        trainer.threads = config.threads;
         let validation = Validation {
             data: test,
             batch_size: config.test_batch_size,

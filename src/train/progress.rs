@@ -95,6 +95,19 @@ impl Progress {
     }
 }
 
+/// A learning rate to 4 significant digits without float noise: `0.001`, `0.02939`, and in
+/// scientific notation below 1e-4 (`2.147e-10`), as schedules produce.
+pub fn format_learning_rate(learning_rate: f32) -> String {
+    let rounded: f64 = format!("{:.3e}", learning_rate)
+        .parse()
+        .unwrap_or(f64::from(learning_rate));
+    if rounded == 0.0 || rounded.abs() >= 1e-4 {
+        format!("{rounded}")
+    } else {
+        format!("{rounded:e}")
+    }
+}
+
 /// `Epoch 3/5 - 1.21s - loss: 0.0712 - accuracy: 0.9781 [- val_loss: … - val_accuracy: …] - learning_rate: 0.001`
 pub fn format_epoch_line(record: &EpochRecord, epochs: usize) -> String {
     let mut line = format!(
@@ -106,6 +119,22 @@ pub fn format_epoch_line(record: &EpochRecord, epochs: usize) -> String {
             " - val_loss: {val_loss:.4} - val_accuracy: {val_accuracy:.4}"
         ));
     }
-    line.push_str(&format!(" - learning_rate: {}", record.learning_rate));
+    line.push_str(&format!(
+        " - learning_rate: {}",
+        format_learning_rate(record.learning_rate)
+    ));
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rates_print_without_float_noise() {
+        assert_eq!(format_learning_rate(0.001), "0.001");
+        assert_eq!(format_learning_rate(0.029393109), "0.02939");
+        assert_eq!(format_learning_rate(2.1469936e-10), "2.147e-10");
+        assert_eq!(format_learning_rate(0.0), "0");
+    }
 }

@@ -67,11 +67,16 @@ impl EarlyStopping {
 }
 
 impl Callback for EarlyStopping {
-    fn on_epoch_end(&mut self, _trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
-        Ok(match self.monitor.metric.value(record) {
-            Some(value) => self.observe(record.epoch, value),
-            None => Control::Continue,
-        })
+    fn on_epoch_end(&mut self, trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
+        let Some(value) = self.monitor.metric.value(record) else {
+            return Ok(Control::Continue);
+        };
+        let control = self.observe(record.epoch, value);
+        if record.epoch >= trainer.config.epochs {
+            // The run ends here anyway: that is not an early stop.
+            self.state.stopped_epoch = None;
+        }
+        Ok(control)
     }
 
     fn state_key(&self) -> Option<&'static str> {
