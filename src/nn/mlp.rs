@@ -124,8 +124,9 @@ impl Mlp {
 
     /// Backpropagates from the logits' gradient (already in the workspace, see
     /// [`Mlp::train_chunk`]) and adds every parameter's gradient into `grads` (or overwrites
-    /// them when `accumulate` is false).
-    fn backward(
+    /// them when `accumulate` is false). Public for benchmarks; training calls it through
+    /// `train_chunk`.
+    pub fn backward(
         &self,
         params: &[f32],
         workspace: &mut Workspace,

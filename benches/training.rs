@@ -1,0 +1,188 @@
+//! Criterion micro-benchmarks of the training hot path, per batch size:
+//! forward, backward, optimizer step, one full training step, and one epoch on a subset.
+//!
+//!   cargo bench --bench training              # all of them
+//!   cargo bench --bench training -- step/     # one group
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mnist_train::data::{gather_normalized, load_split, Dataset, DatasetKind, Split};
+use mnist_train::kernels::WorkerPool;
+use mnist_train::nn::{Architecture, Mlp};
+use mnist_train::optim::{Optimizer, OptimizerConfig};
+use mnist_train::rng::Rng;
+use mnist_train::train::step::StepEngine;
+use mnist_train::train::{BatchSize, Progress, ProgressMode, TrainConfig, Trainer};
+
+const BATCH_SIZES: [usize; 3] = [32, 128, 256];
+
+fn mnist_train() -> Dataset {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    load_split(&dir, Split::Train, DatasetKind::Mnist).expect("data/ holds MNIST")
+}
+
+fn thread_counts() -> Vec<usize> {
+    let all = mnist_train::train::default_threads();
+    if all > 1 {
+        vec![1, all]
+    } else {
+        vec![1]
+    }
+}
+
+fn forward_and_backward(c: &mut Criterion) {
+    let dataset = mnist_train();
+    let mlp = Mlp::new(Architecture::tutorial());
+    let params = mlp.initial_parameters(1);
+    let mut grads = vec![0.0; params.len()];
+    let mut group = c.benchmark_group("forward");
+    for batch in BATCH_SIZES {
+        let mut workspace = mlp.workspace(batch);
+        let indices: Vec<u32> = (0..batch as u32).collect();
+        gather_normalized(
+            &dataset,
+            &indices,
+            &mut workspace.inputs[..batch * 784],
+            &mut workspace.labels[..batch],
+        );
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(BenchmarkId::from_parameter(batch), |b| {
+            b.iter(|| mlp.forward(black_box(&params), &mut workspace, batch, None))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("backward");
+    for batch in BATCH_SIZES {
+        let mut workspace = mlp.workspace(batch);
+        let indices: Vec<u32> = (0..batch as u32).collect();
+        gather_normalized(
+            &dataset,
+            &indices,
+            &mut workspace.inputs[..batch * 784],
+            &mut workspace.labels[..batch],
+        );
+        let mut rng = Rng::from_u64(3);
+        mlp.train_chunk(&params, &mut workspace, batch, 1.0, &mut rng, &mut grads);
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(BenchmarkId::from_parameter(batch), |b| {
+            b.iter(|| {
+                mlp.backward(
+                    black_box(&params),
+                    &mut workspace,
+                    batch,
+                    &mut grads,
+                    true,
+                    false,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+fn optimizer_step(c: &mut Criterion) {
+    let parameter_count = Architecture::tutorial().parameter_count();
+    let grads: Vec<f32> = (0..parameter_count)
+        .map(|i| ((i % 97) as f32 - 48.0) * 1e-4)
+        .collect();
+    let mut group = c.benchmark_group("optimizer");
+    group.throughput(Throughput::Elements(parameter_count as u64));
+    let optimizers = [
+        ("adam", OptimizerConfig::adam_default()),
+        ("sgd", OptimizerConfig::Sgd),
+        ("momentum", OptimizerConfig::Momentum { momentum: 0.9 }),
+    ];
+    for (name, config) in optimizers {
+        for threads in thread_counts() {
+            let pool = WorkerPool::new(threads);
+            let mut optimizer = Optimizer::new(config, parameter_count);
+            let mut params = vec![0.1f32; parameter_count];
+            group.bench_function(BenchmarkId::new(name, format!("{threads}-threads")), |b| {
+                b.iter(|| optimizer.step_parallel(&pool, &mut params, black_box(&grads), 1e-3))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn training_step(c: &mut Criterion) {
+    let dataset = mnist_train();
+    let mut group = c.benchmark_group("step");
+    for batch in BATCH_SIZES {
+        for threads in thread_counts() {
+            let trainer = Trainer::new(TrainConfig::default());
+            let mut params = trainer.params.clone();
+            let mut optimizer = Optimizer::new(OptimizerConfig::adam_default(), params.len());
+            let mut engine = StepEngine::new(&trainer.mlp, batch, threads);
+            let batches: Vec<Vec<u32>> = (0..64)
+                .map(|k| ((k * batch) as u32..((k + 1) * batch) as u32).collect())
+                .collect();
+            let mut step = 0u64;
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(
+                BenchmarkId::new(batch.to_string(), format!("{threads}-threads")),
+                |b| {
+                    b.iter(|| {
+                        let batch = &batches[step as usize % batches.len()];
+                        engine.gradient(&trainer.mlp, &params, &dataset, batch, 42, step);
+                        engine.apply(&mut optimizer, &mut params, 1e-3);
+                        step += 1;
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+fn epoch(c: &mut Criterion) {
+    let mut dataset = mnist_train();
+    // A tenth of MNIST keeps one sample under a second; scale by 10 for a full epoch.
+    dataset.truncate(6000);
+    let mut group = c.benchmark_group("epoch-6000");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(dataset.len() as u64));
+    for batch_size in [
+        BatchSize::Examples(32),
+        BatchSize::Examples(128),
+        BatchSize::Full,
+    ] {
+        let label = match batch_size {
+            BatchSize::Examples(n) => n.to_string(),
+            BatchSize::Full => "full".to_string(),
+        };
+        for threads in thread_counts() {
+            group.bench_function(
+                BenchmarkId::new(label.clone(), format!("{threads}-threads")),
+                |b| {
+                    b.iter(|| {
+                        let mut trainer = Trainer::new(TrainConfig {
+                            epochs: 1,
+                            batch_size,
+                            ..TrainConfig::default()
+                        });
+                        trainer.threads = threads;
+                        let mut progress = Progress::new(ProgressMode::None, 1);
+                        trainer
+                            .fit(&dataset, &mut progress, &mut [])
+                            .expect("training runs");
+                        black_box(trainer.params[0])
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    forward_and_backward,
+    optimizer_step,
+    training_step,
+    epoch
+);
+criterion_main!(benches);
