@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
-use crate::kernels::normalize_pixels;
+use crate::kernels::{normalize_pixels, prefetch};
 use crate::rng::{stream, Stream};
 
 /// The order in which epoch `epoch` visits the training examples. It depends only on the seed and
@@ -17,7 +17,8 @@ pub fn epoch_permutation(example_count: usize, seed: u64, epoch: usize) -> Vec<u
 }
 
 /// Copies the images at `indices` into `inputs` (`[indices.len(), pixels]`, row-major),
-/// scaled from 0..=255 to [0, 1], and their labels into `labels`.
+/// scaled from 0..=255 to [0, 1], and their labels into `labels`. The rows are scattered over the
+/// dataset, so each image is prefetched a few rows ahead to hide the memory latency.
 pub fn gather_normalized(
     dataset: &Dataset,
     indices: &[u32],
@@ -27,11 +28,19 @@ pub fn gather_normalized(
     let pixels = dataset.pixels_per_image();
     debug_assert_eq!(inputs.len(), indices.len() * pixels);
     const SCALE: f32 = 1.0 / 255.0;
-    for ((row, &index), label) in inputs
+    const PREFETCH_AHEAD: usize = 3;
+    for &index in indices.iter().take(PREFETCH_AHEAD) {
+        prefetch(dataset.image(index as usize));
+    }
+    for (position, ((row, &index), label)) in inputs
         .chunks_exact_mut(pixels)
         .zip(indices)
         .zip(labels.iter_mut())
+        .enumerate()
     {
+        if let Some(&ahead) = indices.get(position + PREFETCH_AHEAD) {
+            prefetch(dataset.image(ahead as usize));
+        }
         let index = index as usize;
         normalize_pixels(dataset.image(index), row, SCALE);
         *label = dataset.labels[index];

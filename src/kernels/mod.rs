@@ -203,6 +203,22 @@ pub fn with_backend<R>(backend: Backend, work: impl FnOnce() -> R) -> R {
     work()
 }
 
+/// Asks the CPU to start loading `bytes` into the cache (a hint: no effect on results).
+#[inline]
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: prefetching is a hint that never faults, and SSE is part of x86_64's baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// The CPU's model name (from /proc/cpuinfo on Linux), for benchmark reports.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
