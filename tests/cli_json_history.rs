@@ -167,3 +167,35 @@ fn resumed_run_continues_the_history_without_a_second_header() {
         .collect();
     assert_eq!(epochs, ["1", "2", "3", "4"], "{text}");
 }
+
+#[test]
+fn bench_json_is_one_typed_line_like_every_json_output() {
+    let output = mnist_train()
+        .args([
+            "bench",
+            "--limit",
+            "200",
+            "--epochs",
+            "1",
+            "--warmup",
+            "0",
+            "--runs",
+            "1",
+            "--batch-sizes",
+            "32",
+            "--threads",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let lines = json_lines(&output.stdout);
+    assert_eq!(lines.len(), 1, "one line on stdout");
+    assert_eq!(lines[0]["type"], "bench");
+    assert_eq!(lines[0]["cases"].as_array().unwrap().len(), 1);
+    assert!(
+        !String::from_utf8(output.stderr).unwrap().is_empty(),
+        "the table goes to stderr"
+    );
+}

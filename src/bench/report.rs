@@ -10,6 +10,9 @@ pub const SCHEMA: &str = "mnist-train-bench/1";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// `"bench"`: like every `--json` document, the report names its kind (see README, JSON output).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
     pub schema: &'static str,
     /// mnist-train's version.
     pub version: &'static str,

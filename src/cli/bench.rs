@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{self, KernelChoice};
 use crate::model_file::write_atomic;
 use crate::optim::OptimizerConfig;
+use crate::report::print_json_line;
 use crate::train::{default_threads, BatchSize};
 
 #[derive(Debug, Clone, Args)]
@@ -142,6 +143,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .map_err(|message| Error::config("--kernel (MNIST_TRAIN_KERNEL)", message))?;
     kernels::set_backend(backend);
     let mut report = BenchReport {
+        kind: "bench",
         schema: SCHEMA,
         version: env!("CARGO_PKG_VERSION"),
         cpu: kernels::cpu_model(),
@@ -191,7 +193,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .map_err(|e| Error::config("--json", format!("cannot encode the report: {e}")))?;
     if args.json {
         eprintln!("{}", report.table());
-        println!("{json}");
+        // One compact line on stdout, as every --json output (the exported file stays indented).
+        print_json_line(&report)?;
     } else {
         println!("{}", report.table());
     }
