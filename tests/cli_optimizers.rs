@@ -224,6 +224,15 @@ fn sgd_family_defaults_to_keras_learning_rate() {
         "{stderr}"
     );
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let epoch: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
-    assert!((epoch["learning_rate"].as_f64().unwrap() - 0.01).abs() < 1e-9);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!((lines[0]["learning_rate"].as_f64().unwrap() - 0.01).abs() < 1e-9);
+    let config = &lines.last().unwrap()["config"];
+    assert_eq!(config["optimizer_settings"]["name"], "momentum");
+    assert!((config["optimizer_settings"]["momentum"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+    assert_eq!(config["schedule"]["kind"]["name"], "constant");
+    assert!(config["validation_split"].is_null() && config["early_stopping"].is_null());
+    assert_eq!(config["restore_best"], false);
 }

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use crate::cli::train::TrainJob;
 use crate::error::Result;
+use crate::optim::schedule::LrSchedule;
+use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
 use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines};
 use crate::train::{BatchSize, Callback, Evaluation, Progress, Trainer};
@@ -127,6 +129,14 @@ pub struct TrainConfigJson {
     pub batch_size: serde_json::Value,
     pub learning_rate: f32,
     pub optimizer: String,
+    /// The optimizer with its hyperparameters, e.g. `{"name": "momentum", "momentum": 0.9}`.
+    pub optimizer_settings: OptimizerConfig,
+    /// The learning-rate schedule and warm-up.
+    pub schedule: LrSchedule,
+    pub validation_split: Option<f64>,
+    /// Patience of `--early-stopping`, if on.
+    pub early_stopping: Option<usize>,
+    pub restore_best: bool,
     pub seed: u64,
     pub hidden: Vec<usize>,
     pub dropout: f32,
@@ -156,6 +166,11 @@ impl TrainSummaryJson {
                 },
                 learning_rate: config.learning_rate,
                 optimizer: config.optimizer.name().to_string(),
+                optimizer_settings: config.optimizer,
+                schedule: config.schedule,
+                validation_split: job.validation.split,
+                early_stopping: job.validation.early_stopping.map(|(_, patience)| patience),
+                restore_best: job.validation.restore_best.is_some(),
                 seed: config.seed,
                 hidden: config.architecture.hidden.clone(),
                 dropout: config.architecture.dropout,
