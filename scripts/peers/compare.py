@@ -26,6 +26,11 @@ def main():
     parser.add_argument("--binary", required=True)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument(
+        "--numpy-threads",
+        type=int,
+        help="limit NumPy's BLAS to N threads (default: its own choice, all cores)",
+    )
     args = parser.parse_args()
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -33,6 +38,9 @@ def main():
     # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE may be set on this machine for old OpenBLAS builds;
     # they slow a current NumPy down, so the NumPy runs get neither (ours uses no BLAS).
     numpy_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    if args.numpy_threads:
+        numpy_env["OPENBLAS_NUM_THREADS"] = str(args.numpy_threads)
+        numpy_env["OMP_NUM_THREADS"] = str(args.numpy_threads)
     with tempfile.TemporaryDirectory() as tmp:
         ours = [args.binary, "--epochs", "5", "--quiet", "--output", os.path.join(tmp, "weights.bin")]
         peer = [sys.executable, os.path.join(here, "numpy_mlp.py")]

@@ -103,6 +103,17 @@ multiversion! {
 }
 
 multiversion! {
+    /// out = a + b.
+    pub fn add_into(out: &mut [f32], a: &[f32], b: &[f32]) {
+        let out = &mut out[..a.len()];
+        let b = &b[..a.len()];
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = x + y;
+        }
+    }
+}
+
+multiversion! {
     /// sums[j] (+)= Σ_rows matrix[row, j] for a row-major matrix with `sums.len()` columns,
     /// rows added in order. `accumulate` false overwrites `sums`.
     pub fn sum_rows_into(matrix: &[f32], sums: &mut [f32], accumulate: bool) {

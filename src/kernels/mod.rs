@@ -24,8 +24,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use elementwise::{
-    adam_update, add_assign, dropout_backward, dropout_forward, momentum_update, normalize_pixels,
-    relu_backward, relu_forward, rmsprop_update, sgd_update, sum_rows_into, AdamCoefficients,
+    adam_update, add_assign, add_into, dropout_backward, dropout_forward, momentum_update,
+    normalize_pixels, relu_backward, relu_forward, rmsprop_update, sgd_update, sum_rows_into,
+    AdamCoefficients,
 };
 pub use fpu::{flush_denormals, DenormalGuard};
 pub use matmul::matmul;

@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use crate::data::{gather_normalized, Dataset};
-use crate::kernels::{add_assign, WorkerPool};
+use crate::kernels::{add_assign, add_into, WorkerPool};
 use crate::nn::{Mlp, Workspace};
 use crate::optim::Optimizer;
 use crate::rng::{stream, Stream};
@@ -200,16 +200,21 @@ impl StepEngine {
     }
 }
 
-/// out = Σ shard gradients over `range`, always added in shard order.
+/// out = Σ shard gradients over `range`, always added in shard order (((g0 + g1) + g2) + …).
 fn sum_shard_gradients(shards: &[Shard], range: Range<usize>, out: &mut [f32]) {
-    match shards.split_first() {
-        Some((first, rest)) => {
-            out.copy_from_slice(&first.grads[range.clone()]);
+    match shards {
+        [] => out.fill(0.0),
+        [only] => out.copy_from_slice(&only.grads[range]),
+        [first, second, rest @ ..] => {
+            add_into(
+                out,
+                &first.grads[range.clone()],
+                &second.grads[range.clone()],
+            );
             for shard in rest {
                 add_assign(out, &shard.grads[range.clone()]);
             }
         }
-        None => out.fill(0.0),
     }
 }
 
