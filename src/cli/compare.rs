@@ -146,7 +146,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let mode = args.output_args.progress_mode();
     let intro = Progress::new(mode, config.epochs);
     intro.info(&format!(
-        "Comparing {} variants: {} epochs over {} training images each (seed {}), test accuracy on {} test images after every epoch",
+        "Comparing {} variants: {} epochs over {} training images each (seed {}), measured on the {} test images after every epoch (val_* in the epoch lines)",
         variants.len(),
         config.epochs,
         train.len(),
