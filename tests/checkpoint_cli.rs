@@ -356,6 +356,11 @@ fn resume_refuses_options_that_contradict_the_checkpoint() {
         ("--learning-rate", "0.5"),
         ("--limit", "20"),
         ("--dataset", "fashion"),
+        ("--optimizer", "sgd"),
+        ("--lr-schedule", "cosine"),
+        ("--beta1", "0.8"),
+        ("--warmup-steps", "10"),
+        ("--validation-split", "0.2"),
     ] {
         // Only --resume and the option under test (no fixture defaults like --hidden 16).
         let stderr = run_fails(

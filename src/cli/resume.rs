@@ -187,11 +187,22 @@ fn reconcile(args: &CheckpointArgs, job: &mut TrainJob, checkpoint: &Checkpoint)
     let compare = |from_cli: Value, from_defaults: Value, from_checkpoint: Value| {
         let mut differing = Vec::new();
         diff_paths(&from_cli, &from_checkpoint, "", &mut differing);
-        for path in differing {
-            if path == "epochs" {
-                continue;
-            }
-            let option = option_for_path(&path, &known_ids);
+        // Blame an option the user typed before one it changed indirectly (`--optimizer sgd`
+        // also changes the default learning rate).
+        let mut differing: Vec<(String, Option<String>)> = differing
+            .into_iter()
+            .filter(|path| path != "epochs")
+            .map(|path| {
+                let option = option_for_path(&path, &known_ids, &given);
+                (path, option)
+            })
+            .collect();
+        // Among those, an enum's variant name (`optimizer.name`) says more than its fields.
+        differing.sort_by_key(|(path, option)| {
+            let is_tag = path.ends_with(".name");
+            (!option.as_deref().is_some_and(given), !is_tag)
+        });
+        for (path, option) in differing {
             let changed_from_default = lookup(&from_cli, &path) != lookup(&from_defaults, &path);
             if option.as_deref().is_some_and(given) || changed_from_default {
                 let flag = option
@@ -249,8 +260,15 @@ fn describe_limit(limit: Option<usize>) -> String {
 
 fn describe(value: Option<&Value>) -> String {
     match value {
-        None => "nothing".to_string(),
+        None | Some(Value::Null) => "none".to_string(),
         Some(Value::String(text)) => text.clone(),
+        // f32 settings as they are typed (0.01, not 0.009999999776482582).
+        Some(Value::Number(number)) if !number.is_i64() && !number.is_u64() => {
+            match number.as_f64() {
+                Some(wide) if f64::from(wide as f32) == wide => (wide as f32).to_string(),
+                _ => number.to_string(),
+            }
+        }
         // Lists as they are typed: `--hidden 256,128`.
         Some(Value::Array(items)) => items
             .iter()
@@ -294,15 +312,26 @@ fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// The command-line option behind a config path: the innermost path segment that is an option
 /// id (`architecture.hidden` → `hidden`, `batch_size.examples` → `batch_size`).
-fn option_for_path(path: &str, known_ids: &BTreeSet<String>) -> Option<String> {
-    path.rsplit('.')
-        .map(|segment| match segment {
-            // Config fields named differently from their option.
-            "split" => "validation_split",
-            other => other,
-        })
-        .find(|segment| known_ids.contains(*segment))
-        .map(str::to_string)
+fn option_for_path(
+    path: &str,
+    known_ids: &BTreeSet<String>,
+    given: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    path.rsplit('.').find_map(|segment| {
+        // Config fields named differently from their options (the one given wins).
+        let candidates: &[&str] = match segment {
+            "split" => &["validation_split"],
+            "schedule" => &["lr_schedule"],
+            "warmup" => &["warmup_steps", "warmup_epochs"],
+            other => return known_ids.contains(other).then(|| other.to_string()),
+        };
+        candidates
+            .iter()
+            .find(|id| given(id))
+            .or(candidates.first())
+            .filter(|id| known_ids.contains(**id))
+            .map(|id| id.to_string())
+    })
 }
 
 /// The data-dependent half of the plan: the trainer to run (fresh or resumed) and the run's
