@@ -10,7 +10,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mnist_train::data::{gather_normalized, load_split, Dataset, DatasetKind, Split};
 use mnist_train::kernels::WorkerPool;
-use mnist_train::nn::{Architecture, Mlp};
+use mnist_train::nn::{Architecture, Mlp, Workspace};
 use mnist_train::optim::{Optimizer, OptimizerConfig};
 use mnist_train::rng::Rng;
 use mnist_train::train::step::StepEngine;
@@ -32,6 +32,20 @@ fn thread_counts() -> Vec<usize> {
     }
 }
 
+/// A workspace holding the first `batch` training images, normalized.
+fn filled_workspace(mlp: &Mlp, dataset: &Dataset, batch: usize) -> Workspace {
+    let mut workspace = mlp.workspace(batch);
+    let indices: Vec<u32> = (0..batch as u32).collect();
+    let pixels = mlp.architecture.inputs;
+    gather_normalized(
+        dataset,
+        &indices,
+        &mut workspace.inputs[..batch * pixels],
+        &mut workspace.labels[..batch],
+    );
+    workspace
+}
+
 fn forward_and_backward(c: &mut Criterion) {
     let dataset = mnist_train();
     let mlp = Mlp::new(Architecture::tutorial());
@@ -39,14 +53,7 @@ fn forward_and_backward(c: &mut Criterion) {
     let mut grads = vec![0.0; params.len()];
     let mut group = c.benchmark_group("forward");
     for batch in BATCH_SIZES {
-        let mut workspace = mlp.workspace(batch);
-        let indices: Vec<u32> = (0..batch as u32).collect();
-        gather_normalized(
-            &dataset,
-            &indices,
-            &mut workspace.inputs[..batch * 784],
-            &mut workspace.labels[..batch],
-        );
+        let mut workspace = filled_workspace(&mlp, &dataset, batch);
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(BenchmarkId::from_parameter(batch), |b| {
             b.iter(|| mlp.forward(black_box(&params), &mut workspace, batch, None))
@@ -56,14 +63,7 @@ fn forward_and_backward(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("backward");
     for batch in BATCH_SIZES {
-        let mut workspace = mlp.workspace(batch);
-        let indices: Vec<u32> = (0..batch as u32).collect();
-        gather_normalized(
-            &dataset,
-            &indices,
-            &mut workspace.inputs[..batch * 784],
-            &mut workspace.labels[..batch],
-        );
+        let mut workspace = filled_workspace(&mlp, &dataset, batch);
         let mut rng = Rng::from_u64(3);
         mlp.train_chunk(&params, &mut workspace, batch, 1.0, &mut rng, &mut grads);
         group.throughput(Throughput::Elements(batch as u64));

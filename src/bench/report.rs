@@ -84,18 +84,24 @@ fn row(case: &CaseReport) -> [String; 11] {
 }
 
 impl BenchReport {
+    /// What was measured where, one fact per line: the CPU, the kernel, the run settings.
+    fn header_lines(&self) -> [String; 3] {
+        [
+            format!(
+                "CPU: {} ({} threads available)",
+                self.cpu, self.available_threads
+            ),
+            format!("Kernel: {}", self.kernel_description),
+            format!(
+                "{} epoch(s) per run on {}, {} warm-up + {} measured run(s) per case",
+                self.epochs, self.dataset, self.warmup_runs, self.measured_runs
+            ),
+        ]
+    }
+
     /// The lines printed before the table.
     pub fn header(&self) -> String {
-        format!(
-            "CPU: {} ({} threads available)\nKernel: {}\n{} epoch(s) per run on {}, {} warm-up + {} measured run(s) per case",
-            self.cpu,
-            self.available_threads,
-            self.kernel_description,
-            self.epochs,
-            self.dataset,
-            self.warmup_runs,
-            self.measured_runs
-        )
+        self.header_lines().join("\n")
     }
 
     /// An aligned plain-text table, one line per case.
@@ -129,16 +135,12 @@ impl BenchReport {
 
     /// A Markdown document: the header as a list, then the table.
     pub fn markdown(&self) -> String {
-        let mut out = format!(
-            "- CPU: {} ({} threads available)\n- Kernel: {}\n- {} epoch(s) per run on {}, {} warm-up + {} measured run(s) per case\n\n",
-            self.cpu,
-            self.available_threads,
-            self.kernel_description,
-            self.epochs,
-            self.dataset,
-            self.warmup_runs,
-            self.measured_runs
-        );
+        let mut out: String = self
+            .header_lines()
+            .iter()
+            .map(|line| format!("- {line}\n"))
+            .collect();
+        out.push('\n');
         out.push_str(&format!("| {} |\n", COLUMNS.join(" | ")));
         out.push_str(&format!("|{}\n", "---|".repeat(COLUMNS.len())));
         for case in &self.cases {
