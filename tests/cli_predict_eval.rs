@@ -454,3 +454,103 @@ fn on_a_terminal_colours_follow_no_color_and_term() {
     let dumb = predict_show_on_a_terminal(&[("TERM", "dumb")], true).unwrap();
     assert!(!dumb.contains("\x1b["), "TERM=dumb disables colours");
 }
+
+/// Pen strokes, each a polyline of page coordinates.
+type Strokes = Vec<Vec<(f32, f32)>>;
+
+/// A 400×400 white page with black pen strokes of radius `pen` along the polylines.
+fn pen_drawing(strokes: &[Vec<(f32, f32)>], pen: f32) -> GrayImage {
+    let mut page = GrayImage::from_pixel(400, 400, Luma([255]));
+    for stroke in strokes {
+        for pair in stroke.windows(2) {
+            let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+            let steps = (x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize + 1;
+            for step in 0..=steps {
+                let t = step as f32 / steps as f32;
+                let (cx, cy) = (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t);
+                let r = pen.ceil() as i32;
+                for dy in -r..=r {
+                    for dx in -r..=r {
+                        let (x, y) = (cx as i32 + dx, cy as i32 + dy);
+                        if (dx * dx + dy * dy) as f32 <= pen * pen
+                            && (0..400).contains(&x)
+                            && (0..400).contains(&y)
+                        {
+                            page.put_pixel(x as u32, y as u32, Luma([20]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    page
+}
+
+fn circle(cx: f32, cy: f32, r: f32, from_degrees: f32, to_degrees: f32) -> Vec<(f32, f32)> {
+    (0..=40)
+        .map(|i| {
+            let angle = (from_degrees + (to_degrees - from_degrees) * i as f32 / 40.0).to_radians();
+            (cx + r * angle.cos(), cy + r * angle.sin())
+        })
+        .collect()
+}
+
+#[test]
+fn predict_reads_pen_drawings_with_thin_and_thick_strokes() {
+    let digits: Vec<(u8, Strokes)> = vec![
+        (0, vec![circle(200.0, 200.0, 90.0, 0.0, 360.0)]),
+        (1, vec![vec![(200.0, 80.0), (200.0, 320.0)]]),
+        (
+            3,
+            vec![
+                circle(200.0, 140.0, 60.0, -150.0, 90.0),
+                circle(200.0, 260.0, 60.0, -90.0, 150.0),
+            ],
+        ),
+        (
+            4,
+            vec![
+                vec![(220.0, 80.0), (120.0, 240.0), (260.0, 240.0)],
+                vec![(230.0, 150.0), (230.0, 330.0)],
+            ],
+        ),
+        (
+            7,
+            vec![vec![(120.0, 100.0), (280.0, 100.0), (170.0, 320.0)]],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut labels = Vec::new();
+    for (label, strokes) in &digits {
+        for pen in [2.0, 12.0] {
+            let path = dir.path().join(format!("drawn-{label}-{pen}.png"));
+            pen_drawing(strokes, pen).save(&path).unwrap();
+            files.push(path);
+            labels.push(*label);
+        }
+    }
+    let output = mnist_train()
+        .arg("predict")
+        .arg("-m")
+        .arg(trained_model())
+        .arg("--json")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let predicted: Vec<u64> = json_lines(&output.stdout)
+        .iter()
+        .map(|line| line["predicted_index"].as_u64().unwrap())
+        .collect();
+    let correct = predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| **p == **l as u64)
+        .count();
+    eprintln!("pen drawings: predicted {predicted:?} for {labels:?}");
+    assert!(
+        correct >= 9,
+        "only {correct}/10 pen drawings right: {predicted:?} vs {labels:?}"
+    );
+}
