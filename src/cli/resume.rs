@@ -400,6 +400,29 @@ impl RunPlan {
         }
     }
 
+    /// The final model could not be written (a full disk, say): if the run checkpointed, its
+    /// newest checkpoint holds the trained weights, and resuming it writes the model.
+    pub fn explain_save_failure(&self, error: Error) -> Error {
+        let newest = self
+            .settings
+            .as_ref()
+            .and_then(|settings| list_checkpoints(&settings.dir).ok())
+            .and_then(|mut files| files.pop());
+        match (error, newest) {
+            (Error::Io { path, source }, Some(checkpoint)) => Error::Io {
+                path,
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!(
+                        "{source}; the trained weights are safe in {0}: `mnist-train train --resume {0}` writes the model once there is room (add --output to write it elsewhere)",
+                        shell_quote(&checkpoint)
+                    ),
+                ),
+            },
+            (error, _) => error,
+        }
+    }
+
     /// After the model is saved: a default-location interrupt checkpoint that this run resumed
     /// from is now stale.
     pub fn finish(&self) {
@@ -479,5 +502,50 @@ impl Callback for Safeguards<'_> {
 
     fn on_epoch_end(&mut self, trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
         self.checkpointer.on_epoch_end(trainer, record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_final_save_points_to_the_newest_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["ckpt-e0001-s0000000.ckpt", "ckpt-e0002-s0000000.ckpt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let plan = RunPlan {
+            settings: Some(CheckpointSettings {
+                dir: dir.path().to_path_buf(),
+                every_steps: None,
+                keep: 2,
+            }),
+            resume: None,
+            interrupted_path: PathBuf::from("weights.bin.interrupted.ckpt"),
+        };
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let message = plan
+            .explain_save_failure(Error::io("weights.bin", full))
+            .to_string();
+        assert!(
+            message.starts_with("weights.bin: No space left on device; "),
+            "{message}"
+        );
+        assert!(
+            message.contains("ckpt-e0002-s0000000.ckpt: `mnist-train train --resume "),
+            "{message}"
+        );
+        // Without checkpoints there is nothing to point to: the error is unchanged.
+        let plan = RunPlan {
+            settings: None,
+            ..plan
+        };
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        assert_eq!(
+            plan.explain_save_failure(Error::io("weights.bin", denied))
+                .to_string(),
+            "weights.bin: denied"
+        );
     }
 }

@@ -199,7 +199,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         class_names: train_set.class_names.clone(),
         parameters: trainer.params.clone(),
     };
-    model.save(&job.output)?;
+    model
+        .save(&job.output)
+        .map_err(|error| plan.explain_save_failure(error))?;
     plan.finish();
 
     let evaluation = evaluate(
