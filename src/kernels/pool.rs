@@ -22,8 +22,10 @@ use std::thread::JoinHandle;
 
 use super::{backend, with_backend, Backend, DenormalGuard};
 
-/// Spin iterations before an idle worker goes to sleep (tens of microseconds).
+/// Waiting rounds before an idle worker goes to sleep (a few milliseconds: see [`pause`]).
 const SPIN_LIMIT: u32 = 4_000;
+/// Waiting rounds that only spin; later rounds give the core away (`sched_yield`) each time.
+const PURE_SPINS: u32 = 64;
 
 /// `state` layout: job generation in the high 32 bits, the "open" flag, then the number of
 /// workers running the current job.
@@ -135,14 +137,10 @@ impl WorkerPool {
             fn drop(&mut self) {
                 let state = &self.0.state;
                 state.fetch_and(!OPEN, Ordering::SeqCst);
-                let mut spins = 0u32;
+                let mut spin = 0u32;
                 while state.load(Ordering::Acquire) & ACTIVE_MASK != 0 {
-                    if spins < SPIN_LIMIT {
-                        spins += 1;
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
+                    pause(spin);
+                    spin = spin.saturating_add(1);
                 }
             }
         }
@@ -224,6 +222,17 @@ fn worker_loop(shared: &Shared) {
     }
 }
 
+/// One round of waiting: a CPU spin hint at first (the answer usually comes within a
+/// microsecond), then a yield, so that on a busy machine a waiting thread hands its time slice to
+/// a thread with work (often the other thread of this pool) instead of burning it.
+fn pause(round: u32) {
+    if round < PURE_SPINS {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 /// Joins job `generation` if it is still open; false if it is over already.
 fn join(shared: &Shared, generation: u64) -> bool {
     let mut state = shared.state.load(Ordering::Acquire);
@@ -246,12 +255,12 @@ fn join(shared: &Shared, generation: u64) -> bool {
 /// Spins, then sleeps, until the job generation differs from `seen`; returns the new one.
 fn wait_for_new_generation(shared: &Shared, seen: u64) -> u64 {
     let generation_of = |state: u64| state >> GENERATION_SHIFT;
-    for _ in 0..SPIN_LIMIT {
+    for spin in 0..SPIN_LIMIT {
         let generation = generation_of(shared.state.load(Ordering::Acquire));
         if generation != seen {
             return generation;
         }
-        std::hint::spin_loop();
+        pause(spin);
     }
     let mut lock = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
     shared.sleepers.fetch_add(1, Ordering::SeqCst);
