@@ -71,7 +71,7 @@ fn train_json_prints_one_line_per_epoch_and_a_summary_with_text_on_stderr() {
 }
 
 #[test]
-fn history_csv_keeps_one_header_across_two_runs() {
+fn a_fresh_run_replaces_an_old_history_under_one_header() {
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("history.csv");
     for epochs in ["2", "1"] {
@@ -90,13 +90,13 @@ fn history_csv_keeps_one_header_across_two_runs() {
         lines[0],
         "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,samples_per_second"
     );
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(text.matches("epoch,loss").count(), 1);
     let epochs: Vec<&str> = lines[1..]
         .iter()
         .map(|line| line.split(',').next().unwrap())
         .collect();
-    assert_eq!(epochs, ["1", "2", "1"]);
+    assert_eq!(epochs, ["1"], "the second (1-epoch) run replaced the first");
     for line in &lines[1..] {
         let fields: Vec<&str> = line.split(',').collect();
         assert_eq!(fields.len(), 8, "{line}");

@@ -1,7 +1,7 @@
 //! `--history PATH.csv`: per-epoch metrics written as the run goes, one flushed line per epoch, so
-//! a killed run keeps every finished epoch. An existing history with the same header is appended
-//! to (a resumed run continues it without a second header); anything else at that path is refused
-//! rather than overwritten.
+//! a killed run keeps every finished epoch. An existing history with the same header is reused:
+//! a resumed run continues it without a second header, a fresh run replaces its lines (as Keras'
+//! CSVLogger does); anything else at that path is refused rather than overwritten.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -90,11 +90,11 @@ impl CsvHistory {
 
     /// Appends one epoch's line and flushes it to the file.
     ///
-    /// The first record of a run that starts after epoch 1 is a resumed run. If the file already
-    /// ends with lines for that epoch or later (written after the checkpoint it resumed from, before
-    /// the kill), those lines are cut off first, so every epoch appears once.
+    /// Before a run's first record, lines for that epoch or later are cut off, so every epoch
+    /// appears once: a resumed run replaces what the killed run logged after its checkpoint, and a
+    /// fresh run (starting at epoch 1) replaces an old run's history.
     pub fn append(&mut self, record: &EpochRecord) -> Result<()> {
-        if !self.started && record.epoch > 1 {
+        if !self.started {
             self.drop_epochs_from(record.epoch)?;
         }
         self.started = true;
@@ -251,11 +251,13 @@ mod tests {
             text.contains("3,0.125,"),
             "the resumed run's epoch 3 is kept: {text}"
         );
-        // A fresh run (starting at epoch 1) appended to the same file keeps everything.
+        // A fresh run (starting at epoch 1) replaces the old run's lines under the same header.
         let mut fresh = CsvHistory::open(&path).unwrap();
         fresh.append(&record(1)).unwrap();
         drop(fresh);
-        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 6);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>()[0], HISTORY_HEADER);
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 
     #[test]
