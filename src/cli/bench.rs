@@ -104,11 +104,7 @@ impl BenchArgs {
         let dataset = DatasetKind::from(self.dataset);
         let settings = BenchSettings {
             dataset,
-            data_dir: self
-                .data
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| dataset.default_dir()),
+            data_dir: self.data.dir_for(dataset),
             limit: self.limit,
             epochs: self.epochs,
             warmup: self.warmup,

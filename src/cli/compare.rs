@@ -134,11 +134,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let (config, variants) = args.validate()?;
     args.performance.select_kernel()?;
     let dataset = DatasetKind::from(args.dataset);
-    let data_dir = args
-        .data
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| dataset.default_dir());
+    let data_dir = args.data.dir_for(dataset);
     std::fs::create_dir_all(&args.output_dir).map_err(|e| Error::io(&args.output_dir, e))?;
     let mut train = load_split(&data_dir, Split::Train, dataset)?;
     let test = load_split(&data_dir, Split::Test, dataset)?;

@@ -53,10 +53,7 @@ pub fn load_test_set_for(model: &Model, model_path: &Path, data: &DataArgs) -> R
         "fashion" => DatasetKind::Fashion,
         _ => DatasetKind::Mnist,
     };
-    let data_dir = data
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| dataset.default_dir());
+    let data_dir = data.dir_for(dataset);
     let mut test_set = load_split(&data_dir, Split::Test, dataset)?;
     if test_set.pixels_per_image() != model.architecture.inputs
         || test_set.num_classes() != model.architecture.outputs

@@ -74,6 +74,15 @@ pub struct DataArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+impl DataArgs {
+    /// `--data-dir` if given, else where `dataset` lives by default.
+    pub fn dir_for(&self, dataset: DatasetKind) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| dataset.default_dir())
+    }
+}
+
 /// Options for how much is printed.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {

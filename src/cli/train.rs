@@ -131,11 +131,7 @@ impl TrainArgs {
                 seed: self.seed,
             },
             dataset,
-            data_dir: self
-                .data
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| dataset.default_dir()),
+            data_dir: self.data.dir_for(dataset),
             limit: self.limit,
             test_batch_size: self.test_batch_size,
             output: self.output.clone(),
