@@ -2,7 +2,7 @@
 //! problem, and a documented exit code (1 = bad file or I/O, 2 = bad command line); never a
 //! panic. Also: a diverging run or a failing disk never replaces a good model.
 
-mod robust_support;
+use crate::robust_support;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! byte-identical model, SIGKILL at random moments never leaves a broken newest checkpoint, and
 //! resuming with contradicting options is refused with the option's name.
 
-mod robust_support;
+use crate::robust_support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

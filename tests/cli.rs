@@ -1,6 +1,6 @@
 //! The command line end to end, through the real binary.
 
-mod common;
+use crate::common;
 
 use common::assert_one_line_error;
 

@@ -1,7 +1,7 @@
 //! `mnist-train compare` end to end on a tiny synthetic dataset: the table on stdout, and the
 //! CSV, JSON, Markdown and SVG files it writes, checked field by field.
 
-mod common;
+use crate::common;
 
 use assert_cmd::Command;
 use common::assert_one_line_error;

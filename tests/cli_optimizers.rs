@@ -2,7 +2,7 @@
 //! invalid values and combinations are one-line usage errors naming the option, and a run using
 //! all of them reports what it did.
 
-mod common;
+use crate::common;
 
 use assert_cmd::Command;
 use common::assert_one_line_error;

@@ -2,7 +2,7 @@
 //! file and the checkpoint file. Arbitrary and mutated inputs never panic; every valid file
 //! round-trips exactly; any single changed byte of a model or checkpoint is detected.
 
-mod robust_support;
+use crate::robust_support;
 
 use std::collections::BTreeMap;
 

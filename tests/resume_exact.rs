@@ -2,7 +2,7 @@
 //! loaded back and continued, ends bit-identical to the uninterrupted run (weights, optimizer
 //! state and every history field except wall time).
 
-mod robust_support;
+use crate::robust_support;
 
 use mnist_train::checkpoint::Checkpoint;
 use mnist_train::nn::Architecture;

@@ -1,7 +1,7 @@
 //! The training loop's controls through the library: full-batch gradient descent, validation
 //! metrics, learning-rate schedules, early stopping and restoring the best epoch's weights.
 
-mod common;
+use crate::common;
 
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
 use mnist_train::nn::Architecture;

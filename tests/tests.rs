@@ -1,0 +1,20 @@
+//! The one integration-test binary: a module per area, sharing the support modules.
+
+mod common;
+mod robust_support;
+
+mod bad_input;
+mod bench_command;
+mod checkpoint_cli;
+mod cli;
+mod cli_compare;
+mod cli_interop;
+mod cli_json_history;
+mod cli_optimizers;
+mod cli_plots;
+mod cli_predict_eval;
+mod gradients;
+mod parsers_proptest;
+mod resume_exact;
+mod speed_determinism;
+mod training_controls;
