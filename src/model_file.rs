@@ -197,6 +197,9 @@ pub fn validate_architecture(path: &Path, architecture: &Architecture) -> Result
     if !(0.0..1.0).contains(&architecture.dropout) {
         return Err(Error::model(path, "dropout rate must be in [0, 1)"));
     }
+    if let Some(Err(message)) = architecture.sequential() {
+        return Err(Error::model(path, message));
+    }
     Ok(())
 }
 
@@ -333,8 +336,7 @@ mod tests {
             inputs: 4,
             hidden: vec![3],
             outputs: 2,
-            activation: "relu".into(),
-            dropout: 0.2,
+            ..Architecture::tutorial()
         };
         let parameters = (0..architecture.parameter_count())
             .map(|i| i as f32 * 0.25 - 1.0)

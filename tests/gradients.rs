@@ -49,6 +49,7 @@ fn dense_backward_matches_finite_differences() {
         outputs: 3,
         activation: "relu".into(),
         dropout: 0.0,
+        layers: None,
     };
     let dense = architecture.dense_layouts().remove(0);
     let batch = 4;
@@ -178,6 +179,7 @@ fn whole_network_gradient_matches_finite_differences() {
         outputs: 3,
         activation: "relu".into(),
         dropout: 0.25,
+        layers: None,
     };
     let mlp = Mlp::new(architecture);
     let rows = 5;

@@ -88,6 +88,7 @@ fn small_architecture() -> impl Strategy<Value = Architecture> {
             outputs,
             activation: "relu".to_string(),
             dropout,
+            layers: None,
         })
 }
 

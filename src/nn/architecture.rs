@@ -4,7 +4,11 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-/// The multilayer perceptron: `inputs → (Dense → ReLU → Dropout) per hidden layer → Dense → softmax`.
+use crate::nn::layer_spec::{cnn_layers, format_layers, LayerSpec, Shape};
+use crate::nn::sequential::{Layer, Sequential};
+
+/// The multilayer perceptron: `inputs → (Dense → ReLU → Dropout) per hidden layer → Dense → softmax`,
+/// or, when `layers` is set (`--layers`, `--arch cnn`), that sequential stack instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
     /// Pixels per image (784 for 28×28).
@@ -17,6 +21,10 @@ pub struct Architecture {
     pub activation: String,
     /// Dropout rate after each hidden activation (0 disables it).
     pub dropout: f32,
+    /// A general layer stack; when present it is the network and `hidden`/`dropout` are unused.
+    /// Absent from MLP model files and checkpoints, which therefore read and write as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerSpec>>,
 }
 
 impl Architecture {
@@ -28,7 +36,44 @@ impl Architecture {
             outputs: 10,
             activation: "relu".to_string(),
             dropout: 0.2,
+            layers: None,
         }
+    }
+
+    /// A sequential stack on 28×28 images with 10 classes (`--layers`).
+    pub fn stack(layers: Vec<LayerSpec>) -> Self {
+        Architecture {
+            hidden: Vec::new(),
+            dropout: 0.0,
+            layers: Some(layers),
+            ..Architecture::tutorial()
+        }
+    }
+
+    /// Keras' `mnist_convnet` (`--arch cnn`): 34,826 parameters.
+    pub fn cnn() -> Self {
+        Architecture::stack(cnn_layers())
+    }
+
+    /// One example's shape: a square single-channel image when the input count is a square.
+    pub fn input_shape(&self) -> Shape {
+        let side = (self.inputs as f64).sqrt().round() as usize;
+        if side * side == self.inputs {
+            Shape::Image {
+                height: side,
+                width: side,
+                channels: 1,
+            }
+        } else {
+            Shape::Flat(self.inputs)
+        }
+    }
+
+    /// The planned stack, if this is one; the error names the layer that does not fit.
+    pub fn sequential(&self) -> Option<Result<Sequential, String>> {
+        self.layers
+            .as_ref()
+            .map(|layers| Sequential::new(layers, self.input_shape(), self.outputs))
     }
 
     /// Widths of every layer boundary: `[inputs, hidden..., outputs]`.
@@ -39,8 +84,11 @@ impl Architecture {
         widths
     }
 
-    /// The widths joined for people: `784-128-10`.
+    /// The widths joined for people: `784-128-10` (a stack shows its layer list).
     pub fn widths_label(&self) -> String {
+        if let Some(layers) = &self.layers {
+            return format_layers(layers);
+        }
         let widths: Vec<String> = self.widths().iter().map(|w| w.to_string()).collect();
         widths.join("-")
     }
@@ -66,16 +114,46 @@ impl Architecture {
             .collect()
     }
 
-    /// Total number of parameters (101,770 for the tutorial network).
+    /// Total number of parameters (101,770 for the tutorial network, 34,826 for the CNN; 0 for
+    /// a stack that does not fit its input).
     pub fn parameter_count(&self) -> usize {
+        if let Some(stack) = self.sequential() {
+            return stack.map_or(0, |stack| stack.parameter_count);
+        }
         self.dense_layouts()
             .last()
             .map_or(0, |layer| layer.bias.end)
     }
 
-    /// Names and shapes of the tensors in the flat buffer, in order (Keras layout: weights are `[in, out]`).
+    /// Names and shapes of the tensors in the flat buffer, in order (Keras layout: dense weights
+    /// are `[in, out]`, convolution kernels `[k, k, in, filters]`). A stack's tensors are named
+    /// by layer position as in PyTorch's `nn.Sequential` (`0.weight`, `8.bias`).
     pub fn tensor_names(&self) -> Vec<(String, Vec<usize>, Range<usize>)> {
         let mut names = Vec::new();
+        if let Some(stack) = self.sequential() {
+            for (index, layer) in stack
+                .map(|s| s.layers)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                let (shape, weights, bias) = match layer {
+                    Layer::Conv(conv) => (
+                        vec![conv.kernel, conv.kernel, conv.in_channels, conv.filters],
+                        conv.weights,
+                        conv.bias,
+                    ),
+                    Layer::Dense(dense) => {
+                        (vec![dense.inputs, dense.outputs], dense.weights, dense.bias)
+                    }
+                    _ => continue,
+                };
+                let outputs = bias.len();
+                names.push((format!("{index}.weight"), shape, weights));
+                names.push((format!("{index}.bias"), vec![outputs], bias));
+            }
+            return names;
+        }
         for (index, layer) in self.dense_layouts().into_iter().enumerate() {
             names.push((
                 format!("dense_{index}.weight"),

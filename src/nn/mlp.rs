@@ -1,5 +1,7 @@
 //! The network as a list of layers over one flat parameter buffer:
-//! `Dense → ReLU → Dropout` per hidden layer, then a final `Dense` producing logits.
+//! `Dense → ReLU → Dropout` per hidden layer, then a final `Dense` producing logits; or, for an
+//! architecture with a layer list, the [`Sequential`] stack it describes (the MLP keeps its own
+//! path, so its results stay bit-identical to before stacks existed).
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -8,13 +10,18 @@ use crate::nn::architecture::Architecture;
 use crate::nn::dense::Dense;
 use crate::nn::dropout::{dropout_backward, dropout_forward};
 use crate::nn::loss::softmax_cross_entropy;
+use crate::nn::sequential::{Sequential, StackWorkspace};
 use crate::rng::{stream, Rng, Stream};
 
-/// A multilayer perceptron; holds no parameters itself, only where they are.
+/// The network (a multilayer perceptron, or a layer stack); holds no parameters itself, only
+/// where they are.
 #[derive(Debug, Clone)]
 pub struct Mlp {
     pub architecture: Architecture,
+    /// The MLP's dense layers (empty for a stack).
     pub layers: Vec<Dense>,
+    /// The layer stack, when the architecture has a layer list.
+    pub stack: Option<Sequential>,
 }
 
 /// Reusable buffers for one chunk of up to `capacity` rows: inputs, every layer's output, dropout
@@ -33,22 +40,44 @@ pub struct Workspace {
     /// Gradient ping-pong buffers: [capacity, max width after the input].
     grad_output: Vec<f32>,
     grad_input: Vec<f32>,
+    /// A stack's buffers (None for the MLP).
+    stack: Option<StackWorkspace>,
 }
 
 impl Workspace {
     /// The logits of the last forward pass: [rows, outputs].
     pub fn logits(&self, rows: usize, outputs: usize) -> &[f32] {
+        if let Some(stack) = &self.stack {
+            return &stack.logits[..rows * outputs];
+        }
         &self.activations[self.activations.len() - 1][..rows * outputs]
     }
 }
 
 impl Mlp {
+    /// The network of a validated architecture (see [`Mlp::try_new`] for one that may not fit).
     pub fn new(architecture: Architecture) -> Self {
+        match Mlp::try_new(architecture) {
+            Ok(mlp) => mlp,
+            Err(message) => panic!("architecture used without validation: {message}"),
+        }
+    }
+
+    /// The network, or why its layer list does not fit the input (naming the layer).
+    pub fn try_new(architecture: Architecture) -> Result<Self, String> {
+        if let Some(stack) = architecture.sequential() {
+            return Ok(Mlp {
+                architecture,
+                layers: Vec::new(),
+                stack: Some(stack?),
+            });
+        }
         let layers = architecture.dense_layouts();
-        Mlp {
+        Ok(Mlp {
             architecture,
             layers,
-        }
+            stack: None,
+        })
     }
 
     pub fn parameter_count(&self) -> usize {
@@ -57,6 +86,9 @@ impl Mlp {
 
     /// Fresh parameters: Glorot-uniform weights, zero biases, from `seed`.
     pub fn initial_parameters(&self, seed: u64) -> Vec<f32> {
+        if let Some(stack) = &self.stack {
+            return stack.initial_parameters(seed);
+        }
         let mut params = vec![0.0; self.parameter_count()];
         for (index, layer) in self.layers.iter().enumerate() {
             let mut rng = stream(seed, Stream::Init, index as u64, 0);
@@ -66,6 +98,18 @@ impl Mlp {
     }
 
     pub fn workspace(&self, capacity: usize) -> Workspace {
+        if let Some(stack) = &self.stack {
+            return Workspace {
+                capacity,
+                inputs: vec![0.0; capacity * self.architecture.inputs],
+                labels: vec![0; capacity],
+                activations: Vec::new(),
+                masks: Vec::new(),
+                grad_output: Vec::new(),
+                grad_input: Vec::new(),
+                stack: Some(stack.workspace(capacity)),
+            };
+        }
         let widths = self.architecture.widths();
         let max_width = widths[1..].iter().copied().max().unwrap_or(0);
         Workspace {
@@ -84,6 +128,7 @@ impl Mlp {
                 .collect(),
             grad_output: vec![0.0; capacity * max_width],
             grad_input: vec![0.0; capacity * max_width],
+            stack: None,
         }
     }
 
@@ -97,6 +142,10 @@ impl Mlp {
         rows: usize,
         mut dropout_rng: Option<&mut Rng>,
     ) {
+        if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
+            stack.forward(params, &workspace.inputs, buffers, rows, dropout_rng);
+            return;
+        }
         let rate = self.architecture.dropout;
         let last = self.layers.len() - 1;
         for (index, layer) in self.layers.iter().enumerate() {
@@ -125,7 +174,7 @@ impl Mlp {
     /// Backpropagates from the logits' gradient (already in the workspace, see
     /// [`Mlp::train_chunk`]) and adds every parameter's gradient into `grads` (or overwrites
     /// them when `accumulate` is false). Public for benchmarks; training calls it through
-    /// `train_chunk`.
+    /// `train_chunk`. MLP only: a stack runs backward pass by pass inside `train_chunk`.
     pub fn backward(
         &self,
         params: &[f32],
@@ -135,6 +184,10 @@ impl Mlp {
         dropout: bool,
         accumulate: bool,
     ) {
+        assert!(
+            self.stack.is_none(),
+            "Mlp::backward is for the MLP; a layer stack trains through train_chunk"
+        );
         for (index, layer) in self.layers.iter().enumerate().rev() {
             let grad_y = view(
                 &workspace.grad_output[..rows * layer.outputs],
@@ -201,6 +254,19 @@ impl Mlp {
         grads: &mut [f32],
         accumulate: bool,
     ) -> (f64, usize) {
+        if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
+            return stack.train_chunk(
+                params,
+                &workspace.inputs,
+                &workspace.labels,
+                buffers,
+                rows,
+                grad_scale,
+                dropout_rng,
+                grads,
+                accumulate,
+            );
+        }
         self.forward(params, workspace, rows, Some(dropout_rng));
         let outputs = self.architecture.outputs;
         let last = self.layers.len() - 1;

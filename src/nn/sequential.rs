@@ -1,0 +1,515 @@
+//! A sequential stack of layers (`--layers`, `--arch cnn`) over one flat parameter buffer.
+//!
+//! Activations are channels-last (`[rows, height, width, channels]`), so `flatten` moves no data.
+//! ReLU and dropout work in place on the buffer of the layer before them; convolution, pooling
+//! and dense layers own their output buffers. A chunk of rows is run in passes of at most
+//! [`ROWS_PER_PASS`] rows, which bounds the memory a workspace needs (im2col buffers are large)
+//! and keeps the passes' working sets near the cache; the pass split depends only on the chunk
+//! size, so results do not depend on threads.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::nn::activation::{relu_backward, relu_forward};
+use crate::nn::conv2d::Conv2d;
+use crate::nn::dense::Dense;
+use crate::nn::dropout::{dropout_backward, dropout_forward};
+use crate::nn::layer_spec::{plan_shapes, LayerSpec, Shape};
+use crate::nn::loss::softmax_cross_entropy;
+use crate::nn::max_pool::MaxPool;
+use crate::rng::{stream, Rng, Stream};
+
+/// Rows per forward/backward pass. 16 MNIST images make conv2's im2col matrix 16·121 × 288
+/// (2.2 MB), still a large GEMM but one that stays in L2/L3.
+pub const ROWS_PER_PASS: usize = 16;
+
+/// One layer with its shapes and parameter ranges resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    Conv(Conv2d),
+    Relu,
+    MaxPool(MaxPool),
+    Flatten,
+    Dropout { rate: f32 },
+    Dense(Dense),
+}
+
+impl Layer {
+    /// Whether the layer writes a new buffer (the others work in place or move nothing).
+    fn owns_output(&self) -> bool {
+        matches!(self, Layer::Conv(_) | Layer::MaxPool(_) | Layer::Dense(_))
+    }
+}
+
+/// A planned stack: every layer's shapes and place in the flat parameter buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequential {
+    pub specs: Vec<LayerSpec>,
+    pub layers: Vec<Layer>,
+    /// (input, output) shape of every layer.
+    pub shapes: Vec<(Shape, Shape)>,
+    pub inputs: usize,
+    pub outputs: usize,
+    pub parameter_count: usize,
+    /// Where each layer reads its input (see [`Sequential::sources`]).
+    sources: Vec<Source>,
+    /// The buffer holding the logits after a pass.
+    logits_source: Source,
+}
+
+/// Per-pass buffers for a [`Sequential`].
+#[derive(Debug, Clone)]
+pub struct StackWorkspace {
+    pass_rows: usize,
+    /// Output of each layer that owns one (empty for in-place layers): [pass_rows, out_len].
+    outputs: Vec<Vec<f32>>,
+    /// im2col patches of each convolution: [pass_rows · out pixels, patch].
+    cols: Vec<Vec<f32>>,
+    /// Winning input of each pooling output.
+    argmax: Vec<Vec<u32>>,
+    /// Dropout masks, [pass_rows, len].
+    masks: Vec<Vec<f32>>,
+    /// The input of the first layer when it works in place (a copy, so inputs stay intact).
+    input_copy: Vec<f32>,
+    grad_output: Vec<f32>,
+    grad_input: Vec<f32>,
+    /// Scratch for a convolution's input gradient before col2im.
+    grad_col: Vec<f32>,
+    /// Logits of every row of the chunk: [capacity, outputs].
+    pub logits: Vec<f32>,
+}
+
+/// Where a layer reads its input from: the network input or an earlier layer's buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    Input,
+    InputCopy,
+    Layer(usize),
+}
+
+impl Sequential {
+    /// Plans `specs` on `input`-shaped examples ending in `outputs` classes; the error names the
+    /// layer that does not fit.
+    pub fn new(specs: &[LayerSpec], input: Shape, outputs: usize) -> Result<Self, String> {
+        let shapes = plan_shapes(specs, input, outputs)?;
+        let mut offset = 0;
+        let mut take = |len: usize| {
+            let range = offset..offset + len;
+            offset += len;
+            range
+        };
+        let layers = specs
+            .iter()
+            .zip(&shapes)
+            .map(|(spec, &(shape_in, shape_out))| match (*spec, shape_in) {
+                (
+                    LayerSpec::Conv { filters, kernel },
+                    Shape::Image {
+                        height,
+                        width,
+                        channels,
+                    },
+                ) => {
+                    let weights = take(kernel * kernel * channels * filters);
+                    let bias = take(filters);
+                    Layer::Conv(Conv2d {
+                        in_height: height,
+                        in_width: width,
+                        in_channels: channels,
+                        filters,
+                        kernel,
+                        weights,
+                        bias,
+                    })
+                }
+                (
+                    LayerSpec::MaxPool { size },
+                    Shape::Image {
+                        height,
+                        width,
+                        channels,
+                    },
+                ) => Layer::MaxPool(MaxPool {
+                    in_height: height,
+                    in_width: width,
+                    channels,
+                    size,
+                }),
+                (LayerSpec::Dense { units }, _) => {
+                    let inputs = shape_in.len();
+                    let weights = take(inputs * units);
+                    let bias = take(units);
+                    Layer::Dense(Dense {
+                        inputs,
+                        outputs: units,
+                        weights,
+                        bias,
+                    })
+                }
+                (LayerSpec::Relu, _) => Layer::Relu,
+                (LayerSpec::Dropout { rate }, _) => Layer::Dropout { rate },
+                // plan_shapes accepted it, so only flatten is left (conv and pool had images).
+                _ => {
+                    debug_assert_eq!(shape_out, Shape::Flat(shape_in.len()));
+                    Layer::Flatten
+                }
+            })
+            .collect();
+        let mut network = Sequential {
+            specs: specs.to_vec(),
+            layers,
+            shapes,
+            inputs: input.len(),
+            outputs,
+            parameter_count: offset,
+            sources: Vec::new(),
+            logits_source: Source::Input,
+        };
+        network.sources = network.sources();
+        let last = network.layers.len() - 1;
+        network.logits_source = if network.layers[last].owns_output() {
+            Source::Layer(last)
+        } else {
+            network.sources[last]
+        };
+        Ok(network)
+    }
+
+    /// Fresh parameters: Glorot-uniform weights and zero biases; the n-th layer with parameters
+    /// draws from init stream n (as the MLP does, so the MLP written as a stack starts the same).
+    pub fn initial_parameters(&self, seed: u64) -> Vec<f32> {
+        let mut params = vec![0.0; self.parameter_count];
+        let mut index = 0u64;
+        for layer in &self.layers {
+            match layer {
+                Layer::Conv(conv) => {
+                    conv.initialize(&mut params, &mut stream(seed, Stream::Init, index, 0))
+                }
+                Layer::Dense(dense) => {
+                    dense.initialize(&mut params, &mut stream(seed, Stream::Init, index, 0))
+                }
+                _ => continue,
+            }
+            index += 1;
+        }
+        params
+    }
+
+    /// Buffers for chunks of up to `capacity` rows.
+    pub fn workspace(&self, capacity: usize) -> StackWorkspace {
+        let pass_rows = capacity.clamp(1, ROWS_PER_PASS);
+        let out_len = |index: usize| self.shapes[index].1.len();
+        let per_layer =
+            |wanted: fn(&Layer) -> bool, len: &dyn Fn(usize) -> usize| -> Vec<Vec<f32>> {
+                self.layers
+                    .iter()
+                    .enumerate()
+                    .map(|(index, layer)| {
+                        if wanted(layer) {
+                            vec![0.0; pass_rows * len(index)]
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .collect()
+            };
+        let outputs = per_layer(Layer::owns_output, &out_len);
+        let cols = per_layer(
+            |layer| matches!(layer, Layer::Conv(_)),
+            &|index| match &self.layers[index] {
+                Layer::Conv(conv) => conv.out_pixels() * conv.patch_len(),
+                _ => 0,
+            },
+        );
+        let masks = per_layer(|layer| matches!(layer, Layer::Dropout { .. }), &out_len);
+        let argmax = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| match layer {
+                Layer::MaxPool(_) => vec![0u32; pass_rows * out_len(index)],
+                _ => Vec::new(),
+            })
+            .collect();
+        let max_len = self
+            .shapes
+            .iter()
+            .map(|&(shape_in, shape_out)| shape_in.len().max(shape_out.len()))
+            .max()
+            .unwrap_or(0);
+        let max_col = cols.iter().map(Vec::len).max().unwrap_or(0);
+        let input_copy = if self.layers[0].owns_output() {
+            Vec::new()
+        } else {
+            vec![0.0; pass_rows * self.inputs]
+        };
+        StackWorkspace {
+            pass_rows,
+            outputs,
+            cols,
+            argmax,
+            masks,
+            input_copy,
+            grad_output: vec![0.0; pass_rows * max_len],
+            grad_input: vec![0.0; pass_rows * max_len],
+            grad_col: vec![0.0; max_col],
+            logits: vec![0.0; capacity * self.outputs],
+        }
+    }
+
+    /// Where each layer reads its input, and where its output ends up.
+    fn sources(&self) -> Vec<Source> {
+        let mut current = Source::Input;
+        let mut sources = Vec::with_capacity(self.layers.len());
+        for (index, layer) in self.layers.iter().enumerate() {
+            if current == Source::Input && matches!(layer, Layer::Relu | Layer::Dropout { .. }) {
+                current = Source::InputCopy;
+            }
+            sources.push(current);
+            if layer.owns_output() {
+                current = Source::Layer(index);
+            }
+        }
+        sources
+    }
+
+    /// One pass forward over `rows` ≤ pass_rows rows of `input`; the logits end in the last
+    /// owning layer's buffer. Dropout is active when `dropout_rng` is given.
+    fn forward_pass(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        mut dropout_rng: Option<&mut Rng>,
+    ) {
+        let sources = &self.sources;
+        if !workspace.input_copy.is_empty() {
+            workspace.input_copy[..rows * self.inputs]
+                .copy_from_slice(&input[..rows * self.inputs]);
+        }
+        for (index, layer) in self.layers.iter().enumerate() {
+            let in_len = self.shapes[index].0.len();
+            let out_len = self.shapes[index].1.len();
+            if layer.owns_output() {
+                let (before, after) = workspace.outputs.split_at_mut(index);
+                let x: &[f32] = match sources[index] {
+                    Source::Input => &input[..rows * in_len],
+                    Source::InputCopy => &workspace.input_copy[..rows * in_len],
+                    Source::Layer(source) => &before[source][..rows * in_len],
+                };
+                let y = &mut after[0][..rows * out_len];
+                match layer {
+                    // x: [rows, h, w, c] -> y: [rows, h-k+1, w-k+1, filters]
+                    Layer::Conv(conv) => {
+                        conv.forward(params, x, rows, &mut workspace.cols[index], y)
+                    }
+                    // x: [rows, h, w, c] -> y: [rows, h/p, w/p, c]
+                    Layer::MaxPool(pool) => pool.forward(x, rows, y, &mut workspace.argmax[index]),
+                    // x: [rows, in] -> y: [rows, out]
+                    Layer::Dense(dense) => {
+                        dense.forward(params, view(x, rows, in_len), view_mut(y, rows, out_len))
+                    }
+                    _ => unreachable!("only owning layers here"),
+                }
+                continue;
+            }
+            let values: &mut [f32] = match sources[index] {
+                Source::Layer(source) => &mut workspace.outputs[source][..rows * out_len],
+                _ => &mut workspace.input_copy[..rows * out_len],
+            };
+            match layer {
+                Layer::Relu => relu_forward(values),
+                Layer::Dropout { rate } => {
+                    if let (Some(rng), true) = (dropout_rng.as_deref_mut(), *rate > 0.0) {
+                        dropout_forward(
+                            values,
+                            &mut workspace.masks[index][..rows * out_len],
+                            *rate,
+                            rng,
+                        );
+                    }
+                }
+                _ => {} // flatten: the NHWC buffer already is the flat vector
+            }
+        }
+    }
+
+    /// Backward over one pass from the logits' gradient in `workspace.grad_output`, adding (or,
+    /// with `accumulate` false, writing) the parameter gradients into `grads`.
+    fn backward_pass(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        grads: &mut [f32],
+        dropout: bool,
+        accumulate: bool,
+    ) {
+        let sources = &self.sources;
+        for (index, layer) in self.layers.iter().enumerate().rev() {
+            let in_len = self.shapes[index].0.len();
+            let out_len = self.shapes[index].1.len();
+            // Whether anything below still needs a gradient (layers with parameters below, or
+            // layers whose in-place step must still run).
+            let need_grad_x = index > 0;
+            let ws = &mut *workspace;
+            match layer {
+                Layer::Conv(conv) => {
+                    let grad_y = &ws.grad_output[..rows * out_len];
+                    let grad_x = if need_grad_x {
+                        Some((&mut ws.grad_input[..rows * in_len], &mut ws.grad_col[..]))
+                    } else {
+                        None
+                    };
+                    conv.backward(
+                        params,
+                        &ws.cols[index],
+                        grad_y,
+                        rows,
+                        grads,
+                        grad_x,
+                        accumulate,
+                    );
+                }
+                Layer::MaxPool(pool) => {
+                    pool.backward(
+                        &ws.grad_output[..rows * out_len],
+                        &ws.argmax[index],
+                        rows,
+                        &mut ws.grad_input[..rows * in_len],
+                    );
+                }
+                Layer::Dense(dense) => {
+                    let x: &[f32] = match sources[index] {
+                        Source::Input => &input[..rows * in_len],
+                        Source::InputCopy => &ws.input_copy[..rows * in_len],
+                        Source::Layer(source) => &ws.outputs[source][..rows * in_len],
+                    };
+                    let grad_y = view(&ws.grad_output[..rows * out_len], rows, out_len);
+                    let grad_x = need_grad_x
+                        .then(|| view_mut(&mut ws.grad_input[..rows * in_len], rows, in_len));
+                    dense.backward_into(
+                        params,
+                        view(x, rows, in_len),
+                        grad_y,
+                        grads,
+                        grad_x,
+                        accumulate,
+                    );
+                }
+                Layer::Relu => {
+                    let output: &[f32] = match sources[index] {
+                        Source::Layer(source) => &ws.outputs[source][..rows * out_len],
+                        _ => &ws.input_copy[..rows * out_len],
+                    };
+                    relu_backward(output, &mut ws.grad_output[..rows * out_len]);
+                    continue;
+                }
+                Layer::Dropout { .. } => {
+                    if dropout {
+                        dropout_backward(
+                            &ws.masks[index][..rows * out_len],
+                            &mut ws.grad_output[..rows * out_len],
+                        );
+                    }
+                    continue;
+                }
+                Layer::Flatten => continue,
+            }
+            std::mem::swap(&mut workspace.grad_output, &mut workspace.grad_input);
+        }
+    }
+
+    /// Copies a pass's logits to rows `start..start + count` of `workspace.logits`.
+    fn copy_logits(&self, workspace: &mut StackWorkspace, start: usize, count: usize) {
+        let len = count * self.outputs;
+        let pass_logits = match self.logits_source {
+            Source::Layer(index) => &workspace.outputs[index][..len],
+            _ => &workspace.input_copy[..len],
+        };
+        workspace.logits[start * self.outputs..start * self.outputs + len]
+            .copy_from_slice(pass_logits);
+    }
+
+    /// Inference on `rows` rows of `input` ([rows, inputs]); logits land in `workspace.logits`.
+    pub fn forward(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        mut dropout_rng: Option<&mut Rng>,
+    ) {
+        let pass_rows = workspace.pass_rows;
+        for start in (0..rows).step_by(pass_rows) {
+            let count = pass_rows.min(rows - start);
+            let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
+            self.forward_pass(
+                params,
+                pass_input,
+                workspace,
+                count,
+                dropout_rng.as_deref_mut(),
+            );
+            self.copy_logits(workspace, start, count);
+        }
+    }
+
+    /// Forward with dropout, loss and backward on `rows` rows, pass by pass. Gradients of
+    /// `grad_scale · Σ loss` are added into `grads` (written, when `accumulate` is false).
+    /// Returns (loss sum, correct).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_chunk(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        labels: &[u8],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        grad_scale: f32,
+        dropout_rng: &mut Rng,
+        grads: &mut [f32],
+        accumulate: bool,
+    ) -> (f64, usize) {
+        let dropout = self
+            .layers
+            .iter()
+            .any(|layer| matches!(layer, Layer::Dropout { rate } if *rate > 0.0));
+        let pass_rows = workspace.pass_rows;
+        let (mut loss_sum, mut correct) = (0.0, 0);
+        for start in (0..rows).step_by(pass_rows) {
+            let count = pass_rows.min(rows - start);
+            let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
+            self.forward_pass(params, pass_input, workspace, count, Some(dropout_rng));
+            self.copy_logits(workspace, start, count);
+            let (pass_loss, pass_correct) = softmax_cross_entropy(
+                &workspace.logits[start * self.outputs..(start + count) * self.outputs],
+                &labels[start..start + count],
+                self.outputs,
+                grad_scale,
+                Some(&mut workspace.grad_output[..count * self.outputs]),
+            );
+            loss_sum += pass_loss;
+            correct += pass_correct;
+            self.backward_pass(
+                params,
+                pass_input,
+                workspace,
+                count,
+                grads,
+                dropout,
+                accumulate || start > 0,
+            );
+        }
+        (loss_sum, correct)
+    }
+}
+
+fn view(slice: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols), slice).expect("buffer sized for the shape")
+}
+
+fn view_mut(slice: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), slice).expect("buffer sized for the shape")
+}
