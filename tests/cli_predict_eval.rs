@@ -5,15 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use assert_cmd::Command;
+use crate::support::mnist_train;
 use image::imageops::FilterType;
 use image::{GrayImage, Luma};
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
 use serde_json::Value;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary built")
-}
 
 fn data_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data"))
@@ -422,10 +418,9 @@ fn color_flag_forces_or_suppresses_grey_levels() {
 /// Runs `predict --show` on a pseudo-terminal (util-linux `script`) so that `--color auto` sees a
 /// terminal; returns None where `script` is not installed.
 fn predict_show_on_a_terminal(env: &[(&str, &str)], remove_no_color: bool) -> Option<String> {
-    let binary = assert_cmd::cargo::cargo_bin("mnist-train");
     let command = format!(
         "{} predict -m {} --index 0 --show",
-        binary.display(),
+        crate::support::BINARY,
         trained_model().display()
     );
     let mut script = std::process::Command::new("script");
