@@ -143,15 +143,11 @@ fn max_pool_backward_matches_finite_differences_without_ties() {
     let r = random_values(rows * pool.out_len(), 21);
     let loss = |x: &[f32]| -> f64 {
         let mut y = vec![0.0; rows * pool.out_len()];
-        let mut argmax = vec![0; y.len()];
-        pool.forward(x, rows, &mut y, &mut argmax);
+        pool.forward(x, rows, &mut y);
         dot(&y, &r)
     };
-    let mut y = vec![0.0; rows * pool.out_len()];
-    let mut argmax = vec![0; y.len()];
-    pool.forward(&x, rows, &mut y, &mut argmax);
     let mut grad_x = vec![5.0; x.len()];
-    pool.backward(&r, &argmax, rows, &mut grad_x);
+    pool.backward(&x, &r, rows, &mut grad_x);
     for index in 0..x.len() {
         let numeric = central_difference(&mut x, index, 1e-3, &mut |x| loss(x));
         assert_close(grad_x[index] as f64, numeric, &format!("input {index}"));
@@ -176,14 +172,13 @@ fn max_pool_ties_send_the_whole_gradient_to_the_first_maximum() {
         size: 2,
     };
     let mut y = [0.0; 4];
-    let mut argmax = [0u32; 4];
-    pool.forward(&x, 1, &mut y, &mut argmax);
+    pool.forward(&x, 1, &mut y);
     assert_eq!(y, [2.0, 3.0, 4.0, 1.0]);
     // First maximum in window order (row by row): indices into the 4×4 image.
-    assert_eq!(argmax, [1, 2, 8, 10]);
+    let first_maximum = [1, 2, 8, 10];
     let r = [0.5, -1.0, 2.0, 3.0];
     let mut grad_x = vec![0.0; 16];
-    pool.backward(&r, &argmax, 1, &mut grad_x);
+    pool.backward(&x, &r, 1, &mut grad_x);
     // Raising every tied input together raises the window's maximum one for one, so the
     // directional derivative along the tie is r: the gradient routed to the first maximum gives
     // exactly that, and nothing goes anywhere else.
@@ -205,12 +200,12 @@ fn max_pool_ties_send_the_whole_gradient_to_the_first_maximum() {
             raised[i] += step;
         }
         let mut y_raised = [0.0; 4];
-        pool.forward(&raised, 1, &mut y_raised, &mut [0u32; 4]);
+        pool.forward(&raised, 1, &mut y_raised);
         let directional = (dot(&y_raised, &r) - dot(&y, &r)) / step as f64;
         let routed: f64 = tied.iter().map(|&i| grad_x[i] as f64).sum();
         assert_close(routed, directional, &format!("window {window}"));
         for &i in *members {
-            let expected = if i == argmax[window] as usize {
+            let expected = if i == first_maximum[window] {
                 r[window]
             } else {
                 0.0

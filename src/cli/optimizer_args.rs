@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use crate::error::{Error, Result};
 use crate::optim::schedule::{LrSchedule, ScheduleKind, Warmup};
 use crate::optim::OptimizerConfig;
-use crate::train::TrainConfig;
+use crate::train::{Recipe, TrainConfig};
 
 pub const DEFAULT_MOMENTUM: f32 = 0.9;
 pub const DEFAULT_BETA1: f32 = 0.9;
@@ -22,7 +22,7 @@ pub struct OptimizerArgs {
     /// Update rule
     #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
     pub optimizer: OptimizerName,
-    /// Step size [default: 0.001 for adam and rmsprop, 0.01 for sgd, momentum and nesterov]
+    /// Step size [default: 0.001 for adam (0.002 with --arch cnn or --layers) and rmsprop, 0.01 for sgd, momentum and nesterov]
     #[arg(long, value_name = "LR", allow_hyphen_values = true)]
     pub learning_rate: Option<f32>,
     /// Momentum coefficient, for momentum and nesterov [default: 0.9]
@@ -44,9 +44,9 @@ pub struct OptimizerArgs {
     #[arg(long, value_name = "WD", allow_hyphen_values = true)]
     pub weight_decay: Option<f32>,
 
-    /// How the learning rate changes during training (computed before every step)
-    #[arg(long, value_enum, default_value_t = ScheduleName::Constant, help_heading = "Learning-rate schedule")]
-    pub lr_schedule: ScheduleName,
+    /// How the learning rate changes during training (computed before every step) [default: constant; cosine with --arch cnn or --layers]
+    #[arg(long, value_enum, help_heading = "Learning-rate schedule")]
+    pub lr_schedule: Option<ScheduleName>,
     /// step: epochs between decays [default: 2]
     #[arg(long, value_name = "EPOCHS", help_heading = "Learning-rate schedule")]
     pub lr_step_size: Option<usize>,
@@ -108,8 +108,8 @@ pub enum ScheduleName {
 
 impl OptimizerArgs {
     /// Checks the values and their combinations; returns the optimizer, the base learning rate
-    /// and the schedule. Errors name the option.
-    pub fn resolve(&self) -> Result<(OptimizerConfig, f32, LrSchedule)> {
+    /// and the schedule, taking `recipe`'s defaults where no option is given. Errors name the option.
+    pub fn resolve(&self, recipe: &Recipe) -> Result<(OptimizerConfig, f32, LrSchedule)> {
         let name = self.optimizer;
         let given = |option: &str, value: Option<f32>, allowed: &[OptimizerName]| {
             if value.is_some() && !allowed.contains(&name) {
@@ -152,14 +152,20 @@ impl OptimizerArgs {
         };
         let learning_rate = positive(
             "--learning-rate",
-            self.learning_rate
-                .unwrap_or_else(|| config.default_learning_rate()),
+            self.learning_rate.unwrap_or_else(|| match config {
+                OptimizerConfig::Adam { .. } => recipe.adam_learning_rate,
+                _ => config.default_learning_rate(),
+            }),
         )?;
-        Ok((config, learning_rate, self.schedule(learning_rate)?))
+        Ok((config, learning_rate, self.schedule(learning_rate, recipe)?))
     }
 
-    fn schedule(&self, learning_rate: f32) -> Result<LrSchedule> {
-        let schedule = self.lr_schedule;
+    fn schedule(&self, learning_rate: f32, recipe: &Recipe) -> Result<LrSchedule> {
+        let schedule = self.lr_schedule.unwrap_or(if recipe.cosine_schedule {
+            ScheduleName::Cosine
+        } else {
+            ScheduleName::Constant
+        });
         let only_for = |option: &str, given: bool, allowed: &[ScheduleName]| {
             if given && !allowed.contains(&schedule) {
                 let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::cli::optimizer_args::{describe_optimizer, OptimizerArgs};
 use crate::cli::performance::PerformanceArgs;
@@ -14,31 +14,93 @@ use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::data::{load_train_and_test, DatasetKind};
 use crate::error::{Error, Result};
 use crate::model_file::{Model, Normalization};
-use crate::nn::Architecture;
-use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Validation};
+use crate::nn::layer_spec::{parse_layers, LayerSpec};
+use crate::nn::{Architecture, Mlp};
+use crate::train::{evaluate, BatchSize, Progress, Recipe, TrainConfig, Validation};
+
+/// `--arch`: the named networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchName {
+    /// The Keras tutorial's MLP, shaped by --hidden and --dropout (flatten,dense128,relu,dropout0.2,dense10)
+    Mlp,
+    /// Keras' mnist_convnet (conv32x3,relu,pool2,conv64x3,relu,pool2,flatten,dropout0.5,dense10)
+    Cnn,
+}
+
+/// A `--layers` value: the parsed stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerList(pub Vec<LayerSpec>);
+
+fn parse_layer_list(value: &str) -> std::result::Result<LayerList, String> {
+    parse_layers(value).map(LayerList)
+}
+
+/// The network `--arch`/`--layers`/`--hidden`/`--dropout` ask for; errors name the option.
+pub fn resolve_architecture(
+    arch: ArchName,
+    layers: Option<&LayerList>,
+    hidden: Option<&[usize]>,
+    dropout: Option<f32>,
+) -> Result<Architecture> {
+    let stack = match (arch, layers) {
+        (_, Some(LayerList(layers))) => Some(("--layers", Architecture::stack(layers.clone()))),
+        (ArchName::Cnn, None) => Some(("--arch", Architecture::cnn())),
+        (ArchName::Mlp, None) => None,
+    };
+    if let Some((option, architecture)) = stack {
+        if hidden.is_some() {
+            return Err(Error::config(
+                "--hidden",
+                format!("applies only to --arch mlp, not with {option}"),
+            ));
+        }
+        if dropout.is_some() {
+            return Err(Error::config("--dropout", format!("applies only to --arch mlp, not with {option} (put a dropout layer in --layers)")));
+        }
+        Mlp::try_new(architecture.clone()).map_err(|message| Error::config(option, message))?;
+        return Ok(architecture);
+    }
+    let dropout = dropout.unwrap_or(Architecture::tutorial().dropout);
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(Error::config("--dropout", "must be in [0, 1)"));
+    }
+    let hidden = hidden.map_or_else(|| Architecture::tutorial().hidden, <[usize]>::to_vec);
+    if hidden.is_empty() || hidden.iter().any(|&w| w == 0 || w > 65536) {
+        return Err(Error::config(
+            "--hidden",
+            "every hidden layer width must be between 1 and 65536",
+        ));
+    }
+    Ok(Architecture {
+        hidden,
+        dropout,
+        ..Architecture::tutorial()
+    })
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// Passes over the training set
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
-    pub epochs: usize,
-    /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD)
-    #[arg(long, default_value = "32", value_parser = parse_batch_size, allow_negative_numbers = true)]
-    pub batch_size: BatchSize,
+    /// Passes over the training set [default: 5; 8 with --arch cnn or --layers]
+    #[arg(long, allow_negative_numbers = true)]
+    pub epochs: Option<usize>,
+    /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD) [default: 32; 64 with --arch cnn or --layers]
+    #[arg(long, value_parser = parse_batch_size, allow_negative_numbers = true)]
+    pub batch_size: Option<BatchSize>,
     /// Seed for initialization, shuffling and dropout; the same seed gives the same model
     #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     pub seed: u64,
-    /// Widths of the hidden layers, comma-separated (e.g. 256,128)
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "128",
-        allow_negative_numbers = true
-    )]
-    pub hidden: Vec<usize>,
-    /// Dropout rate after each hidden layer, in [0, 1)
-    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
-    pub dropout: f32,
+    /// The network: the tutorial MLP or Keras' convnet (README: "Convolutional network")
+    #[arg(long, value_enum, default_value_t = ArchName::Mlp)]
+    pub arch: ArchName,
+    /// Any sequential stack instead, e.g. conv32x3,relu,pool2,flatten,dense10 (layers: convFxK, relu, poolP, flatten, dropoutR, denseN)
+    #[arg(long, value_name = "SPEC", value_parser = parse_layer_list, conflicts_with = "arch")]
+    pub layers: Option<LayerList>,
+    /// Widths of the MLP's hidden layers, comma-separated (e.g. 256,128) [default: 128]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub hidden: Option<Vec<usize>>,
+    /// Dropout rate after each of the MLP's hidden layers, in [0, 1) [default: 0.2]
+    #[arg(long, allow_negative_numbers = true)]
+    pub dropout: Option<f32>,
     /// Train on the first N training images only (quick tries and tests)
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<usize>,
@@ -94,20 +156,19 @@ pub struct TrainJob {
 impl TrainArgs {
     /// Checks every option and builds the job; errors name the option.
     pub fn validate(&self) -> Result<TrainJob> {
-        if self.epochs == 0 {
+        let architecture = resolve_architecture(
+            self.arch,
+            self.layers.as_ref(),
+            self.hidden.as_deref(),
+            self.dropout,
+        )?;
+        let recipe = Recipe::for_architecture(&architecture);
+        let epochs = self.epochs.unwrap_or(recipe.epochs);
+        if epochs == 0 {
             return Err(Error::config("--epochs", "must be at least 1"));
         }
-        let (optimizer, learning_rate, schedule) = self.optimizer.resolve()?;
+        let (optimizer, learning_rate, schedule) = self.optimizer.resolve(&recipe)?;
         let validation = self.validation.resolve()?;
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::config("--dropout", "must be in [0, 1)"));
-        }
-        if self.hidden.is_empty() || self.hidden.iter().any(|&w| w == 0 || w > 65536) {
-            return Err(Error::config(
-                "--hidden",
-                "every hidden layer width must be between 1 and 65536",
-            ));
-        }
         if self.limit == Some(0) {
             return Err(Error::config("--limit", "must be at least 1"));
         }
@@ -115,19 +176,14 @@ impl TrainArgs {
             return Err(Error::config("--test-batch-size", "must be at least 1"));
         }
         let dataset = DatasetKind::from(self.dataset);
-        let architecture = Architecture {
-            hidden: self.hidden.clone(),
-            dropout: self.dropout,
-            ..Architecture::tutorial()
-        };
         Ok(TrainJob {
             config: TrainConfig {
                 architecture,
                 optimizer,
                 learning_rate,
                 schedule,
-                epochs: self.epochs,
-                batch_size: self.batch_size,
+                epochs,
+                batch_size: self.batch_size.unwrap_or(recipe.batch_size),
                 seed: self.seed,
             },
             dataset,

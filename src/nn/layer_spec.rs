@@ -10,7 +10,7 @@
 //! | `dropout<R>` | inverted dropout with rate R in [0, 1)                      | `dropout0.5`|
 //! | `dense<N>`   | fully connected, N outputs                                  | `dense10`   |
 //!
-//! The `--arch` presets are named specs ([`preset`]).
+//! The `--arch` presets are named specs: [`CNN_SPEC`] and [`mlp_layers`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -164,15 +164,6 @@ pub fn parse_layers(spec: &str) -> Result<Vec<LayerSpec>, String> {
 pub fn format_layers(layers: &[LayerSpec]) -> String {
     let names: Vec<String> = layers.iter().map(LayerSpec::to_string).collect();
     names.join(",")
-}
-
-/// The `--arch` presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// The Keras tutorial MLP (with `--hidden`/`--dropout`): `flatten,dense128,relu,dropout0.2,dense10`.
-    Mlp,
-    /// Keras' `mnist_convnet` (34,826 parameters).
-    Cnn,
 }
 
 /// Keras' `mnist_convnet` as a spec.

@@ -1,9 +1,10 @@
 //! Max-pooling over non-overlapping `size × size` windows (stride = size), channels-last.
 //!
 //! A leftover row or column that does not fill a window is dropped (as Keras and PyTorch do).
-//! Ties go to the first maximum in window order (row by row, left to right): forward records
-//! that position and backward routes the whole gradient to it, so the gradient is the exact
-//! derivative wherever the maximum is unique and a fixed, documented choice where it is not.
+//! Ties go to the first maximum in window order (row by row, left to right): backward finds it
+//! again from the forward input and output and routes the whole gradient to it, so the gradient
+//! is the exact derivative wherever the maximum is unique and a fixed, documented choice where it
+//! is not. (Nothing is stored per output: forward is a plain vectorized max.)
 
 /// One pooling layer's shapes.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,57 +32,79 @@ impl MaxPool {
         self.out_height() * self.out_width() * self.channels
     }
 
-    /// x: [rows, in_h, in_w, c] -> y: [rows, in_h / size, in_w / size, c]; `argmax` receives,
-    /// per output value, the index within its example of the input it came from.
-    pub fn forward(&self, x: &[f32], rows: usize, y: &mut [f32], argmax: &mut [u32]) {
+    /// Start of each input pixel's channel vector in window (oy, ox), in window order.
+    fn window(&self, oy: usize, ox: usize) -> impl Iterator<Item = usize> + '_ {
         let (c, size) = (self.channels, self.size);
-        let (out_h, out_w) = (self.out_height(), self.out_width());
-        let out_len = self.out_len();
-        for ((image, y), argmax) in x[..rows * self.in_len()]
+        (0..size).flat_map(move |dy| {
+            (0..size).map(move |dx| ((oy * size + dy) * self.in_width + ox * size + dx) * c)
+        })
+    }
+
+    /// Per channel, the maximum over window (oy, ox) of `image`.
+    fn window_max(&self, image: &[f32], oy: usize, ox: usize, best: &mut [f32]) {
+        let c = self.channels;
+        best.fill(f32::NEG_INFINITY);
+        for start in self.window(oy, ox) {
+            // A select, not a branch, so the loop over channels vectorizes.
+            for (b, &value) in best.iter_mut().zip(&image[start..start + c]) {
+                *b = if value > *b { value } else { *b };
+            }
+        }
+    }
+
+    /// x: [rows, in_h, in_w, c] -> y: [rows, in_h / size, in_w / size, c]
+    pub fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        let (c, out_len) = (self.channels, self.out_len());
+        for (image, y) in x[..rows * self.in_len()]
             .chunks_exact(self.in_len())
             .zip(y[..rows * out_len].chunks_exact_mut(out_len))
-            .zip(argmax[..rows * out_len].chunks_exact_mut(out_len))
         {
-            for oy in 0..out_h {
-                for ox in 0..out_w {
-                    let out = (oy * out_w + ox) * c;
-                    let best = &mut y[out..out + c];
-                    let best_at = &mut argmax[out..out + c];
-                    let first = (oy * size * self.in_width + ox * size) * c;
-                    best.copy_from_slice(&image[first..first + c]);
-                    for (slot, at) in best_at.iter_mut().enumerate() {
-                        *at = (first + slot) as u32;
-                    }
-                    for dy in 0..size {
-                        for dx in 0..size {
-                            let start = ((oy * size + dy) * self.in_width + ox * size + dx) * c;
-                            for (slot, &value) in image[start..start + c].iter().enumerate() {
-                                // Strictly greater: a later equal value does not take over.
-                                if value > best[slot] {
-                                    best[slot] = value;
-                                    best_at[slot] = (start + slot) as u32;
-                                }
-                            }
-                        }
-                    }
+            for oy in 0..self.out_height() {
+                for ox in 0..self.out_width() {
+                    let out = (oy * self.out_width() + ox) * c;
+                    self.window_max(image, oy, ox, &mut y[out..out + c]);
                 }
             }
         }
     }
 
     /// grad_y: [rows, out_h, out_w, c] -> grad_x: [rows, in_h, in_w, c], each gradient sent to
-    /// the input that won its window (all other inputs get 0).
-    pub fn backward(&self, grad_y: &[f32], argmax: &[u32], rows: usize, grad_x: &mut [f32]) {
-        let out_len = self.out_len();
-        let grad_x = &mut grad_x[..rows * self.in_len()];
+    /// the first input of its window (in window order) that equals the window's maximum;
+    /// every other input gets 0. `x` is the forward pass's input (the maxima are recomputed
+    /// from it, so a layer working in place on the output cannot disturb them).
+    pub fn backward(&self, x: &[f32], grad_y: &[f32], rows: usize, grad_x: &mut [f32]) {
+        let (c, in_len, out_len) = (self.channels, self.in_len(), self.out_len());
+        let grad_x = &mut grad_x[..rows * in_len];
         grad_x.fill(0.0);
-        for ((grad_x, grad_y), argmax) in grad_x
-            .chunks_exact_mut(self.in_len())
+        let mut best = vec![0.0f32; c];
+        // Per channel: 1 while the window's gradient is still unclaimed, then 0.
+        let mut unclaimed = vec![0.0f32; c];
+        for ((image, grad_x), grad_y) in x[..rows * in_len]
+            .chunks_exact(in_len)
+            .zip(grad_x.chunks_exact_mut(in_len))
             .zip(grad_y[..rows * out_len].chunks_exact(out_len))
-            .zip(argmax[..rows * out_len].chunks_exact(out_len))
         {
-            for (&g, &at) in grad_y.iter().zip(argmax) {
-                grad_x[at as usize] += g;
+            for oy in 0..self.out_height() {
+                for ox in 0..self.out_width() {
+                    let out = (oy * self.out_width() + ox) * c;
+                    self.window_max(image, oy, ox, &mut best);
+                    unclaimed.fill(1.0);
+                    for start in self.window(oy, ox) {
+                        for ((((target, &value), &best), &g), flag) in grad_x[start..start + c]
+                            .iter_mut()
+                            .zip(&image[start..start + c])
+                            .zip(&best)
+                            .zip(&grad_y[out..out + c])
+                            .zip(unclaimed.iter_mut())
+                        {
+                            // 1 for the first input equal to the maximum, else 0 (no
+                            // branches, so the loop vectorizes).
+                            let wins = if value == best { *flag } else { 0.0 };
+                            *target = g * wins;
+                            *flag -= wins;
+                        }
+                    }
+                }
             }
         }
     }
@@ -103,11 +126,15 @@ mod tests {
             size: 2,
         };
         let mut y = [0.0; 2];
-        let mut argmax = [0u32; 2];
-        pool.forward(&x, 1, &mut y, &mut argmax);
+        pool.forward(&x, 1, &mut y);
         assert_eq!(y, [5.0, -1.0]);
-        // Input index = (row * 3 + col) * 2 + channel.
-        assert_eq!(argmax, [(1 * 2) as u32, 1]);
+        let mut grad_x = [9.0; 18];
+        pool.backward(&x, &[1.0, 2.0], 1, &mut grad_x);
+        // Input index = (row * 3 + col) * 2 + channel: 5 is at (0, 1), -1 at (0, 0).
+        let mut expected = [0.0; 18];
+        expected[2] = 1.0;
+        expected[1] = 2.0;
+        assert_eq!(grad_x, expected);
     }
 
     #[test]
@@ -118,12 +145,12 @@ mod tests {
             channels: 1,
             size: 2,
         };
+        let x = [0.5, 2.0, 2.0, 2.0];
         let mut y = [0.0];
-        let mut argmax = [0u32];
-        pool.forward(&[0.5, 2.0, 2.0, 2.0], 1, &mut y, &mut argmax);
-        assert_eq!((y[0], argmax[0]), (2.0, 1));
+        pool.forward(&x, 1, &mut y);
+        assert_eq!(y[0], 2.0);
         let mut grad_x = [9.0; 4];
-        pool.backward(&[3.0], &argmax, 1, &mut grad_x);
+        pool.backward(&x, &[3.0], 1, &mut grad_x);
         assert_eq!(grad_x, [0.0, 3.0, 0.0, 0.0]);
     }
 }

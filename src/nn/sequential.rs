@@ -64,8 +64,6 @@ pub struct StackWorkspace {
     outputs: Vec<Vec<f32>>,
     /// im2col patches of each convolution: [pass_rows · out pixels, patch].
     cols: Vec<Vec<f32>>,
-    /// Winning input of each pooling output.
-    argmax: Vec<Vec<u32>>,
     /// Dropout masks, [pass_rows, len].
     masks: Vec<Vec<f32>>,
     /// The input of the first layer when it works in place (a copy, so inputs stay intact).
@@ -221,15 +219,6 @@ impl Sequential {
             },
         );
         let masks = per_layer(|layer| matches!(layer, Layer::Dropout { .. }), &out_len);
-        let argmax = self
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(index, layer)| match layer {
-                Layer::MaxPool(_) => vec![0u32; pass_rows * out_len(index)],
-                _ => Vec::new(),
-            })
-            .collect();
         let max_len = self
             .shapes
             .iter()
@@ -246,7 +235,6 @@ impl Sequential {
             pass_rows,
             outputs,
             cols,
-            argmax,
             masks,
             input_copy,
             grad_output: vec![0.0; pass_rows * max_len],
@@ -304,7 +292,7 @@ impl Sequential {
                         conv.forward(params, x, rows, &mut workspace.cols[index], y)
                     }
                     // x: [rows, h, w, c] -> y: [rows, h/p, w/p, c]
-                    Layer::MaxPool(pool) => pool.forward(x, rows, y, &mut workspace.argmax[index]),
+                    Layer::MaxPool(pool) => pool.forward(x, rows, y),
                     // x: [rows, in] -> y: [rows, out]
                     Layer::Dense(dense) => {
                         dense.forward(params, view(x, rows, in_len), view_mut(y, rows, out_len))
@@ -373,9 +361,14 @@ impl Sequential {
                     );
                 }
                 Layer::MaxPool(pool) => {
+                    let x: &[f32] = match sources[index] {
+                        Source::Input => &input[..rows * in_len],
+                        Source::InputCopy => &ws.input_copy[..rows * in_len],
+                        Source::Layer(source) => &ws.outputs[source][..rows * in_len],
+                    };
                     pool.backward(
+                        x,
                         &ws.grad_output[..rows * out_len],
-                        &ws.argmax[index],
                         rows,
                         &mut ws.grad_input[..rows * in_len],
                     );

@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod interrupt;
 pub mod metrics;
 pub mod progress;
+pub mod recipe;
 pub mod step;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use crate::optim::{Optimizer, OptimizerConfig};
 pub use evaluate::evaluate;
 pub use metrics::{EpochRecord, Evaluation};
 pub use progress::{Progress, ProgressMode};
+pub use recipe::Recipe;
 use step::StepEngine;
 
 /// Examples per optimization step.
