@@ -16,6 +16,14 @@
 //! `[out_features, in_features]` and computes `x · Wᵀ + b`; we store `[in, out]` and compute
 //! `x · W + b`, hence the transpose. All tensors are F32, little-endian.
 //!
+//! A layer stack (`--arch cnn`, `--layers`) is exported as the `nn.Sequential` with one module
+//! per layer (Conv2d, ReLU, MaxPool2d, Flatten, Dropout, Linear), so tensor keys are the layer's
+//! position in the list: for the CNN `0.weight` [32, 1, 3, 3], `3.weight` [64, 32, 3, 3] and
+//! `8.weight` [10, 1600]. Our kernels are `[k, k, in, out]` and our activations channels-last,
+//! PyTorch's `[out, in, k, k]` and channels-first, so convolution kernels are permuted, and the
+//! first Linear after a Flatten has its input columns reordered from (y, x, c) to (c, y, x).
+//! [`stack_layout`] states that mapping once; export gathers through it and import scatters back.
+//!
 //! `__metadata__` (string values, as the format requires) records `format: "pt"`, `producer`,
 //! `architecture` (our JSON), `normalization` (JSON), `dataset`, `class_names` (JSON array) and
 //! `pytorch_module` (the `nn.Sequential(...)` expression that loads it). Import uses them when
@@ -30,6 +38,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::model_file::{validate_architecture, write_atomic, Model, Normalization};
+use crate::nn::layer_spec::Shape;
+use crate::nn::sequential::Layer;
 use crate::nn::Architecture;
 
 /// Files larger than this are refused before reading (far above any MLP we train).
@@ -42,6 +52,24 @@ pub fn sequential_index(layer: usize) -> usize {
 
 /// The PyTorch expression whose `load_state_dict` accepts the exported tensors.
 pub fn pytorch_module(architecture: &Architecture) -> String {
+    if let Some(Ok(stack)) = architecture.sequential() {
+        let modules: Vec<String> = stack
+            .layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Conv(conv) => format!(
+                    "nn.Conv2d({}, {}, {})",
+                    conv.in_channels, conv.filters, conv.kernel
+                ),
+                Layer::Relu => "nn.ReLU()".to_string(),
+                Layer::MaxPool(pool) => format!("nn.MaxPool2d({})", pool.size),
+                Layer::Flatten => "nn.Flatten()".to_string(),
+                Layer::Dropout { rate } => format!("nn.Dropout({rate})"),
+                Layer::Dense(dense) => format!("nn.Linear({}, {})", dense.inputs, dense.outputs),
+            })
+            .collect();
+        return format!("nn.Sequential({})", modules.join(", "));
+    }
     let widths = architecture.widths();
     let mut modules = vec!["nn.Flatten()".to_string()];
     for (index, pair) in widths.windows(2).enumerate() {
@@ -54,8 +82,160 @@ pub fn pytorch_module(architecture: &Architecture) -> String {
     format!("nn.Sequential({})", modules.join(", "))
 }
 
-/// The safetensors bytes of `model`.
-pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
+/// One exported tensor of a layer stack: its key, its PyTorch shape, and for each of its values
+/// (in PyTorch's row-major order) the index of that value in our flat parameter buffer.
+pub struct StackTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub source: Vec<usize>,
+}
+
+/// The PyTorch layout of a stack's parameters (see the module documentation).
+pub fn stack_layout(architecture: &Architecture) -> std::result::Result<Vec<StackTensor>, String> {
+    let stack = architecture
+        .sequential()
+        .ok_or("the architecture is not a layer stack")??;
+    let mut tensors = Vec::new();
+    for (index, layer) in stack.layers.iter().enumerate() {
+        let (shape, source, bias) = match layer {
+            Layer::Conv(conv) => {
+                let (k, channels, filters) = (conv.kernel, conv.in_channels, conv.filters);
+                let mut source = Vec::with_capacity(conv.weights.len());
+                // PyTorch [out, in, ky, kx] ← ours [ky, kx, in, out].
+                for out in 0..filters {
+                    for channel in 0..channels {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                source.push(
+                                    conv.weights.start
+                                        + ((ky * k + kx) * channels + channel) * filters
+                                        + out,
+                                );
+                            }
+                        }
+                    }
+                }
+                (vec![filters, channels, k, k], source, conv.bias.clone())
+            }
+            Layer::Dense(dense) => {
+                // Input column j in PyTorch's flatten order → our row (channels-last).
+                let row_of: Box<dyn Fn(usize) -> usize> =
+                    match flattened_image(&stack.layers, &stack.shapes, index) {
+                        Some((height, width, channels)) => Box::new(move |j| {
+                            let (channel, pixel) = (j / (height * width), j % (height * width));
+                            pixel * channels + channel
+                        }),
+                        None => Box::new(|j| j),
+                    };
+                let mut source = Vec::with_capacity(dense.weights.len());
+                // PyTorch [out, in] ← ours [in, out].
+                for out in 0..dense.outputs {
+                    for j in 0..dense.inputs {
+                        source.push(dense.weights.start + row_of(j) * dense.outputs + out);
+                    }
+                }
+                (
+                    vec![dense.outputs, dense.inputs],
+                    source,
+                    dense.bias.clone(),
+                )
+            }
+            _ => continue,
+        };
+        tensors.push(StackTensor {
+            name: format!("{index}.weight"),
+            shape,
+            source,
+        });
+        tensors.push(StackTensor {
+            name: format!("{index}.bias"),
+            shape: vec![bias.len()],
+            source: bias.collect(),
+        });
+    }
+    Ok(tensors)
+}
+
+/// The image (height, width, channels) flattened into the input of layer `index`, if its input
+/// comes from a Flatten of an image through only element-wise layers.
+fn flattened_image(
+    layers: &[Layer],
+    shapes: &[(Shape, Shape)],
+    index: usize,
+) -> Option<(usize, usize, usize)> {
+    for below in (0..index).rev() {
+        match (&layers[below], shapes[below].0) {
+            (Layer::Relu | Layer::Dropout { .. }, _) => continue,
+            (
+                Layer::Flatten,
+                Shape::Image {
+                    height,
+                    width,
+                    channels,
+                },
+            ) => return Some((height, width, channels)),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A stack's tensors in PyTorch's layout: (key, shape, little-endian F32 bytes).
+fn export_stack(model: &Model) -> Result<Vec<(String, Vec<usize>, Vec<u8>)>> {
+    let layout = stack_layout(&model.architecture)
+        .map_err(|message| Error::model("<safetensors export>", message))?;
+    Ok(layout
+        .into_iter()
+        .map(|tensor| {
+            let bytes = tensor
+                .source
+                .iter()
+                .flat_map(|&at| model.parameters[at].to_le_bytes())
+                .collect();
+            (tensor.name, tensor.shape, bytes)
+        })
+        .collect())
+}
+
+/// A stack's tensors back into our flat buffer, with the architecture from the metadata.
+fn import_stack(
+    tensors: &SafeTensors<'_>,
+    info: &HashMap<String, String>,
+) -> std::result::Result<(Architecture, Vec<f32>), String> {
+    let text = info
+        .get("architecture")
+        .ok_or("architecture metadata is missing")?;
+    let architecture = serde_json::from_str::<Architecture>(text)
+        .map_err(|error| format!("invalid architecture metadata: {error}"))?;
+    validate_architecture(Path::new(""), &architecture)
+        .map_err(|error| error.to_string().trim_start_matches(": ").to_string())?;
+    let layout = stack_layout(&architecture)?;
+    if tensors.len() != layout.len() {
+        return Err(format!(
+            "holds {} tensors but the architecture {} has {}",
+            tensors.len(),
+            architecture.widths_label(),
+            layout.len()
+        ));
+    }
+    let mut parameters = vec![0.0; architecture.parameter_count()];
+    for tensor in layout {
+        let (values, shape) = f32_tensor(tensors, &tensor.name, tensor.shape.len())?;
+        if shape != tensor.shape {
+            return Err(format!(
+                "tensor {} has shape {shape:?} but the architecture needs {:?}",
+                tensor.name, tensor.shape
+            ));
+        }
+        for (&value, &at) in values.iter().zip(&tensor.source) {
+            parameters[at] = value;
+        }
+    }
+    Ok((architecture, parameters))
+}
+
+/// The MLP's tensors in PyTorch's layout: (key, shape, little-endian F32 bytes).
+fn export_mlp(model: &Model) -> Vec<(String, Vec<usize>, Vec<u8>)> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (layer, dense) in model.architecture.dense_layouts().iter().enumerate() {
         let index = sequential_index(layer);
@@ -79,6 +259,16 @@ pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
             .collect();
         tensors.push((format!("{index}.bias"), vec![dense.outputs], bias));
     }
+    tensors
+}
+
+/// The safetensors bytes of `model`.
+pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
+    let tensors = if model.architecture.layers.is_some() {
+        export_stack(model)?
+    } else {
+        export_mlp(model)
+    };
     let views = tensors
         .iter()
         .map(|(name, shape, data)| {
@@ -143,7 +333,55 @@ pub fn import_bytes(
     let tensors = SafeTensors::deserialize(bytes)
         .map_err(|error| format!("is not a valid safetensors file: {error}"))?;
     let info = header.metadata().clone().unwrap_or_default();
+    let stack = match info.get("architecture") {
+        Some(text) => serde_json::from_str::<Architecture>(text)
+            .map_err(|error| format!("invalid architecture metadata: {error}"))?
+            .layers
+            .is_some(),
+        None => false,
+    };
+    let (architecture, parameters) = if stack {
+        import_stack(&tensors, &info)?
+    } else {
+        import_mlp(&tensors, &info)?
+    };
+    let normalization = match info.get("normalization") {
+        Some(text) => serde_json::from_str::<Normalization>(text)
+            .map_err(|error| format!("invalid normalization metadata: {error}"))?,
+        None => Normalization::default(),
+    };
+    let dataset_kind = match (dataset, info.get("dataset").map(String::as_str)) {
+        (Some(kind), _) => kind,
+        (None, Some("fashion")) => DatasetKind::Fashion,
+        _ => DatasetKind::Mnist,
+    };
+    let class_names = match (dataset, info.get("class_names")) {
+        (None, Some(text)) => serde_json::from_str::<Vec<String>>(text)
+            .map_err(|error| format!("invalid class_names metadata: {error}"))?,
+        _ => dataset_kind.class_names(),
+    };
+    if class_names.len() != architecture.outputs {
+        return Err(format!(
+            "has {} outputs but {} class names",
+            architecture.outputs,
+            class_names.len()
+        ));
+    }
+    Ok(Model {
+        architecture,
+        normalization,
+        dataset: dataset_kind.name().to_string(),
+        class_names,
+        parameters,
+    })
+}
 
+/// The MLP's tensors (`N.weight` [out, in], `N.bias` [out]) back in our layout, with the
+/// architecture from the metadata or, without it, from the shapes.
+fn import_mlp(
+    tensors: &SafeTensors<'_>,
+    info: &HashMap<String, String>,
+) -> std::result::Result<(Architecture, Vec<f32>), String> {
     // The dense layers, in module order: `N.weight` [out, in] and `N.bias` [out].
     let mut indices: Vec<usize> = Vec::new();
     for name in tensors.names() {
@@ -212,28 +450,6 @@ pub fn import_bytes(
             widths
         ));
     }
-    let normalization = match info.get("normalization") {
-        Some(text) => serde_json::from_str::<Normalization>(text)
-            .map_err(|error| format!("invalid normalization metadata: {error}"))?,
-        None => Normalization::default(),
-    };
-    let dataset_kind = match (dataset, info.get("dataset").map(String::as_str)) {
-        (Some(kind), _) => kind,
-        (None, Some("fashion")) => DatasetKind::Fashion,
-        _ => DatasetKind::Mnist,
-    };
-    let class_names = match (dataset, info.get("class_names")) {
-        (None, Some(text)) => serde_json::from_str::<Vec<String>>(text)
-            .map_err(|error| format!("invalid class_names metadata: {error}"))?,
-        _ => dataset_kind.class_names(),
-    };
-    if class_names.len() != architecture.outputs {
-        return Err(format!(
-            "has {} outputs but {} class names",
-            architecture.outputs,
-            class_names.len()
-        ));
-    }
     // Back to our layout: [out, in] → [in, out], then the bias.
     let mut parameters = Vec::with_capacity(architecture.parameter_count());
     for ((weight, shape), (bias, _)) in &layers {
@@ -245,13 +461,7 @@ pub fn import_bytes(
         }
         parameters.extend_from_slice(bias);
     }
-    Ok(Model {
-        architecture,
-        normalization,
-        dataset: dataset_kind.name().to_string(),
-        class_names,
-        parameters,
-    })
+    Ok((architecture, parameters))
 }
 
 /// The values and shape of tensor `name`, which must be F32 of rank `rank`.
