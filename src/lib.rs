@@ -6,7 +6,6 @@
 
 pub mod bench;
 pub mod checkpoint;
-pub mod cli;
 pub mod compare;
 pub mod data;
 pub mod error;
@@ -19,6 +18,7 @@ pub mod plot;
 pub mod predict;
 pub mod report;
 pub mod rng;
+pub mod run;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::bench::report::{BenchReport, SCHEMA};
-use crate::bench::{batch_label, measure_case, BenchCase, BenchSettings};
+use crate::bench::{measure_case, BenchCase, BenchSettings};
 use crate::cli::optimizer_args::OptimizerName;
 use crate::cli::{DataArgs, DatasetArg};
 use crate::data::DatasetKind;
@@ -163,7 +163,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "[{}/{}] batch {}, {} thread(s), {}",
             index + 1,
             cases.len(),
-            batch_label(case.batch_size),
+            case.batch_size.label(),
             case.threads,
             case.optimizer_name
         );

@@ -125,6 +125,7 @@ impl CompareArgs {
             seed: self.seed,
             test_batch_size: self.test_batch_size,
             threads: self.performance.threads()?,
+            dataset: DatasetKind::from(self.dataset),
         };
         Ok((config, variants))
     }

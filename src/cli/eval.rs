@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cli::DataArgs;
-use crate::data::{load_split, Dataset, DatasetKind, Split};
+use crate::data::{load_split, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::interop::load_model;
 use crate::model_file::Model;
@@ -49,10 +49,7 @@ pub struct EvalArgs {
 
 /// Loads the test split of the dataset `model` was trained on, and checks that it fits the model.
 pub fn load_test_set_for(model: &Model, model_path: &Path, data: &DataArgs) -> Result<Dataset> {
-    let dataset = match model.dataset.as_str() {
-        "fashion" => DatasetKind::Fashion,
-        _ => DatasetKind::Mnist,
-    };
+    let dataset = model.dataset;
     let data_dir = data.dir_for(dataset);
     let mut test_set = load_split(&data_dir, Split::Test, dataset)?;
     if test_set.pixels_per_image() != model.architecture.inputs
@@ -173,7 +170,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         print_json_line(&EvaluationJson {
             kind: "evaluation",
             model: args.model.display().to_string(),
-            dataset: model.dataset.clone(),
+            dataset: model.dataset.to_string(),
             class_names: model.class_names.clone(),
             loss: evaluation.loss,
             accuracy: evaluation.accuracy,

@@ -6,7 +6,6 @@ use clap::{Args, ValueEnum};
 use crate::error::{Error, Result};
 use crate::optim::schedule::{LrSchedule, ScheduleKind, Warmup};
 use crate::optim::OptimizerConfig;
-use crate::train::TrainConfig;
 
 pub const DEFAULT_MOMENTUM: f32 = 0.9;
 pub const DEFAULT_BETA1: f32 = 0.9;
@@ -252,16 +251,6 @@ impl ScheduleName {
             ScheduleName::Cosine => "cosine",
         }
     }
-}
-
-/// One line for the log, e.g. `Optimizer: adam (beta1 0.9, beta2 0.999, epsilon 1e-7), learning rate 0.001, constant schedule`.
-pub fn describe_optimizer(config: &TrainConfig) -> String {
-    format!(
-        "Optimizer: {}, learning rate {}, {} schedule",
-        config.optimizer.describe(),
-        config.learning_rate,
-        config.schedule.describe()
-    )
 }
 
 /// A finite value > 0.

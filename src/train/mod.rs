@@ -35,6 +35,14 @@ pub enum BatchSize {
 }
 
 impl BatchSize {
+    /// `32`, or `full`: as it is typed and shown in tables.
+    pub fn label(self) -> String {
+        match self {
+            BatchSize::Examples(n) => n.to_string(),
+            BatchSize::Full => "full".to_string(),
+        }
+    }
+
     pub fn resolve(self, example_count: usize) -> usize {
         match self {
             BatchSize::Examples(n) => n.min(example_count).max(1),

@@ -5,8 +5,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::{list_checkpoints, parse_checkpoint_file_name};
 use crate::error::{Error, Result};
 use crate::model_file::MAGIC;
+use crate::run::spec::RunSpec;
 
 /// The folder a file path lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> PathBuf {
@@ -129,4 +131,33 @@ pub fn remove_stale_temp_files(dir: &Path, is_ours: impl Fn(&str) -> bool) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Before any data is loaded: every place the run will write to accepts files, and a fresh run
+/// does not mix its checkpoints into another run's folder.
+pub fn check_run_outputs(spec: &RunSpec, resuming: bool) -> Result<()> {
+    let policy = &spec.checkpoints;
+    if policy.every_steps.is_some() && policy.dir.is_none() {
+        return Err(Error::config(
+            "--checkpoint-every",
+            "needs --checkpoint-dir (where to write the checkpoints)",
+        ));
+    }
+    if let Some(output) = &spec.output {
+        check_output_file(output, "--output")?;
+    }
+    if let Some(dir) = &policy.dir {
+        check_output_dir(dir, "--checkpoint-dir")?;
+        remove_stale_temp_files(dir, |name| parse_checkpoint_file_name(name).is_some());
+        if !resuming && !list_checkpoints(dir)?.is_empty() {
+            return Err(Error::config(
+                "--checkpoint-dir",
+                format!(
+                    "{} already holds checkpoints; continue that run with --resume {0}, or choose an empty folder",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

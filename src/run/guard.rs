@@ -1,0 +1,133 @@
+//! What guards a run that saves a model: the checkpoint writer and the Ctrl-C/SIGTERM handler.
+
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::list_checkpoints;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::run::spec::RunSpec;
+use crate::train::checkpointer::Checkpointer;
+use crate::train::interrupt::InterruptGuard;
+use crate::train::{Callback, Control, EpochRecord, Trainer};
+
+pub struct Safeguards<'a> {
+    checkpointer: Checkpointer<'a>,
+    interrupt: InterruptGuard,
+    interrupted_path: PathBuf,
+}
+
+impl<'a> Safeguards<'a> {
+    /// Installs the signal handlers; from now on Ctrl-C stops at the next batch boundary.
+    /// `interrupted_path`: where the checkpoint of an interrupted run goes without a folder.
+    pub fn install(spec: &RunSpec, train: &'a Dataset, interrupted_path: PathBuf) -> Result<Self> {
+        Ok(Safeguards {
+            checkpointer: Checkpointer::new(spec, train),
+            interrupt: InterruptGuard::install()?,
+            interrupted_path,
+        })
+    }
+
+    /// After `fit`: if a signal stopped training, writes the checkpoint, says how to resume and
+    /// returns [`Error::Interrupted`]. Also refuses weights that diverged in the last step.
+    pub fn finish(mut self, trainer: &Trainer) -> Result<()> {
+        let finished = trainer.epoch >= trainer.config.epochs;
+        if self.interrupt.requested() && !finished {
+            let path = self
+                .checkpointer
+                .save_interrupted(trainer, &self.interrupted_path)?;
+            eprintln!(
+                "Interrupted after {} epoch(s) and {} step(s); saved checkpoint {}",
+                trainer.epoch,
+                trainer.step_in_epoch,
+                path.display()
+            );
+            eprintln!(
+                "To continue: mnist-train train --resume {}",
+                shell_quote(&path)
+            );
+            return Err(Error::Interrupted);
+        }
+        if !trainer.params.iter().all(|v| v.is_finite()) {
+            return Err(Error::NonFiniteWeights {
+                epoch: trainer.epoch,
+                step: trainer.step_in_epoch,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Callback for Safeguards<'_> {
+    fn on_step_end(&mut self, trainer: &Trainer) -> Result<Control> {
+        self.checkpointer.on_step_end(trainer)?;
+        self.interrupt.on_step_end(trainer)
+    }
+
+    fn on_epoch_end(&mut self, trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
+        self.checkpointer.on_epoch_end(trainer, record)
+    }
+}
+
+/// The final model could not be written (a full disk, say): if the run checkpointed, its
+/// newest checkpoint holds the trained weights, and resuming it writes the model.
+pub fn explain_save_failure(checkpoint_dir: Option<&Path>, error: Error) -> Error {
+    let newest = checkpoint_dir
+        .and_then(|dir| list_checkpoints(dir).ok())
+        .and_then(|mut files| files.pop());
+    match (error, newest) {
+        (Error::Io { path, source }, Some(checkpoint)) => Error::Io {
+            path,
+            source: std::io::Error::new(
+                source.kind(),
+                format!(
+                    "{source}; the trained weights are safe in {0}: `mnist-train train --resume {0}` writes the model once there is room (add --output to write it elsewhere)",
+                    shell_quote(&checkpoint)
+                ),
+            ),
+        },
+        (error, _) => error,
+    }
+}
+
+/// Quotes a path for a copy-pasteable shell command when it needs it.
+pub fn shell_quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,".contains(&b))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_final_save_points_to_the_newest_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["ckpt-e0001-s0000000.ckpt", "ckpt-e0002-s0000000.ckpt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let message =
+            explain_save_failure(Some(dir.path()), Error::io("weights.bin", full)).to_string();
+        assert!(
+            message.starts_with("weights.bin: No space left on device; "),
+            "{message}"
+        );
+        assert!(
+            message.contains("ckpt-e0002-s0000000.ckpt: `mnist-train train --resume "),
+            "{message}"
+        );
+        // Without checkpoints there is nothing to point to: the error is unchanged.
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        assert_eq!(
+            explain_save_failure(None, Error::io("weights.bin", denied)).to_string(),
+            "weights.bin: denied"
+        );
+    }
+}
