@@ -248,7 +248,7 @@ impl Checkpoint {
         if !all_finite(&self.params) || self.optimizer.slots.iter().any(|s| !all_finite(s)) {
             return Err(Error::model(
                 path,
-                "refusing to save a checkpoint with NaN or infinite weights (training diverged; try a smaller --learning-rate)",
+                "refusing to save a checkpoint with NaN or infinite weights (training diverged; try a smaller learning rate)",
             ));
         }
         let bytes = self.encode();

@@ -94,7 +94,7 @@ impl Model {
         if !self.parameters.iter().all(|v| v.is_finite()) {
             return Err(Error::model(
                 path,
-                "refusing to save NaN or infinite weights (training diverged; try a smaller --learning-rate); the previous file is untouched",
+                "refusing to save NaN or infinite weights (training diverged; try a smaller learning rate); the previous file is untouched",
             ));
         }
         write_atomic(path, &self.encode())

@@ -65,23 +65,6 @@ pub struct BenchArgs {
     pub quiet: bool,
 }
 
-/// Each optimizer with its usual default learning rate (as `train` uses).
-fn optimizer_case(name: OptimizerName) -> (OptimizerConfig, f32) {
-    match name {
-        OptimizerName::Sgd => (OptimizerConfig::Sgd, 0.01),
-        OptimizerName::Momentum => (OptimizerConfig::Momentum { momentum: 0.9 }, 0.01),
-        OptimizerName::Nesterov => (OptimizerConfig::Nesterov { momentum: 0.9 }, 0.01),
-        OptimizerName::Adam => (OptimizerConfig::adam_default(), 0.001),
-        OptimizerName::Rmsprop => (
-            OptimizerConfig::Rmsprop {
-                rho: 0.9,
-                epsilon: 1e-7,
-            },
-            0.001,
-        ),
-    }
-}
-
 impl BenchArgs {
     fn validate(&self) -> Result<(BenchSettings, Vec<BenchCase>)> {
         if self.epochs == 0 {
@@ -116,7 +99,9 @@ impl BenchArgs {
         for &batch_size in &self.batch_sizes {
             for &thread_count in &threads {
                 for &name in &self.optimizers {
-                    let (optimizer, learning_rate) = optimizer_case(name);
+                    // Keras' defaults, as `train` uses them.
+                    let optimizer = OptimizerConfig::defaults(name.kind());
+                    let learning_rate = optimizer.default_learning_rate();
                     cases.push(BenchCase {
                         batch_size,
                         threads: thread_count,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::DataArgs;
 use crate::data::{load_split, Dataset, Split};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::interop::load_model;
 use crate::model_file::Model;
 use crate::nn::Mlp;
@@ -108,7 +108,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         return Err(Error::config("--test-batch-size", "must be at least 1"));
     }
     if let Some(path) = &args.plot {
-        PlotFormat::from_path("--plot", path)?;
+        PlotFormat::from_path(Setting::Plot, path)?;
     }
     let human = HumanOutput::new(args.json);
     let model = load_model(&args.model)?;
@@ -163,7 +163,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             class_names: model.class_names.clone(),
             confusion: evaluation.confusion.clone(),
         };
-        save_figure("--plot", path, &heat_map)?;
+        save_figure(Setting::Plot, path, &heat_map)?;
         eprintln!("Saved confusion matrix plot to {}", path.display());
     }
     if args.json {

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compare;
 pub mod completions;
+pub mod errors;
 pub mod eval;
 pub mod interop;
 pub mod optimizer_args;
@@ -167,7 +168,10 @@ where
     match run(cli) {
         Ok(()) => crate::error::exit_code::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            if let Some(hint) = errors::how_to_continue(&error) {
+                eprintln!("{hint}");
+            }
+            eprintln!("error: {}", errors::message(&error));
             error.exit_code()
         }
     }

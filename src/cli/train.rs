@@ -157,6 +157,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .to_spec()
         .map_err(|error| resume::explain(error, &args.checkpoints))?;
     let resume = resume::prepare(&args.checkpoints, &mut spec)?;
+    if spec.checkpoints.every_steps.is_some() && spec.checkpoints.dir.is_none() {
+        return Err(Error::config(
+            "--checkpoint-every",
+            "needs --checkpoint-dir (where to write the checkpoints)",
+        ));
+    }
     preflight::check_run_outputs(&spec, resume.is_some())?;
     let mut sinks = TrainSinks::open(&args.report.to_spec())?;
     spec.threads = std::num::NonZeroUsize::new(args.performance.threads()?);

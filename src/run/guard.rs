@@ -27,8 +27,8 @@ impl<'a> Safeguards<'a> {
         })
     }
 
-    /// After `fit`: if a signal stopped training, writes the checkpoint, says how to resume and
-    /// returns [`Error::Interrupted`]. Also refuses weights that diverged in the last step.
+    /// After `fit`: if a signal stopped training, writes the checkpoint and returns
+    /// [`Error::Interrupted`] naming it. Also refuses weights that diverged in the last step.
     pub fn finish(mut self, trainer: &Trainer) -> Result<()> {
         let finished = trainer.epoch >= trainer.config.epochs;
         if self.interrupt.requested() && !finished {
@@ -41,11 +41,9 @@ impl<'a> Safeguards<'a> {
                 trainer.step_in_epoch,
                 path.display()
             );
-            eprintln!(
-                "To continue: mnist-train train --resume {}",
-                shell_quote(&path)
-            );
-            return Err(Error::Interrupted);
+            return Err(Error::Interrupted {
+                checkpoint: Some(path),
+            });
         }
         if !trainer.params.iter().all(|v| v.is_finite()) {
             return Err(Error::NonFiniteWeights {
@@ -75,30 +73,12 @@ pub fn explain_save_failure(checkpoint_dir: Option<&Path>, error: Error) -> Erro
         .and_then(|dir| list_checkpoints(dir).ok())
         .and_then(|mut files| files.pop());
     match (error, newest) {
-        (Error::Io { path, source }, Some(checkpoint)) => Error::Io {
+        (Error::Io { path, source }, Some(checkpoint)) => Error::SaveFailedWeightsSafe {
             path,
-            source: std::io::Error::new(
-                source.kind(),
-                format!(
-                    "{source}; the trained weights are safe in {0}: `mnist-train train --resume {0}` writes the model once there is room (add --output to write it elsewhere)",
-                    shell_quote(&checkpoint)
-                ),
-            ),
+            source,
+            checkpoint,
         },
         (error, _) => error,
-    }
-}
-
-/// Quotes a path for a copy-pasteable shell command when it needs it.
-pub fn shell_quote(path: &Path) -> String {
-    let text = path.display().to_string();
-    if text
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,".contains(&b))
-    {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -113,16 +93,18 @@ mod tests {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
         let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
-        let message =
-            explain_save_failure(Some(dir.path()), Error::io("weights.bin", full)).to_string();
-        assert!(
-            message.starts_with("weights.bin: No space left on device; "),
-            "{message}"
-        );
-        assert!(
-            message.contains("ckpt-e0002-s0000000.ckpt: `mnist-train train --resume "),
-            "{message}"
-        );
+        match explain_save_failure(Some(dir.path()), Error::io("weights.bin", full)) {
+            Error::SaveFailedWeightsSafe {
+                path,
+                source,
+                checkpoint,
+            } => {
+                assert_eq!(path, Path::new("weights.bin"));
+                assert_eq!(source.kind(), std::io::ErrorKind::StorageFull);
+                assert_eq!(checkpoint, dir.path().join("ckpt-e0002-s0000000.ckpt"));
+            }
+            other => panic!("{other}"),
+        }
         // Without checkpoints there is nothing to point to: the error is unchanged.
         let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
         assert_eq!(

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::checkpoint::{fingerprint, Checkpoint};
 use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::run::spec::RunSpec;
 use crate::train::{Progress, Trainer};
 
@@ -77,18 +77,13 @@ pub fn reconcile(
 
     // The training configuration and the validation settings, compared field by field as JSON
     // so that settings added later are covered without listing them here.
-    compare_settings(
-        &to_json(&spec.training),
-        &to_json(&defaults.training),
-        &to_json(&run.training),
-        given,
-    )?;
-    compare_settings(
-        &to_json(&spec.validation),
-        &to_json(&defaults.validation),
-        &to_json(&run.validation),
-        given,
-    )?;
+    let sections = [
+        [&spec.training, &defaults.training, &run.training].map(to_json),
+        [&spec.validation, &defaults.validation, &run.validation].map(to_json),
+    ];
+    for [requested, default, from_checkpoint] in &sections {
+        compare_settings(requested, default, from_checkpoint, given)?;
+    }
     spec.validation = run.validation.clone();
     let epochs = spec.training.epochs;
     spec.training = run.training.clone();
@@ -174,8 +169,8 @@ pub fn trainer_for(
     }
     let actual = fingerprint(train);
     if train.len() != checkpoint.data.examples || actual != checkpoint.data.fingerprint {
-        return Err(Error::config(
-            "--data-dir",
+        return Err(Error::setting(
+            Setting::DataDir,
             format!(
                 "the training data in {} ({} examples, {actual}) is not the data checkpoint {} was trained on ({} examples, {})",
                 spec.data_dir.display(),
@@ -231,7 +226,7 @@ fn describe(value: Option<&Value>) -> String {
 }
 
 /// Plain structs of numbers and strings always serialize.
-fn to_json(value: &impl serde::Serialize) -> Value {
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 

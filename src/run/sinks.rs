@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Result, Setting};
 use crate::optim::schedule::LrSchedule;
 use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
@@ -35,7 +35,7 @@ impl TrainSinks {
     /// Opens every sink before training starts, so a bad path fails before any work is done.
     pub fn open(args: &ReportSpec) -> Result<TrainSinks> {
         if let Some(path) = &args.plot {
-            PlotFormat::from_path("--plot", path)?;
+            PlotFormat::from_path(Setting::Plot, path)?;
         }
         let history = match &args.history {
             Some(path) => Some(CsvHistory::open(path)?),
@@ -83,7 +83,7 @@ impl TrainSinks {
                 evaluation.accuracy
             );
             save_figure(
-                "--plot",
+                Setting::Plot,
                 path,
                 &TrainingCurves::single(title, &trainer.history),
             )?;
