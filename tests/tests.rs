@@ -13,6 +13,7 @@ mod cli_optimizers;
 mod cli_plots;
 mod cli_predict_eval;
 mod cnn_gradients;
+mod cnn_network;
 mod gradients;
 mod parsers_proptest;
 mod resume_exact;

@@ -2,7 +2,6 @@
 //! sequential stack (`--layers`, `--arch cnn`) that strings them together over one flat
 //! parameter buffer.
 
-pub mod activation;
 pub mod architecture;
 pub mod conv2d;
 pub mod dense;
