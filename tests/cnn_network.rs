@@ -418,3 +418,64 @@ fn cnn_safetensors_are_pytorch_layout_predict_the_same_and_import_back_exactly()
     let imported = import_bytes(&bytes, None).unwrap();
     assert_eq!(imported, model);
 }
+
+#[test]
+fn the_default_mlp_trains_bit_identically_to_before_layer_stacks() {
+    // The fixture's own command, run by today's binary: the same seed gives the same weights.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/mlp-hidden8-written-before-layer-stacks.bin");
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("again.bin");
+    Command::new(BINARY)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--hidden", "8", "--epochs", "1", "--limit", "500", "--seed", "5",
+        ])
+        .args(["--threads", "1", "--progress", "none", "-o"])
+        .arg(&output)
+        .assert()
+        .success();
+    let before = Model::load(&fixture).unwrap();
+    let now = Model::load(&output).unwrap();
+    assert_eq!(bits(&now.parameters), bits(&before.parameters));
+}
+
+#[test]
+fn bench_measures_the_cnn() {
+    let work = support::Workdir::new(64);
+    let output = Command::new(BINARY)
+        .current_dir(work.temp.path())
+        .args([
+            "bench",
+            "--arch",
+            "cnn",
+            "--data-dir",
+            "data",
+            "--limit",
+            "64",
+        ])
+        .args([
+            "--epochs",
+            "1",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--batch-sizes",
+            "32",
+        ])
+        .args(["--threads", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["cases"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+}

@@ -33,6 +33,8 @@ pub struct BenchCase {
 /// What every case shares.
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
+    /// The network every case trains (`--arch`).
+    pub architecture: crate::nn::Architecture,
     pub dataset: DatasetKind,
     pub data_dir: PathBuf,
     /// Train on the first N images only.
@@ -65,6 +67,7 @@ impl BenchCase {
     /// The run this case measures.
     pub fn spec(&self, settings: &BenchSettings) -> RunSpec {
         let training = TrainConfig {
+            architecture: settings.architecture.clone(),
             optimizer: self.optimizer,
             learning_rate: self.learning_rate,
             epochs: settings.epochs,

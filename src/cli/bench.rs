@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Optimizers to measure, comma-separated, each with its default learning rate
     #[arg(long, value_delimiter = ',', value_enum, default_value = "adam")]
     pub optimizers: Vec<OptimizerName>,
+    /// The network to train (as `train --arch`)
+    #[arg(long, value_enum, default_value_t = crate::cli::train::ArchName::Mlp)]
+    pub arch: crate::cli::train::ArchName,
     /// Epochs per run
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
@@ -86,6 +89,7 @@ impl BenchArgs {
         }
         let dataset = DatasetKind::from(self.dataset);
         let settings = BenchSettings {
+            architecture: crate::cli::train::resolve_architecture(self.arch, None, None, None)?,
             dataset,
             data_dir: self.data.dir_for(dataset),
             limit: self.limit,

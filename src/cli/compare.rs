@@ -17,12 +17,14 @@ use crate::compare::{default_variants, run_variants, CompareConfig, Variant, VAR
 use crate::data::{load_split, DatasetKind, Split};
 use crate::error::{Error, Result, Setting};
 use crate::model_file::write_atomic;
-use crate::nn::Architecture;
 use crate::plot::{save_figure, PlotFormat};
 use crate::train::Progress;
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
+    /// The network every variant trains (as `train --arch`)
+    #[arg(long, value_enum, default_value_t = crate::cli::train::ArchName::Mlp)]
+    pub arch: crate::cli::train::ArchName,
     /// Passes over the training images: the budget, the same for every variant
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
@@ -120,7 +122,7 @@ impl CompareArgs {
             variant.learning_rate = positive("--lr", *rate)?;
         }
         let config = CompareConfig {
-            architecture: Architecture::tutorial(),
+            architecture: crate::cli::train::resolve_architecture(self.arch, None, None, None)?,
             epochs: self.epochs,
             seed: self.seed,
             test_batch_size: self.test_batch_size,
