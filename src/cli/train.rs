@@ -42,19 +42,21 @@ pub fn resolve_architecture(
     dropout: Option<f32>,
 ) -> Result<Architecture> {
     let stack = match (arch, layers) {
-        (_, Some(LayerList(layers))) => Some(("--layers", Architecture::stack(layers.clone()))),
-        (ArchName::Cnn, None) => Some(("--arch", Architecture::cnn())),
+        (_, Some(LayerList(layers))) => {
+            Some(("--layers", "--layers", Architecture::stack(layers.clone())))
+        }
+        (ArchName::Cnn, None) => Some(("--arch", "--arch cnn", Architecture::cnn())),
         (ArchName::Mlp, None) => None,
     };
-    if let Some((option, architecture)) = stack {
+    if let Some((option, chosen_by, architecture)) = stack {
         if hidden.is_some() {
             return Err(Error::config(
                 "--hidden",
-                format!("applies only to --arch mlp, not with {option}"),
+                format!("applies only to --arch mlp, not with {chosen_by}"),
             ));
         }
         if dropout.is_some() {
-            return Err(Error::config("--dropout", format!("applies only to --arch mlp, not with {option} (put a dropout layer in --layers)")));
+            return Err(Error::config("--dropout", format!("applies only to --arch mlp, not with {chosen_by} (put a dropout layer in --layers)")));
         }
         Mlp::try_new(architecture.clone()).map_err(|message| Error::config(option, message))?;
         return Ok(architecture);
