@@ -36,7 +36,7 @@ pub struct OptimizerArgs {
     #[arg(long, value_name = "WD", allow_hyphen_values = true)]
     pub weight_decay: Option<f32>,
 
-    /// How the learning rate changes during training (computed before every step) [default: constant; cosine with --arch cnn or --layers]
+    /// How the learning rate changes during training, computed before every step (--arch cnn and --layers: cosine) [default: constant]
     #[arg(long, value_enum, help_heading = "Learning-rate schedule")]
     pub lr_schedule: Option<ScheduleName>,
     /// step: epochs between decays [default: 2]

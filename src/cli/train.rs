@@ -81,10 +81,10 @@ pub fn resolve_architecture(
 
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// Passes over the training set [default: 5; 8 with --arch cnn or --layers]
+    /// Passes over the training set (--arch cnn and --layers: 8) [default: 5]
     #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
-    /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD) [default: 32; 64 with --arch cnn or --layers]
+    /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD) (--arch cnn and --layers: 64) [default: 32]
     #[arg(long, value_parser = parse_batch_size, allow_negative_numbers = true)]
     pub batch_size: Option<BatchSize>,
     /// Seed for initialization, shuffling and dropout; the same seed gives the same model
