@@ -72,6 +72,21 @@ impl Monitor {
     }
 }
 
+impl Monitor {
+    /// The best epoch of `history` (1-based) and its value, judged as the callbacks judge it
+    /// epoch by epoch: an epoch is better when it improves on the best so far.
+    pub fn best_epoch(&self, history: &[EpochRecord]) -> Option<(usize, f64)> {
+        history
+            .iter()
+            .fold(None, |best, record| match self.metric.value(record) {
+                Some(value) if self.is_improvement(value, best.map(|(_, v)| v)) => {
+                    Some((record.epoch, value))
+                }
+                _ => best,
+            })
+    }
+}
+
 /// A run's optional early-stopping and best-weights callbacks, and what happens when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct TrainingControls {
