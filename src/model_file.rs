@@ -102,12 +102,7 @@ impl Model {
 
     /// The file's bytes (header, tensors, checksum).
     pub fn encode(&self) -> Vec<u8> {
-        let tensors: Vec<TensorInfo> = self
-            .architecture
-            .tensor_names()
-            .into_iter()
-            .map(|(name, shape, _)| TensorInfo { name, shape })
-            .collect();
+        let tensors = tensor_list(&self.architecture);
         let header = ModelHeader {
             kind: "model".to_string(),
             architecture: self.architecture.clone(),
@@ -145,13 +140,7 @@ impl Model {
             Error::Model { message, .. } => message,
             other => other.to_string(),
         })?;
-        let expected: Vec<TensorInfo> = header
-            .architecture
-            .tensor_names()
-            .into_iter()
-            .map(|(name, shape, _)| TensorInfo { name, shape })
-            .collect();
-        if header.tensors != expected {
+        if header.tensors != tensor_list(&header.architecture) {
             return Err("tensor list does not match the architecture".to_string());
         }
         if data.len() != header.architecture.parameter_count() {
@@ -175,6 +164,15 @@ impl Model {
             parameters: data,
         })
     }
+}
+
+/// The tensors a model file of `architecture` lists, in data-section order.
+fn tensor_list(architecture: &Architecture) -> Vec<TensorInfo> {
+    architecture
+        .tensor_names()
+        .into_iter()
+        .map(|(name, shape, _)| TensorInfo { name, shape })
+        .collect()
 }
 
 /// Checks an architecture read from a file before anything is sized by it.
@@ -361,12 +359,18 @@ mod tests {
         assert!(message.contains(r#"unknown dataset "kmnist""#), "{message}");
     }
 
-    #[test]
-    fn save_then_load_round_trips_exactly() {
+    /// `sample_model()` saved in a new temporary folder: (the folder, the file, the model).
+    fn saved_sample() -> (tempfile::TempDir, PathBuf, Model) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.bin");
         let model = sample_model();
         model.save(&path).unwrap();
+        (dir, path, model)
+    }
+
+    #[test]
+    fn save_then_load_round_trips_exactly() {
+        let (dir, path, model) = saved_sample();
         assert_eq!(Model::load(&path).unwrap(), model);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -423,10 +427,7 @@ mod tests {
 
     #[test]
     fn failed_save_leaves_the_previous_model_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        let model = sample_model();
-        model.save(&path).unwrap();
+        let (_dir, path, model) = saved_sample();
         let before = std::fs::read(&path).unwrap();
         // A path whose parent is a regular file cannot be created, even by root.
         let impossible = path.join("nested.bin");

@@ -195,12 +195,14 @@ mod tests {
             kind: ScheduleKind::Exponential { gamma: 0.5 },
             warmup: Warmup::Steps(4),
         };
-        assert!(close(s.learning_rate(0.1, 0, 10, 5), 0.025));
-        assert!(close(s.learning_rate(0.1, 1, 10, 5), 0.05));
-        assert!(close(s.learning_rate(0.1, 3, 10, 5), 0.1));
-        // The decay clock starts when the warm-up ends.
-        assert!(close(s.learning_rate(0.1, 4, 10, 5), 0.1));
-        assert!(close(s.learning_rate(0.1, 14, 10, 5), 0.05));
+        // The decay clock starts when the warm-up ends (step 4).
+        let expected = [(0, 0.025), (1, 0.05), (3, 0.1), (4, 0.1), (14, 0.05)];
+        for (step, rate) in expected {
+            assert!(
+                close(s.learning_rate(0.1, step, 10, 5), rate),
+                "step {step}"
+            );
+        }
     }
 
     #[test]
@@ -210,9 +212,12 @@ mod tests {
             warmup: Warmup::Epochs(0.5),
         };
         // 0.5 epochs of 10 steps = 5 warm-up steps.
-        assert!(close(s.learning_rate(0.2, 0, 10, 3), 0.04));
-        assert!(close(s.learning_rate(0.2, 4, 10, 3), 0.2));
-        assert!(close(s.learning_rate(0.2, 5, 10, 3), 0.2));
+        for (step, rate) in [(0, 0.04), (4, 0.2), (5, 0.2)] {
+            assert!(
+                close(s.learning_rate(0.2, step, 10, 3), rate),
+                "step {step}"
+            );
+        }
     }
 
     #[test]

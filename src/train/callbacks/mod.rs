@@ -97,14 +97,12 @@ pub struct TrainingControls {
 impl TrainingControls {
     /// The active callbacks, to pass to [`crate::train::Trainer::fit`].
     pub fn callbacks(&mut self) -> Vec<&mut dyn Callback> {
-        let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
-        if let Some(early_stopping) = &mut self.early_stopping {
-            callbacks.push(early_stopping);
-        }
-        if let Some(best_weights) = &mut self.best_weights {
-            callbacks.push(best_weights);
-        }
-        callbacks
+        let early = self
+            .early_stopping
+            .iter_mut()
+            .map(|c| c as &mut dyn Callback);
+        let best = self.best_weights.iter_mut().map(|c| c as &mut dyn Callback);
+        early.chain(best).collect()
     }
 
     /// Once training has ended, however it ended: puts the best epoch's weights into `params`
