@@ -378,9 +378,7 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        sample_model().save(&path).unwrap();
+        let (dir, path, _) = saved_sample();
         let original = std::fs::read(&path).unwrap();
         let corrupt_path = dir.path().join("corrupt.bin");
         for index in 0..original.len() {
@@ -394,9 +392,7 @@ mod tests {
 
     #[test]
     fn truncated_files_are_rejected_with_a_clear_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        sample_model().save(&path).unwrap();
+        let (_dir, path, _) = saved_sample();
         let original = std::fs::read(&path).unwrap();
         for length in [0, 5, 8, 15, 20, original.len() / 2, original.len() - 1] {
             std::fs::write(&path, &original[..length]).unwrap();

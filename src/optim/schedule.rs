@@ -133,6 +133,16 @@ mod tests {
         (f64::from(actual) - expected).abs() <= 1e-6 * expected.abs().max(1e-3)
     }
 
+    /// The rates of `schedule` at (step, expected rate) pairs, for a run of
+    /// (base rate, steps per epoch, epochs).
+    fn assert_rates(schedule: &LrSchedule, run: (f32, usize, usize), expected: &[(u64, f64)]) {
+        let (base, steps_per_epoch, epochs) = run;
+        for &(step, rate) in expected {
+            let actual = schedule.learning_rate(base, step, steps_per_epoch, epochs);
+            assert!(close(actual, rate), "step {step}: {actual} vs {rate}");
+        }
+    }
+
     fn schedule(kind: ScheduleKind) -> LrSchedule {
         LrSchedule {
             kind,
@@ -197,12 +207,7 @@ mod tests {
         };
         // The decay clock starts when the warm-up ends (step 4).
         let expected = [(0, 0.025), (1, 0.05), (3, 0.1), (4, 0.1), (14, 0.05)];
-        for (step, rate) in expected {
-            assert!(
-                close(s.learning_rate(0.1, step, 10, 5), rate),
-                "step {step}"
-            );
-        }
+        assert_rates(&s, (0.1, 10, 5), &expected);
     }
 
     #[test]
@@ -212,12 +217,7 @@ mod tests {
             warmup: Warmup::Epochs(0.5),
         };
         // 0.5 epochs of 10 steps = 5 warm-up steps.
-        for (step, rate) in [(0, 0.04), (4, 0.2), (5, 0.2)] {
-            assert!(
-                close(s.learning_rate(0.2, step, 10, 3), rate),
-                "step {step}"
-            );
-        }
+        assert_rates(&s, (0.2, 10, 3), &[(0, 0.04), (4, 0.2), (5, 0.2)]);
     }
 
     #[test]
