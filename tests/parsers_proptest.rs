@@ -106,6 +106,7 @@ fn model() -> impl Strategy<Value = Model> {
                 dataset: "mnist".to_string(),
                 class_names,
                 parameters,
+                privacy: None,
             })
     })
 }
@@ -129,6 +130,7 @@ fn record(epoch: usize) -> impl Strategy<Value = EpochRecord> {
                     val_accuracy: val_loss.map(|v| v / 2.0),
                     learning_rate,
                     seconds,
+                    epsilon: None,
                     samples_per_second,
                 }
             },

@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::cli::optimizer_args::{describe_optimizer, OptimizerArgs};
 use crate::cli::performance::PerformanceArgs;
+use crate::cli::privacy_args::{apply_recipe, check_monitor, NoisePlan, PrivacyArgs, PrivacyPlan};
 use crate::cli::resume::{self, CheckpointArgs, Safeguards};
 use crate::cli::train_report::{TrainReportArgs, TrainSinks};
 use crate::cli::validation_args::{ValidationArgs, ValidationPlan};
@@ -15,6 +16,7 @@ use crate::data::{load_train_and_test, DatasetKind};
 use crate::error::{Error, Result};
 use crate::model_file::{Model, Normalization};
 use crate::nn::Architecture;
+use crate::optim::privacy::{format_delta, DpConfig};
 use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Validation};
 
 #[derive(Debug, Clone, Args)]
@@ -62,6 +64,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub validation: ValidationArgs,
     #[command(flatten)]
+    pub privacy: PrivacyArgs,
+    #[command(flatten)]
     pub checkpoints: CheckpointArgs,
     #[command(flatten)]
     pub performance: PerformanceArgs,
@@ -89,6 +93,9 @@ pub struct TrainJob {
     pub test_batch_size: usize,
     pub output: PathBuf,
     pub validation: ValidationPlan,
+    /// Private training; with a target ε, `config.privacy` is filled in once the training-set
+    /// size is known.
+    pub privacy: Option<PrivacyPlan>,
 }
 
 impl TrainArgs {
@@ -99,6 +106,15 @@ impl TrainArgs {
         }
         let (optimizer, learning_rate, schedule) = self.optimizer.resolve()?;
         let validation = self.validation.resolve()?;
+        let privacy = self.privacy.resolve()?;
+        if privacy.is_some() {
+            if let Some((monitor, _)) = &validation.early_stopping {
+                check_monitor("--early-stopping", monitor)?;
+            }
+            if let Some(monitor) = &validation.restore_best {
+                check_monitor("--restore-best", monitor)?;
+            }
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("--dropout", "must be in [0, 1)"));
         }
@@ -129,6 +145,14 @@ impl TrainArgs {
                 epochs: self.epochs,
                 batch_size: self.batch_size,
                 seed: self.seed,
+                privacy: privacy.and_then(|plan| match plan.noise {
+                    NoisePlan::Multiplier(noise_multiplier) => Some(DpConfig {
+                        noise_multiplier,
+                        clip_norm: plan.clip_norm,
+                        delta: plan.delta,
+                    }),
+                    NoisePlan::TargetEpsilon(_) => None,
+                }),
             },
             dataset,
             data_dir: self.data.dir_for(dataset),
@@ -136,11 +160,13 @@ impl TrainArgs {
             test_batch_size: self.test_batch_size,
             output: self.output.clone(),
             validation,
+            privacy,
         })
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    apply_recipe(&mut args);
     let mut job = args
         .validate()
         .map_err(|error| resume::explain(error, &args.checkpoints))?;
@@ -168,6 +194,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         job.validation
             .hold_out(train_set, job.config.seed, &progress)?;
     progress.info(&describe_optimizer(&job.config));
+    if let (Some(plan), None) = (job.privacy, job.config.privacy) {
+        // A fresh run with a target ε (a resumed one has its noise from the checkpoint).
+        job.config.privacy = Some(plan.dp_config(&job.config, train_set.len())?);
+    }
+    if let Some(line) = describe_privacy(&job, train_set.len()) {
+        progress.info(&line);
+    }
 
     let mut trainer = plan.trainer(&job, &train_set, &progress)?;
     trainer.threads = threads;
@@ -188,12 +221,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         progress.info(&line);
     }
 
+    let privacy = trainer.privacy_guarantee(train_set.len());
     let model = Model {
         architecture: job.config.architecture.clone(),
         normalization: Normalization::default(),
         dataset: job.dataset.name().to_string(),
         class_names: train_set.class_names.clone(),
         parameters: trainer.params.clone(),
+        privacy: privacy.clone(),
     };
     model
         .save(&job.output)
@@ -206,7 +241,29 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &test_set,
         job.test_batch_size,
     );
-    sinks.finish(&job, &trainer, &evaluation, &progress)?;
+    sinks.finish(&job, &trainer, &evaluation, privacy.as_ref(), &progress)?;
     progress.info(&format!("Saved model to {}", job.output.display()));
     Ok(())
+}
+
+/// `Private training (DP-SGD): …` naming the noise, clipping and sampling; `None` if not private.
+fn describe_privacy(job: &TrainJob, example_count: usize) -> Option<String> {
+    let privacy = job.config.privacy?;
+    let (sampling_rate, steps_per_epoch) = job.config.sampling(example_count);
+    let chosen = match job.privacy.map(|plan| plan.noise) {
+        Some(NoisePlan::TargetEpsilon(target)) => format!(
+            " (the smallest keeping {} epochs within ε = {target} at δ = {})",
+            job.config.epochs,
+            format_delta(privacy.delta)
+        ),
+        _ => String::new(),
+    };
+    Some(format!(
+        "Private training (DP-SGD): noise multiplier {:.4}{chosen}, clip norm {}, Poisson sampling rate {:.5} ({} steps per epoch), δ = {}",
+        privacy.noise_multiplier,
+        privacy.clip_norm,
+        sampling_rate,
+        steps_per_epoch,
+        format_delta(privacy.delta)
+    ))
 }

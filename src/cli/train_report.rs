@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cli::train::TrainJob;
 use crate::error::Result;
+use crate::optim::privacy::PrivacyGuarantee;
 use crate::optim::schedule::LrSchedule;
 use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
@@ -71,12 +72,17 @@ impl TrainSinks {
         job: &TrainJob,
         trainer: &Trainer,
         evaluation: &Evaluation,
+        privacy: Option<&PrivacyGuarantee>,
         progress: &Progress,
     ) -> Result<()> {
         self.human.line(&format!(
             "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
             evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
         ));
+        if let Some(privacy) = privacy {
+            self.human
+                .line(&format!("Privacy guarantee: {}", privacy.describe()));
+        }
         if let Some(path) = &self.plot {
             let title = format!(
                 "{} - {} epochs, batch {}, {} - test accuracy {:.4}",
@@ -97,7 +103,7 @@ impl TrainSinks {
             progress.info(&format!("Saved plot to {}", path.display()));
         }
         if self.json.is_some() {
-            print_json_line(&TrainSummaryJson::new(job, trainer, evaluation))?;
+            print_json_line(&TrainSummaryJson::new(job, trainer, evaluation, privacy))?;
         }
         Ok(())
     }
@@ -119,6 +125,9 @@ pub struct TrainSummaryJson {
     pub dataset: String,
     pub class_names: Vec<String>,
     pub config: TrainConfigJson,
+    /// Private runs: the (ε, δ) guarantee and the accountant's parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyGuarantee>,
 }
 
 /// The options that decided the run.
@@ -145,7 +154,12 @@ pub struct TrainConfigJson {
 }
 
 impl TrainSummaryJson {
-    pub fn new(job: &TrainJob, trainer: &Trainer, evaluation: &Evaluation) -> Self {
+    pub fn new(
+        job: &TrainJob,
+        trainer: &Trainer,
+        evaluation: &Evaluation,
+        privacy: Option<&PrivacyGuarantee>,
+    ) -> Self {
         let config = &job.config;
         TrainSummaryJson {
             kind: "summary",
@@ -177,6 +191,7 @@ impl TrainSummaryJson {
                 limit: job.limit,
                 data_dir: job.data_dir.display().to_string(),
             },
+            privacy: privacy.cloned(),
         }
     }
 }
