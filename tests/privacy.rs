@@ -31,7 +31,7 @@ fn accountant_agrees_with_dp_accounting_within_one_percent() {
     assert!(cases >= 10, "only {cases} reference cases");
 }
 
-use crate::robust_support::random_dataset;
+use crate::support::random_dataset;
 use mnist_train::data::gather_normalized;
 use mnist_train::nn::{Architecture, Mlp};
 use mnist_train::optim::privacy::DpConfig;
@@ -315,14 +315,9 @@ fn the_same_seed_gives_the_same_private_model_and_another_seed_does_not() {
 }
 
 mod cli {
-    use assert_cmd::Command;
     use serde_json::Value;
 
-    use crate::common::assert_one_line_error;
-
-    fn mnist_train() -> Command {
-        Command::cargo_bin("mnist-train").expect("binary built")
-    }
+    use crate::support::{assert_one_line_error, mnist_train};
 
     fn json_lines(stdout: &[u8]) -> Vec<Value> {
         String::from_utf8(stdout.to_vec())
