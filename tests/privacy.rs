@@ -31,7 +31,7 @@ fn accountant_agrees_with_dp_accounting_within_one_percent() {
     assert!(cases >= 10, "only {cases} reference cases");
 }
 
-use crate::support::random_dataset;
+use crate::support::{self, random_dataset};
 use mnist_train::data::gather_normalized;
 use mnist_train::nn::{Architecture, Mlp};
 use mnist_train::optim::privacy::DpConfig;
@@ -487,4 +487,31 @@ mod cli {
             );
         }
     }
+}
+
+#[test]
+fn bench_dp_measures_every_case_also_privately() {
+    let output = support::mnist_train()
+        .args([
+            "bench", "--dp", "--json", "--quiet", "--limit", "300", "--epochs", "1",
+        ])
+        .args([
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--batch-sizes",
+            "64",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2, "{cases:?}");
+    assert_eq!(cases[0]["private"], false);
+    assert_eq!(cases[1]["private"], true);
+    assert_eq!(cases[0]["batch_size"], cases[1]["batch_size"]);
 }
