@@ -421,6 +421,7 @@ mod cli {
         );
         assert_eq!(config["optimizer"], recipe::OPTIMIZER);
         assert_eq!(config["dropout"].as_f64(), Some(f64::from(recipe::DROPOUT)));
+        assert_eq!(config["schedule"]["kind"]["name"], recipe::SCHEDULE);
         assert!(
             (config["learning_rate"].as_f64().unwrap() - f64::from(recipe::LEARNING_RATE)).abs()
                 < 1e-6

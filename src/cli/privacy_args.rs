@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use crate::cli::optimizer_args::ScheduleName;
 use crate::error::{Error, Result};
 use crate::optim::privacy::{noise_multiplier_for_epsilon, DpConfig, DEFAULT_DELTA};
 use crate::train::callbacks::Monitor;
@@ -9,12 +10,15 @@ use crate::train::TrainConfig;
 
 /// The documented private recipe: what `--dp-target-epsilon` alone trains with. Each value
 /// applies only where the user did not give the option.
+/// Tuned on MNIST at ε = 2 (README, "Private accuracy"): large Poisson batches, many epochs, a
+/// cosine decay that quiets the noise at the end, no dropout (clipping already regularizes).
 pub mod recipe {
-    pub const EPOCHS: usize = 40;
-    pub const BATCH_SIZE: usize = 1024;
+    pub const EPOCHS: usize = 60;
+    pub const BATCH_SIZE: usize = 2048;
     pub const OPTIMIZER: &str = "momentum";
-    pub const LEARNING_RATE: f32 = 0.5;
+    pub const LEARNING_RATE: f32 = 1.0;
     pub const MOMENTUM: f32 = 0.9;
+    pub const SCHEDULE: &str = "cosine";
     pub const DROPOUT: f32 = 0.0;
 }
 
@@ -30,8 +34,8 @@ pub struct PrivacyArgs {
     #[arg(long, value_name = "SIGMA", allow_hyphen_values = true)]
     pub dp_noise_multiplier: Option<f64>,
     /// Train privately with the smallest noise that keeps the whole run within this ε (printed).
-    /// Alone, it also picks the private recipe: momentum SGD, lr 0.5, batch 1024, 40 epochs,
-    /// no dropout, clip norm 1 (options given explicitly override it)
+    /// Alone, it also picks the private recipe: momentum SGD, lr 1 with a cosine decay, batch
+    /// 2048, 60 epochs, no dropout, clip norm 1 (options given explicitly override it)
     #[arg(
         long,
         value_name = "EPSILON",
@@ -175,13 +179,14 @@ pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
         return;
     }
     let given = |id: &str| args.checkpoints.given.contains(id);
-    let (epochs, batch, dropout, optimizer, rate, momentum) = (
+    let (epochs, batch, dropout, optimizer, rate, momentum, schedule) = (
         !given("epochs"),
         !given("batch_size"),
         !given("dropout"),
         !given("optimizer"),
         !given("learning_rate"),
         !given("momentum"),
+        !given("lr_schedule"),
     );
     if epochs {
         args.epochs = recipe::EPOCHS;
@@ -200,5 +205,8 @@ pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
         if momentum {
             args.optimizer.momentum = Some(recipe::MOMENTUM);
         }
+    }
+    if schedule {
+        args.optimizer.lr_schedule = ScheduleName::Cosine;
     }
 }
