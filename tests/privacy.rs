@@ -516,3 +516,66 @@ fn bench_dp_measures_every_case_also_privately() {
     assert_eq!(cases[1]["private"], true);
     assert_eq!(cases[0]["batch_size"], cases[1]["batch_size"]);
 }
+
+#[test]
+fn a_private_run_resumed_from_any_checkpoint_writes_a_byte_identical_model_with_the_same_epsilon() {
+    let work = support::Workdir::new(40);
+    let private = [
+        "--dp-target-epsilon",
+        "5",
+        "--dp-clip-norm",
+        "0.7",
+        "--epochs",
+        "2",
+    ];
+    let checkpoints = [
+        "--checkpoint-dir",
+        "ck",
+        "--checkpoint-every",
+        "1",
+        "--keep-checkpoints",
+        "20",
+    ];
+    let output = work
+        .train()
+        .args(private)
+        .args(checkpoints)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let reference = std::fs::read(work.path("weights.bin")).unwrap();
+    let reference_model = mnist_train::model_file::Model::load(&work.path("weights.bin")).unwrap();
+    let epsilon = reference_model
+        .privacy
+        .expect("the model records its guarantee")
+        .epsilon;
+    assert!(epsilon > 4.0 && epsilon <= 5.0, "{epsilon}");
+    let files = mnist_train::checkpoint::list_checkpoints(&work.path("ck")).unwrap();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in &files[..files.len() - 1] {
+        let single = work.path(&format!(
+            "single-{}",
+            file.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::create_dir(&single).unwrap();
+        std::fs::copy(file, single.join(file.file_name().unwrap())).unwrap();
+        // Only --resume: the noise multiplier, clipping and δ come from the checkpoint.
+        let output = std::process::Command::new(support::BINARY)
+            .current_dir(work.temp.path())
+            .args(["train", "--resume"])
+            .arg(&single)
+            .args(["-o", "resumed.bin"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            std::fs::read(work.path("resumed.bin")).unwrap() == reference,
+            "resuming {} gave a different model",
+            file.display()
+        );
+    }
+}
