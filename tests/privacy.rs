@@ -414,7 +414,7 @@ mod cli {
         assert!(output.status.success(), "{output:?}");
         let lines = json_lines(&output.stdout);
         let config = &lines.last().unwrap()["config"];
-        use mnist_train::cli::privacy_args::recipe;
+        use mnist_train::optim::privacy::recipe;
         assert_eq!(
             config["batch_size"].as_u64(),
             Some(recipe::BATCH_SIZE as u64)

@@ -4,23 +4,8 @@ use clap::Args;
 
 use crate::cli::optimizer_args::ScheduleName;
 use crate::error::{Error, Result};
-use crate::optim::privacy::{noise_multiplier_for_epsilon, DpConfig, DEFAULT_DELTA};
+use crate::optim::privacy::{recipe, NoisePlan, PrivacyPlan, DEFAULT_DELTA};
 use crate::train::callbacks::Monitor;
-use crate::train::TrainConfig;
-
-/// The documented private recipe: what `--dp-target-epsilon` alone trains with. Each value
-/// applies only where the user did not give the option.
-/// Tuned on MNIST at ε = 2 (README, "Private accuracy"): large Poisson batches, many epochs, a
-/// cosine decay that quiets the noise at the end, no dropout (clipping already regularizes).
-pub mod recipe {
-    pub const EPOCHS: usize = 60;
-    pub const BATCH_SIZE: usize = 2048;
-    pub const OPTIMIZER: &str = "momentum";
-    pub const LEARNING_RATE: f32 = 1.0;
-    pub const MOMENTUM: f32 = 0.9;
-    pub const SCHEDULE: &str = "cosine";
-    pub const DROPOUT: f32 = 0.0;
-}
 
 /// C when not given.
 pub const DEFAULT_CLIP_NORM: f32 = 1.0;
@@ -50,22 +35,6 @@ pub struct PrivacyArgs {
     /// training images]
     #[arg(long, value_name = "DELTA", allow_hyphen_values = true)]
     pub dp_delta: Option<f64>,
-}
-
-/// How much noise a private run adds: given, or found from a target ε once the training-set
-/// size is known.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum NoisePlan {
-    Multiplier(f64),
-    TargetEpsilon(f64),
-}
-
-/// Validated privacy options.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PrivacyPlan {
-    pub noise: NoisePlan,
-    pub clip_norm: f32,
-    pub delta: f64,
 }
 
 impl PrivacyArgs {
@@ -124,35 +93,6 @@ impl PrivacyArgs {
             clip_norm,
             delta,
         }))
-    }
-}
-
-impl PrivacyPlan {
-    /// The noise multiplier for `config`'s run on `example_count` training examples.
-    pub fn dp_config(&self, config: &TrainConfig, example_count: usize) -> Result<DpConfig> {
-        let noise_multiplier = match self.noise {
-            NoisePlan::Multiplier(sigma) => sigma,
-            NoisePlan::TargetEpsilon(target) => {
-                let (sampling_rate, steps_per_epoch) = config.sampling(example_count);
-                let steps = (steps_per_epoch * config.epochs) as u64;
-                noise_multiplier_for_epsilon(target, sampling_rate, steps, self.delta).map_err(
-                    |unreachable| {
-                        Error::config(
-                            "--dp-target-epsilon",
-                            format!(
-                                "{target} cannot be met by this run (even noise multiplier 1000 spends ε = {:.3}); allow a larger ε or δ, fewer epochs or a smaller batch",
-                                unreachable.best_epsilon
-                            ),
-                        )
-                    },
-                )?
-            }
-        };
-        Ok(DpConfig {
-            noise_multiplier,
-            clip_norm: self.clip_norm,
-            delta: self.delta,
-        })
     }
 }
 
