@@ -101,6 +101,8 @@ impl RunRecord {
                 keep: self.keep_checkpoints,
             },
             threads: None,
+            // A checkpointed run's noise is in `training.privacy` already.
+            privacy: None,
         };
         let data = TrainingData {
             examples: self.train_examples,

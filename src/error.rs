@@ -72,6 +72,8 @@ pub enum Setting {
     CheckpointDir,
     /// Where the dataset is read from.
     DataDir,
+    /// The ε a private run must stay within.
+    TargetEpsilon,
 }
 
 impl std::fmt::Display for Setting {
@@ -84,6 +86,7 @@ impl std::fmt::Display for Setting {
             Setting::Output => "model path",
             Setting::CheckpointDir => "checkpoint folder",
             Setting::DataDir => "data folder",
+            Setting::TargetEpsilon => "target ε",
         })
     }
 }

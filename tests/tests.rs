@@ -14,6 +14,7 @@ mod cli_plots;
 mod cli_predict_eval;
 mod gradients;
 mod parsers_proptest;
+mod privacy;
 mod resume_exact;
 mod speed_determinism;
 mod training_controls;

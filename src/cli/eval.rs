@@ -13,6 +13,7 @@ use crate::error::{Error, Result, Setting};
 use crate::interop::load_model;
 use crate::model_file::Model;
 use crate::nn::Mlp;
+use crate::optim::privacy::PrivacyGuarantee;
 use crate::plot::{save_figure, ConfusionHeatMap, PlotFormat};
 use crate::predict::{fit_width, probabilities, render_half_blocks, tile_grid};
 use crate::report::classification::{most_confused_pairs, ClassificationReport, ConfusedPair};
@@ -101,6 +102,9 @@ pub struct EvaluationJson {
     pub most_confused: Vec<ConfusedPair>,
     /// The most confident mistakes, most confident first (empty without --show-errors).
     pub errors: Vec<Mistake>,
+    /// A privately trained model's (ε, δ) guarantee, from the model file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyGuarantee>,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -129,6 +133,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         model.architecture.widths_label(),
         model.dataset
     ));
+    if let Some(privacy) = &model.privacy {
+        human.line(&format!("Trained privately: {}", privacy.describe()));
+    }
     human.line(&format!(
         "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
         evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
@@ -180,6 +187,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             confusion_matrix: evaluation.confusion.clone(),
             most_confused: pairs,
             errors: mistakes,
+            privacy: model.privacy.clone(),
         })?;
     }
     Ok(())

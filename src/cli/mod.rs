@@ -10,6 +10,7 @@ pub mod interop;
 pub mod optimizer_args;
 pub mod performance;
 pub mod predict;
+pub mod privacy_args;
 pub mod resume;
 pub mod train;
 pub mod validation_args;
