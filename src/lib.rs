@@ -10,6 +10,7 @@ pub mod cli;
 pub mod compare;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod interop;
 pub mod kernels;
 pub mod model_file;

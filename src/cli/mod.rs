@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compare;
 pub mod completions;
 pub mod eval;
+pub mod explain_args;
 pub mod interop;
 pub mod optimizer_args;
 pub mod performance;

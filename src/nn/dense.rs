@@ -74,9 +74,19 @@ impl Dense {
             .expect("gradients are contiguous row-major buffers");
         // Σ over the batch of grad_y: [batch, out] -> [out]
         sum_rows_into(grad_y_rows, &mut grads[self.bias.clone()], accumulate);
-        if let Some(mut grad_x) = grad_x {
-            // grad_y: [batch, out] · wᵀ: [out, in] -> [batch, in]
-            matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
+        if let Some(grad_x) = grad_x {
+            self.backward_input(params, grad_y, grad_x);
         }
+    }
+
+    /// The input's gradient alone, without parameter gradients (attributions need only this).
+    /// grad_y: [batch, out] · wᵀ: [out, in] -> grad_x: [batch, in]
+    pub fn backward_input(
+        &self,
+        params: &[f32],
+        grad_y: ArrayView2<f32>,
+        mut grad_x: ArrayViewMut2<f32>,
+    ) {
+        matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
     }
 }
