@@ -13,6 +13,7 @@ mod cli_json_history;
 mod cli_optimizers;
 mod cli_plots;
 mod cli_predict_eval;
+mod explain;
 mod gradients;
 mod parsers_proptest;
 mod resume_exact;
