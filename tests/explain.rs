@@ -151,7 +151,10 @@ fn integrated_gradients_add_up_to_the_score_difference_on_a_small_relu_network()
             }
         }
     }
-    assert!(fine_errors.len() >= 10, "too few cases with a score difference");
+    assert!(
+        fine_errors.len() >= 10,
+        "too few cases with a score difference"
+    );
     // The quadrature error of a step-function integrand shrinks like 1/steps.
     let mean = |errors: &[f64]| errors.iter().sum::<f64>() / errors.len() as f64;
     assert!(

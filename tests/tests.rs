@@ -8,6 +8,7 @@ mod bench_command;
 mod checkpoint_cli;
 mod cli;
 mod cli_compare;
+mod cli_explain;
 mod cli_interop;
 mod cli_json_history;
 mod cli_optimizers;

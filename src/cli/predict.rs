@@ -62,11 +62,11 @@ pub struct PredictArgs {
           default_missing_value = Method::IntegratedGradients.name())]
     pub explain: Option<String>,
     /// The class whose score --explain explains, by index or name [default: the predicted class]
-    #[arg(long, value_name = "CLASS", requires = "explain")]
+    #[arg(long, value_name = "CLASS")]
     pub target: Option<String>,
     /// Write each explanation as a picture (input, map, overlay, colour scale); with several
     /// images, the image's number is added to the file name (out-1.png, out-2.png, …)
-    #[arg(long, value_name = "PATH.png|PATH.svg", requires = "explain")]
+    #[arg(long, value_name = "PATH.png|PATH.svg")]
     pub explain_out: Option<PathBuf>,
     #[command(flatten)]
     pub explain_settings: ExplainSettingsArgs,
@@ -122,6 +122,16 @@ pub fn run(mut args: PredictArgs) -> Result<()> {
         None => None,
         Some(value) => Some(explain_method(&value, &mut args.images)?),
     };
+    if method.is_none() {
+        for (option, given) in [
+            ("--target", args.target.is_some()),
+            ("--explain-out", args.explain_out.is_some()),
+        ] {
+            if given {
+                return Err(Error::config(option, "only applies with --explain"));
+            }
+        }
+    }
     if args.images.is_empty() && args.index.is_empty() {
         return Err(Error::config(
             "IMAGE",
