@@ -7,18 +7,14 @@ use std::sync::OnceLock;
 use assert_cmd::Command;
 use serde_json::Value;
 
-use crate::common;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary builds")
-}
+use crate::support::{self, mnist_train};
 
 /// A folder with the synthetic dataset (class k lights band k) and a model trained on it.
 fn fixture() -> &'static (PathBuf, PathBuf) {
     static FIXTURE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        common::write_synthetic_dataset(&dir, 300, 40, true);
+        support::write_synthetic_dataset(&dir, 300, 40, true);
         let model = dir.join("model.bin");
         mnist_train()
             .args([
@@ -284,6 +280,6 @@ fn bad_explain_options_fail_with_one_line_naming_the_option() {
         ("eval", &["--explain-check", "41"], "--explain-check"),
     ];
     for (subcommand, args, option) in cases {
-        common::assert_one_line_error(&mut on_fixture(subcommand, args), 2, &[option]);
+        support::assert_one_line_error(&mut on_fixture(subcommand, args), 2, &[option]);
     }
 }
