@@ -28,6 +28,7 @@ pub fn input_x_gradient(model: &dyn Differentiable, pixels: &[f32], target: usiz
     gradient(model, pixels, target)
         .into_iter()
         .zip(pixels)
-        .map(|(g, &p)| g * p)
+        // + 0.0 turns the −0 of an unlit pixel's negative gradient into a plain 0.
+        .map(|(g, &p)| g * p + 0.0)
         .collect()
 }

@@ -155,7 +155,8 @@ pub fn integrated_gradients(
     let values: Vec<f32> = average_gradient
         .iter()
         .zip(pixels)
-        .map(|(&g, &p)| (g * (p - baseline) as f64) as f32)
+        // + 0.0 turns the −0 of an unlit pixel's negative gradient into a plain 0.
+        .map(|(&g, &p)| (g * (p - baseline) as f64) as f32 + 0.0)
         .collect();
     let ends = Array2::from_shape_fn(
         (2, len),

@@ -46,14 +46,12 @@ impl ParametersJson {
     }
 }
 
-/// Integrated gradients' completeness: Σ attributions against F(x) − F(baseline).
+/// The two ends of integrated gradients' path: the target's logit on the image and on the
+/// baseline, F(x) and F(b).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CompletenessJson {
-    pub attribution_sum: f64,
     pub score_input: f64,
     pub score_baseline: f64,
-    /// |Σ − (F(x) − F(b))| / |F(x) − F(b)| (null when F(x) = F(b)).
-    pub relative_error: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,7 +70,8 @@ pub struct ExplanationJson {
     /// `attributions[row][column]`, one per pixel.
     pub attributions: Vec<Vec<f32>>,
     pub attribution_sum: f64,
-    /// Integrated gradients only (null otherwise).
+    /// Integrated gradients only (null otherwise): |Σ − (F(x) − F(b))| / |F(x) − F(b)|, also
+    /// null when F(x) = F(b).
     pub completeness_error: Option<f64>,
     pub completeness: Option<CompletenessJson>,
 }
@@ -86,10 +85,8 @@ impl ExplanationJson {
         predicted: usize,
     ) -> Self {
         let completeness = attribution.completeness.map(|c| CompletenessJson {
-            attribution_sum: c.attribution_sum,
             score_input: c.score_input,
             score_baseline: c.score_baseline,
-            relative_error: c.relative_error(),
         });
         ExplanationJson {
             method: attribution.method.name(),
@@ -109,7 +106,7 @@ impl ExplanationJson {
                 .map(<[f32]>::to_vec)
                 .collect(),
             attribution_sum: attribution.values.iter().map(|&v| v as f64).sum(),
-            completeness_error: completeness.as_ref().and_then(|c| c.relative_error),
+            completeness_error: attribution.completeness.and_then(|c| c.relative_error()),
             completeness,
         }
     }
