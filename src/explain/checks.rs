@@ -66,7 +66,7 @@ pub fn deletion_curve(
     logits_batched(model, images.view())
         .rows()
         .into_iter()
-        .map(|logits| softmax(logits.as_slice().unwrap_or(&logits.to_vec()))[target])
+        .map(|logits| softmax(&logits.to_vec())[target])
         .collect()
 }
 
@@ -129,8 +129,7 @@ pub fn run_checks(
     let mut seconds = vec![0.0f64; methods.len()];
     let mut random_areas = Vec::with_capacity(images.len());
     for (index, pixels) in images.iter().enumerate() {
-        let logits = model.logits(single_row(pixels));
-        let target = arg_max(logits.row(0).as_slice().unwrap_or(&logits.row(0).to_vec()));
+        let target = arg_max(&model.logits(single_row(pixels)).row(0).to_vec());
         let random = random_order(pixels.len(), index as u64);
         random_areas.push(area_under(&deletion_curve(
             model,

@@ -1,6 +1,8 @@
 //! Drawing an attribution map for people: the shared colour scale, and the terminal rendering
 //! (Unicode half blocks like `predict --show`, red for positive, blue for negative).
 
+use crate::predict::render::half_block_lines;
+
 /// The magnitude drawn at full colour: the 99th percentile of |attribution|, so one extreme
 /// pixel does not wash out the rest of the map (larger values are drawn at full colour too).
 pub fn display_scale(values: &[f32]) -> f32 {
@@ -78,34 +80,15 @@ pub fn render_attribution(
     scale: f32,
     color: bool,
 ) -> Vec<String> {
-    let at = |x: usize, y: usize| -> f32 {
-        if y < height {
-            signed_level(values[y * width + x], scale)
-        } else {
-            0.0
-        }
-    };
-    (0..height.div_ceil(2))
-        .map(|pair| {
-            let mut line = String::new();
-            for x in 0..width {
-                let (upper, lower) = (at(x, 2 * pair), at(x, 2 * pair + 1));
-                if color {
-                    line.push_str(&format!(
-                        "\x1b[38;5;{}m\x1b[48;5;{}m▀",
-                        color_code(upper),
-                        color_code(lower)
-                    ));
-                } else {
-                    line.push(plain_char(upper, lower));
-                }
-            }
-            if color {
-                line.push_str("\x1b[0m");
-            }
-            line
-        })
-        .collect()
+    let levels: Vec<f32> = values.iter().map(|&v| signed_level(v, scale)).collect();
+    half_block_lines(
+        &levels,
+        width,
+        height,
+        color,
+        |upper, lower| (color_code(upper), color_code(lower)),
+        plain_char,
+    )
 }
 
 /// How to read the terminal map.
