@@ -1,10 +1,10 @@
 //! Options of the attribution methods, shared by `predict --explain` and `eval --explain-check`.
 
-use clap::builder::PossibleValue;
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
 
-use crate::error::{Error, Result};
-use crate::explain::{Quadrature, Settings, SettingsError};
+use crate::error::Result;
+use crate::explain::{Quadrature, Settings};
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Attribution (--explain, --explain-check)")]
@@ -13,7 +13,9 @@ pub struct ExplainSettingsArgs {
     #[arg(long, value_name = "N", default_value_t = Settings::default().ig_steps)]
     pub ig_steps: usize,
     /// Integrated gradients: the quadrature rule for the path integral
-    #[arg(long, value_enum, value_name = "RULE", default_value_t = Settings::default().quadrature)]
+    #[arg(long, value_name = "RULE", default_value_t = Settings::default().quadrature,
+          value_parser = PossibleValuesParser::new(Quadrature::NAMES)
+              .try_map(|name| Quadrature::from_name(&name).ok_or("not a quadrature rule")))]
     pub ig_quadrature: Quadrature,
     /// Occlusion: side of the square patch slid over the image one pixel at a time, in pixels
     #[arg(long, value_name = "PIXELS", default_value_t = Settings::default().occlusion_patch)]
@@ -25,7 +27,8 @@ pub struct ExplainSettingsArgs {
 }
 
 impl ExplainSettingsArgs {
-    /// The validated settings for `width × height` images; errors name the option.
+    /// The validated settings for `width × height` images (errors name the setting, which the
+    /// command line reports as its option).
     pub fn settings(&self, width: usize, height: usize) -> Result<Settings> {
         let settings = Settings {
             ig_steps: self.ig_steps,
@@ -33,25 +36,7 @@ impl ExplainSettingsArgs {
             occlusion_patch: self.occlusion_patch,
             baseline: self.baseline,
         };
-        settings
-            .validate(width, height)
-            .map_err(|error| match error {
-                SettingsError::IgSteps(message) => Error::config("--ig-steps", message),
-                SettingsError::OcclusionPatch(message) => {
-                    Error::config("--occlusion-patch", message)
-                }
-                SettingsError::Baseline(message) => Error::config("--baseline", message),
-            })?;
+        settings.validate(width, height)?;
         Ok(settings)
-    }
-}
-
-// The library's names are the command line's values: no mirror enum.
-impl ValueEnum for Quadrature {
-    fn value_variants<'a>() -> &'a [Self] {
-        &Quadrature::ALL
-    }
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.name()))
     }
 }

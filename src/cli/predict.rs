@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cli::eval::load_test_set_for;
 use crate::cli::explain_args::ExplainSettingsArgs;
 use crate::cli::DataArgs;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::explain::render::{display_scale, legend, render_attribution, short_number};
 use crate::explain::report::ExplanationJson;
 use crate::explain::{
@@ -152,7 +152,7 @@ pub fn run(mut args: PredictArgs) -> Result<()> {
         ));
     }
     if let Some(path) = &args.explain_out {
-        PlotFormat::from_path("--explain-out", path)?;
+        PlotFormat::from_path(Setting::ExplanationPicture, path)?;
     }
     let explain = match method {
         Some(method) => Some(ExplainRequest {
@@ -272,7 +272,7 @@ pub fn run(mut args: PredictArgs) -> Result<()> {
                     height: FRAME,
                     scale,
                 };
-                save_figure("--explain-out", &path, &figure)?;
+                save_figure(Setting::ExplanationPicture, &path, &figure)?;
                 eprintln!("Saved the explanation picture to {}", path.display());
             }
         } else if args.show {

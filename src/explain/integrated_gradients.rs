@@ -35,8 +35,14 @@ impl Quadrature {
         Quadrature::RiemannMiddle,
         Quadrature::Trapezoid,
     ];
+    /// Every rule's name, in the order of [`Quadrature::ALL`].
+    pub const NAMES: [&'static str; 3] = [
+        Quadrature::ALL[0].name(),
+        Quadrature::ALL[1].name(),
+        Quadrature::ALL[2].name(),
+    ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Quadrature::GaussLegendre => "gauss-legendre",
             Quadrature::RiemannMiddle => "riemann-middle",

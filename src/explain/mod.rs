@@ -25,6 +25,7 @@ pub mod report;
 
 use ndarray::{Array2, ArrayView2};
 
+use crate::error::{Error, Result, Setting};
 use crate::model_file::{Model, Normalization};
 
 pub use checks::{run_checks, CheckReport, MethodCheck, DEFAULT_CHECK_IMAGES};
@@ -171,40 +172,42 @@ impl Default for Settings {
 /// Bounds on the settings (the step count and patch size also bound memory and time).
 pub const MAX_IG_STEPS: usize = 2000;
 
-/// A setting that cannot be used, in the library's words; the CLI names the option.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SettingsError {
-    IgSteps(String),
-    OcclusionPatch(String),
-    Baseline(String),
-}
-
 impl Settings {
     /// Checks the settings for images of `width × height` pixels.
-    pub fn validate(&self, width: usize, height: usize) -> Result<(), SettingsError> {
+    pub fn validate(&self, width: usize, height: usize) -> Result<()> {
         if !(1..=MAX_IG_STEPS).contains(&self.ig_steps) {
-            return Err(SettingsError::IgSteps(format!(
-                "{} steps: must be between 1 and {MAX_IG_STEPS}",
-                self.ig_steps
-            )));
+            return Err(Error::setting(
+                Setting::IgSteps,
+                format!(
+                    "{} steps: must be between 1 and {MAX_IG_STEPS}",
+                    self.ig_steps
+                ),
+            ));
         }
         if self.quadrature == Quadrature::Trapezoid && self.ig_steps < 2 {
-            return Err(SettingsError::IgSteps(
-                "the trapezoid rule needs at least 2 steps".to_string(),
+            return Err(Error::setting(
+                Setting::IgSteps,
+                "the trapezoid rule needs at least 2 steps",
             ));
         }
         let side = width.min(height);
         if !(1..=side).contains(&self.occlusion_patch) {
-            return Err(SettingsError::OcclusionPatch(format!(
-                "a {0}×{0} patch: must be between 1 and {side} pixels (the image is {width}×{height})",
-                self.occlusion_patch
-            )));
+            return Err(Error::setting(
+                Setting::OcclusionPatch,
+                format!(
+                    "a {0}×{0} patch: must be between 1 and {side} pixels (the image is {width}×{height})",
+                    self.occlusion_patch
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&self.baseline) {
-            return Err(SettingsError::Baseline(format!(
-                "{}: must be a pixel value between 0 (black) and 1 (white)",
-                self.baseline
-            )));
+            return Err(Error::setting(
+                Setting::AttributionBaseline,
+                format!(
+                    "{}: must be a pixel value between 0 (black) and 1 (white)",
+                    self.baseline
+                ),
+            ));
         }
         Ok(())
     }
