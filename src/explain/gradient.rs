@@ -7,7 +7,7 @@
 
 use crate::explain::{single_row, Differentiable};
 
-/// ∂logit[target]/∂pixel for one image. pixels: [len] -> [len]
+/// `∂logit[target]/∂pixel` for one image. `pixels: [len] -> [len]`
 pub fn gradient(model: &dyn Differentiable, pixels: &[f32], target: usize) -> Vec<f32> {
     model
         .input_gradient(single_row(pixels), target)
@@ -15,7 +15,7 @@ pub fn gradient(model: &dyn Differentiable, pixels: &[f32], target: usize) -> Ve
         .0
 }
 
-/// |∂logit[target]/∂pixel|. pixels: [len] -> [len]
+/// `|∂logit[target]/∂pixel|`. `pixels: [len] -> [len]`
 pub fn saliency(model: &dyn Differentiable, pixels: &[f32], target: usize) -> Vec<f32> {
     gradient(model, pixels, target)
         .into_iter()
@@ -23,7 +23,7 @@ pub fn saliency(model: &dyn Differentiable, pixels: &[f32], target: usize) -> Ve
         .collect()
 }
 
-/// pixel · ∂logit[target]/∂pixel. pixels: [len] -> [len]
+/// `pixel · ∂logit[target]/∂pixel`. `pixels: [len] -> [len]`
 pub fn input_x_gradient(model: &dyn Differentiable, pixels: &[f32], target: usize) -> Vec<f32> {
     gradient(model, pixels, target)
         .into_iter()

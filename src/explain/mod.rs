@@ -41,7 +41,7 @@ pub trait Differentiable {
     fn classes(&self) -> usize;
     /// x: [batch, input_len] -> logits: [batch, classes]
     fn logits(&self, x: ArrayView2<f32>) -> Array2<f32>;
-    /// x: [batch, input_len] -> ∂logit[class]/∂x: [batch, input_len]
+    /// `x: [batch, input_len] -> ∂logit[class]/∂x: [batch, input_len]`
     fn input_gradient(&self, x: ArrayView2<f32>, class: usize) -> Array2<f32>;
 }
 

@@ -8,7 +8,7 @@ use ndarray::Array2;
 
 use crate::explain::{logits_batched, single_row, Differentiable, MAX_BATCH};
 
-/// Occlusion map of `target`'s logit for one `width`-wide image. pixels: [len] -> [len]
+/// Occlusion map of `target`'s logit for one `width`-wide image. `pixels: [len] -> [len]`
 /// `patch` must be between 1 and the image's shorter side ([`crate::explain::Settings::validate`]).
 pub fn occlusion(
     model: &dyn Differentiable,
