@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::explain::{attribute, logits_batched, single_row, Differentiable, Method, Settings};
 use crate::nn::loss::{arg_max, softmax};
+use crate::report::table::aligned_table;
 use crate::rng::Rng;
 
 /// How many test images `eval --explain-check` checks unless told.
@@ -235,30 +236,6 @@ impl CheckReport {
                 ]
             })
             .collect();
-        let widths: Vec<usize> = (0..header.len())
-            .map(|column| {
-                rows.iter()
-                    .map(|row| row[column].chars().count())
-                    .chain([header[column].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: Vec<&str>| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(column, (cell, &width))| {
-                    if column == 0 {
-                        format!("{cell:<width$}")
-                    } else {
-                        format!("{cell:>width$}")
-                    }
-                })
-                .collect();
-            padded.join("  ").trim_end().to_string() + "\n"
-        };
         let mut out = format!(
             "Attribution check on {} test images (score: {}; deletion follows its probability, {}% of the pixels per step; IG: {} steps, {}; occlusion patch {}×{}; baseline {})\n",
             self.images,
@@ -270,19 +247,7 @@ impl CheckReport {
             self.occlusion_patch,
             self.baseline
         );
-        out.push_str(&line(header.to_vec()));
-        out.push_str(&line(
-            widths
-                .iter()
-                .map(|&w| "-".repeat(w))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect(),
-        ));
-        for row in &rows {
-            out.push_str(&line(row.iter().map(String::as_str).collect()));
-        }
+        out.push_str(&aligned_table(&header, &rows, 1));
         out
     }
 }
