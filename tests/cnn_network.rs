@@ -379,6 +379,7 @@ fn cnn_safetensors_are_pytorch_layout_predict_the_same_and_import_back_exactly()
         dataset: DatasetKind::Mnist,
         class_names: DatasetKind::Mnist.class_names(),
         parameters,
+        privacy: None,
     };
     let bytes = export_bytes(&model).unwrap();
     let tensors = read_safetensors(&bytes);

@@ -109,6 +109,7 @@ fn model() -> impl Strategy<Value = Model> {
                 dataset: DatasetKind::Mnist,
                 class_names,
                 parameters,
+                privacy: None,
             })
     })
 }
@@ -132,6 +133,7 @@ fn record(epoch: usize) -> impl Strategy<Value = EpochRecord> {
                     val_accuracy: val_loss.map(|v| v / 2.0),
                     learning_rate,
                     seconds,
+                    epsilon: None,
                     samples_per_second,
                 }
             },

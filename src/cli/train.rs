@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 
 use crate::cli::optimizer_args::OptimizerArgs;
 use crate::cli::performance::PerformanceArgs;
+use crate::cli::privacy_args::{apply_recipe, check_monitor, PrivacyArgs};
 use crate::cli::resume::{self, CheckpointArgs};
 use crate::cli::validation_args::ValidationArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
@@ -13,6 +14,7 @@ use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::layer_spec::{parse_layers, LayerSpec};
 use crate::nn::{Architecture, Mlp};
+use crate::optim::privacy::{DpConfig, NoisePlan};
 use crate::run::sinks::{ReportSpec, TrainSinks};
 use crate::run::{self, preflight, Observers, RunSpec, Source};
 use crate::train::{BatchSize, Progress, Recipe, TrainConfig};
@@ -125,6 +127,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub validation: ValidationArgs,
     #[command(flatten)]
+    pub privacy: PrivacyArgs,
+    #[command(flatten)]
     pub checkpoints: CheckpointArgs,
     #[command(flatten)]
     pub performance: PerformanceArgs,
@@ -182,6 +186,27 @@ impl TrainArgs {
         }
         let (optimizer, learning_rate, schedule) = self.optimizer.resolve(&recipe)?;
         let validation = self.validation.resolve()?;
+        let privacy = self.privacy.resolve()?;
+        if privacy.is_some() {
+            if let Some((monitor, _)) = &validation.early_stopping {
+                check_monitor("--early-stopping", monitor)?;
+            }
+            if let Some(monitor) = &validation.restore_best {
+                check_monitor("--restore-best", monitor)?;
+            }
+        }
+        if privacy.is_some() && architecture.layers.is_some() {
+            // Per-example gradients (for clipping) exist for the MLP's dense layers only.
+            let option = if self.privacy.dp_noise_multiplier.is_some() {
+                "--dp-noise-multiplier"
+            } else {
+                "--dp-target-epsilon"
+            };
+            return Err(Error::config(
+                option,
+                "private training supports --arch mlp only, not a layer stack",
+            ));
+        }
         if self.limit == Some(0) {
             return Err(Error::config("--limit", "must be at least 1"));
         }
@@ -197,6 +222,14 @@ impl TrainArgs {
             epochs,
             batch_size: self.batch_size.unwrap_or(recipe.batch_size),
             seed: self.seed,
+            privacy: privacy.and_then(|plan| match plan.noise {
+                NoisePlan::Multiplier(noise_multiplier) => Some(DpConfig {
+                    noise_multiplier,
+                    clip_norm: plan.clip_norm,
+                    delta: plan.delta,
+                }),
+                NoisePlan::TargetEpsilon(_) => None,
+            }),
         };
         Ok(RunSpec {
             data_dir: self.data.dir_for(dataset),
@@ -205,12 +238,14 @@ impl TrainArgs {
             validation,
             output: Some(self.output.clone()),
             checkpoints: self.checkpoints.policy()?,
+            privacy,
             ..RunSpec::new(training, dataset)
         })
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    apply_recipe(&mut args);
     let mut spec = args
         .to_spec()
         .map_err(|error| resume::explain(error, &args.checkpoints))?;
@@ -233,7 +268,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         keep_diverged: false,
     };
     let outcome = run::execute(&spec, Source::Load, resume.as_ref(), observers)?;
-    sinks.finish(&spec, &outcome.trainer, &outcome.evaluation, &progress)?;
+    sinks.finish(
+        &spec,
+        &outcome.trainer,
+        &outcome.evaluation,
+        outcome.privacy.as_ref(),
+        &progress,
+    )?;
     if let Some(output) = &spec.output {
         progress.info(&format!("Saved model to {}", output.display()));
     }
