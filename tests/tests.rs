@@ -14,6 +14,7 @@ mod cli_optimizers;
 mod cli_plots;
 mod cli_predict_eval;
 mod gradients;
+mod onnx_export;
 mod parsers_proptest;
 mod resume_exact;
 mod speed_determinism;

@@ -57,7 +57,7 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Measure training speed over batch sizes, thread counts and optimizers (hyperfine-style)
     Bench(bench::BenchArgs),
-    /// Write a model as safetensors, with tensor names PyTorch's nn.Sequential loads
+    /// Write a model as safetensors (tensor names PyTorch's nn.Sequential loads) or ONNX
     Export(interop::ExportArgs),
     /// Convert a safetensors file (ours or PyTorch's) into an mnist-train model file
     Import(interop::ImportArgs),

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod architecture;
 pub mod dense;
 pub mod dropout;
+pub mod layers;
 pub mod loss;
 pub mod mlp;
 
