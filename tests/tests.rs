@@ -18,4 +18,5 @@ mod onnx_export;
 mod parsers_proptest;
 mod resume_exact;
 mod speed_determinism;
+mod tensorboard_events;
 mod training_controls;

@@ -1,4 +1,5 @@
-//! `train`'s reporting options (`--json`, `--history`, `--plot`) and the sinks they open.
+//! `train`'s reporting options (`--json`, `--history`, `--plot`, `--tensorboard`) and the sinks
+//! they open.
 //! Kept apart from `train.rs` so the training options and these outputs evolve independently.
 
 use std::path::PathBuf;
@@ -7,11 +8,12 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cli::train::TrainJob;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::optim::schedule::LrSchedule;
 use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
-use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines};
+use crate::report::tensorboard::TensorBoardSettings;
+use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines, TensorBoard};
 use crate::train::{BatchSize, Callback, Evaluation, Progress, Trainer};
 
 #[derive(Debug, Clone, Default, Args)]
@@ -25,6 +27,33 @@ pub struct TrainReportArgs {
     /// After training, draw loss and accuracy curves (train and validation) to this SVG or PNG file
     #[arg(long, value_name = "PATH.svg|PATH.png")]
     pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub tensorboard: TensorBoardArgs,
+}
+
+/// `--tensorboard`, shared by train and compare.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TensorBoardArgs {
+    /// Write TensorBoard event files into DIR (created if missing): the epoch metrics and a running
+    /// loss; view with `tensorboard --logdir DIR`. A resumed run continues the same folder
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
+    /// Log the running loss to TensorBoard every N optimization steps
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub tensorboard_every: u64,
+}
+
+impl TensorBoardArgs {
+    /// The checked options, or `None` without `--tensorboard`.
+    pub fn settings(&self) -> Result<Option<TensorBoardSettings>> {
+        if self.tensorboard_every == 0 {
+            return Err(Error::config("--tensorboard-every", "must be at least 1"));
+        }
+        Ok(self.tensorboard.clone().map(|dir| TensorBoardSettings {
+            dir,
+            every_steps: self.tensorboard_every,
+        }))
+    }
 }
 
 /// The per-epoch sinks the options asked for.
@@ -32,6 +61,7 @@ pub struct TrainSinks {
     json: Option<JsonLines>,
     history: Option<CsvHistory>,
     plot: Option<PathBuf>,
+    tensorboard: Option<TensorBoard>,
     pub human: HumanOutput,
 }
 
@@ -45,10 +75,15 @@ impl TrainSinks {
             Some(path) => Some(CsvHistory::open(path)?),
             None => None,
         };
+        let tensorboard = match args.tensorboard.settings()? {
+            Some(settings) => Some(TensorBoard::open(&settings)?),
+            None => None,
+        };
         Ok(TrainSinks {
             json: args.json.then_some(JsonLines),
             history,
             plot: args.plot.clone(),
+            tensorboard,
             human: HumanOutput::new(args.json),
         })
     }
@@ -61,6 +96,9 @@ impl TrainSinks {
         }
         if let Some(history) = &mut self.history {
             callbacks.push(history);
+        }
+        if let Some(tensorboard) = &mut self.tensorboard {
+            callbacks.push(tensorboard);
         }
         callbacks
     }
@@ -77,6 +115,9 @@ impl TrainSinks {
             "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
             evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
         ));
+        if let Some(path) = self.tensorboard.as_ref().and_then(TensorBoard::path) {
+            progress.info(&format!("Wrote TensorBoard events to {}", path.display()));
+        }
         if let Some(path) = &self.plot {
             let title = format!(
                 "{} - {} epochs, batch {}, {} - test accuracy {:.4}",

@@ -8,7 +8,10 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::nn::Architecture;
 use crate::optim::OptimizerConfig;
-use crate::train::{evaluate, BatchSize, EpochRecord, Progress, TrainConfig, Trainer, Validation};
+use crate::report::tensorboard::{TensorBoard, TensorBoardSettings};
+use crate::train::{
+    evaluate, BatchSize, Callback, EpochRecord, Progress, TrainConfig, Trainer, Validation,
+};
 
 /// One way to train: an update rule, a batch size and a learning rate.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +91,8 @@ pub struct CompareConfig {
     pub test_batch_size: usize,
     /// Training threads (results do not depend on it).
     pub threads: usize,
+    /// TensorBoard event files: one run folder per variant (`DIR/<variant name>`).
+    pub tensorboard: Option<TensorBoardSettings>,
 }
 
 /// How one variant did.
@@ -135,7 +140,19 @@ pub fn run_variants(
             batch_size: config.test_batch_size,
         };
         let mut progress = progress(index, variant);
-        let outcome = trainer.fit_with_validation(train, Some(validation), &mut progress, &mut []);
+        let mut tensorboard = match &config.tensorboard {
+            Some(settings) => Some(TensorBoard::open(&TensorBoardSettings {
+                dir: settings.dir.join(&variant.name),
+                every_steps: settings.every_steps,
+            })?),
+            None => None,
+        };
+        let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
+        if let Some(tensorboard) = &mut tensorboard {
+            callbacks.push(tensorboard);
+        }
+        let outcome =
+            trainer.fit_with_validation(train, Some(validation), &mut progress, &mut callbacks);
         let diverged = match outcome {
             Ok(()) => None,
             Err(error @ Error::NonFinite { .. }) => Some(error.to_string()),

@@ -1,6 +1,8 @@
 //! Fixtures shared by the integration tests: tiny synthetic MNIST-format datasets built in code.
 #![allow(dead_code)]
 
+pub mod protobuf;
+
 use std::io::Write;
 use std::path::Path;
 
