@@ -2,7 +2,7 @@
 //! problem, and a documented exit code (1 = bad file or I/O, 2 = bad command line); never a
 //! panic. Also: a diverging run or a failing disk never replaces a good model.
 
-use crate::robust_support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +10,7 @@ use std::process::Command;
 use mnist_train::checkpoint::{list_checkpoints, Checkpoint};
 use mnist_train::model_file::{Model, Normalization};
 use mnist_train::nn::Architecture;
-use robust_support::{gzip, idx_bytes, random_examples, Workdir};
+use support::{gzip, idx_bytes, random_examples, Workdir};
 
 /// Runs `command`, expects exit `code` and a single stderr line containing every `needle`.
 fn assert_refused(command: &mut Command, code: i32, needles: &[&str]) -> String {
@@ -143,7 +143,7 @@ fn bad_data_files_are_named_with_their_problem() {
 fn folders_and_missing_paths_are_named() {
     let work = Workdir::new(40);
     assert_refused(
-        Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["--data-dir", "nowhere"]),
         1,
@@ -151,7 +151,7 @@ fn folders_and_missing_paths_are_named() {
     );
     std::fs::write(work.path("plain-file"), b"x").unwrap();
     assert_refused(
-        Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["--data-dir", "plain-file"]),
         1,
@@ -190,7 +190,7 @@ fn trained_model(work: &Workdir) -> Vec<u8> {
 }
 
 fn eval(work: &Workdir, model: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-train"));
+    let mut command = Command::new(support::BINARY);
     command
         .current_dir(work.temp.path())
         .args(["eval", "--data-dir", "data", "--model", model]);
@@ -198,7 +198,7 @@ fn eval(work: &Workdir, model: &str) -> Command {
 }
 
 fn resume(work: &Workdir, checkpoint: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-train"));
+    let mut command = Command::new(support::BINARY);
     command
         .current_dir(work.temp.path())
         .args(["train", "--resume", checkpoint]);

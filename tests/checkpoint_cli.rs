@@ -2,7 +2,7 @@
 //! byte-identical model, SIGKILL at random moments never leaves a broken newest checkpoint, and
 //! resuming with contradicting options is refused with the option's name.
 
-use crate::robust_support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use mnist_train::checkpoint::{list_checkpoints, Checkpoint};
 use mnist_train::rng::Rng;
-use robust_support::{send_signal, timeless, write_dataset, Workdir};
+use support::{send_signal, timeless, write_dataset, Workdir};
 
 /// Starts `command` and returns once a line of its stderr contains `marker`, with a thread
 /// that keeps draining stderr (so the child never blocks on a full pipe) and returns all of it.
@@ -272,7 +272,7 @@ fn resuming_from_each_periodic_checkpoint_gives_the_same_model() {
         std::fs::create_dir(&single).unwrap();
         std::fs::copy(file, single.join(file.file_name().unwrap())).unwrap();
         // Only --resume: every other setting comes from the checkpoint.
-        let output = Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        let output = Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["train", "--resume"])
             .arg(&single)
@@ -364,7 +364,7 @@ fn resume_refuses_options_that_contradict_the_checkpoint() {
     ] {
         // Only --resume and the option under test (no fixture defaults like --hidden 16).
         let stderr = run_fails(
-            Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+            Command::new(support::BINARY)
                 .current_dir(work.temp.path())
                 .args(["train", "--resume", checkpoint, option, value]),
             2,
@@ -384,7 +384,7 @@ fn resume_refuses_options_that_contradict_the_checkpoint() {
 
     write_dataset(&work.path("other-data"), 40, 64, 99);
     let stderr = run_fails(
-        Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["train", "--resume", checkpoint, "--data-dir", "other-data"]),
         2,
@@ -484,7 +484,7 @@ fn resume_continues_validation_early_stopping_and_restore_best_exactly() {
         std::fs::create_dir(&folder).unwrap();
         std::fs::copy(&file, folder.join(file.file_name().unwrap())).unwrap();
         run_ok(
-            Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+            Command::new(support::BINARY)
                 .current_dir(work.temp.path())
                 .args(["train", "--resume"])
                 .arg(&folder)
@@ -499,7 +499,7 @@ fn resume_continues_validation_early_stopping_and_restore_best_exactly() {
     }
     // The validation settings come from the checkpoint; contradicting them is refused.
     let stderr = run_fails(
-        Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["train", "--resume", "ck", "--validation-split", "0.5"]),
         2,

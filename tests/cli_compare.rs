@@ -1,19 +1,14 @@
 //! `mnist-train compare` end to end on a tiny synthetic dataset: the table on stdout, and the
 //! CSV, JSON, Markdown and SVG files it writes, checked field by field.
 
-use crate::common;
+use crate::support;
 
-use assert_cmd::Command;
-use common::assert_one_line_error;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary builds")
-}
+use support::{assert_one_line_error, mnist_train};
 
 #[test]
 fn compare_prints_a_table_and_writes_history_table_and_plot() {
     let dir = tempfile::tempdir().unwrap();
-    common::write_synthetic_dataset(dir.path(), 120, 30, true);
+    support::write_synthetic_dataset(dir.path(), 120, 30, true);
     let out = dir.path().join("results");
     let output = mnist_train()
         .args(["compare", "--quiet", "--epochs", "2", "--limit", "100"])
@@ -97,7 +92,7 @@ fn compare_prints_a_table_and_writes_history_table_and_plot() {
 #[test]
 fn a_diverging_variant_is_reported_and_the_others_still_run() {
     let dir = tempfile::tempdir().unwrap();
-    common::write_synthetic_dataset(dir.path(), 64, 20, false);
+    support::write_synthetic_dataset(dir.path(), 64, 20, false);
     let output = mnist_train()
         .args(["compare", "--quiet", "--epochs", "3", "--limit", "64"])
         .args([

@@ -5,14 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use crate::support::mnist_train;
 use mnist_train::data::{load_split, DatasetKind, Split};
 use mnist_train::model_file::Model;
 use serde_json::Value;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary built")
-}
 
 fn train(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let model = dir.join(name);

@@ -1,12 +1,8 @@
 //! `train --json` and `train --history`: the JSON lines parsed field by field, and the CSV history
 //! keeping one header across two runs into the same file (what a resumed run does).
 
-use assert_cmd::Command;
+use crate::support::mnist_train;
 use serde_json::Value;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary built")
-}
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8(stdout.to_vec())

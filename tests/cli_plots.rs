@@ -2,12 +2,8 @@
 //! text and shapes checked, PNG decoded and checked for size and drawn pixels), and a bad file
 //! name is refused before any training.
 
-use assert_cmd::Command;
+use crate::support::mnist_train;
 use serde_json::Value;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary built")
-}
 
 /// The contents of every `<text>` element of an SVG, trimmed.
 fn svg_texts(svg: &str) -> Vec<String> {

@@ -5,15 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use assert_cmd::Command;
+use crate::support::{self, mnist_train};
 use image::imageops::FilterType;
 use image::{GrayImage, Luma};
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
 use serde_json::Value;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary built")
-}
 
 fn data_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data"))
@@ -333,20 +329,34 @@ fn eval_json_is_complete_and_consistent() {
     assert!(errors[0]["confidence"].as_f64() >= errors[2]["confidence"].as_f64());
 }
 
+/// Fashion-MNIST's class names in label order, as published with the dataset (Zalando's README).
+const FASHION_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// `--dataset fashion` on a small synthetic dataset in the Fashion-MNIST layout (the same four
+/// IDX files as MNIST) in a temporary folder: nothing outside the repository is needed.
 #[test]
 fn fashion_class_names_appear_in_train_eval_and_predict() {
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fashion-mnist");
+    std::fs::create_dir(&data).unwrap();
+    support::write_synthetic_dataset(&data, 300, 50, true);
+    let test = load_split(&data, Split::Test, DatasetKind::Mnist).unwrap();
     let model = dir.path().join("fashion.bin");
     let output = mnist_train()
-        .args([
-            "--dataset",
-            "fashion",
-            "--limit",
-            "3000",
-            "--epochs",
-            "1",
-            "--json",
-        ])
+        .args(["--dataset", "fashion", "--epochs", "1", "--json"])
+        .arg("--data-dir")
+        .arg(&data)
         .arg("--output")
         .arg(&model)
         .output()
@@ -354,24 +364,21 @@ fn fashion_class_names_appear_in_train_eval_and_predict() {
     assert!(output.status.success(), "{output:?}");
     let summary = json_lines(&output.stdout).pop().unwrap();
     assert_eq!(summary["dataset"], "fashion");
-    assert_eq!(summary["class_names"][0], "T-shirt/top");
-    assert_eq!(summary["class_names"][9], "Ankle boot");
+    for (label, name) in FASHION_CLASSES.iter().enumerate() {
+        assert_eq!(summary["class_names"][label], *name);
+    }
 
     let eval = mnist_train()
         .arg("eval")
         .arg("-m")
         .arg(&model)
+        .arg("--data-dir")
+        .arg(&data)
         .output()
         .unwrap();
-    assert!(eval.status.success());
+    assert!(eval.status.success(), "{eval:?}");
     let stdout = String::from_utf8(eval.stdout).unwrap();
-    for name in [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Sneaker",
-        "Ankle boot",
-    ] {
+    for name in FASHION_CLASSES {
         // In the per-class table and as a confusion-matrix row label.
         assert!(
             stdout.matches(name).count() >= 2,
@@ -383,17 +390,18 @@ fn fashion_class_names_appear_in_train_eval_and_predict() {
         .arg("predict")
         .arg("-m")
         .arg(&model)
+        .arg("--data-dir")
+        .arg(&data)
         .args(["--index", "0", "--json"])
         .output()
         .unwrap();
-    assert!(predict.status.success());
+    assert!(predict.status.success(), "{predict:?}");
     let line = &json_lines(&predict.stdout)[0];
-    // Test image 0 of Fashion-MNIST is an ankle boot.
-    assert_eq!(line["true_class"], "Ankle boot");
-    let names: Vec<String> = (0..10)
-        .map(|i| summary["class_names"][i].as_str().unwrap().to_string())
-        .collect();
-    assert!(names.contains(&line["predicted"].as_str().unwrap().to_string()));
+    assert_eq!(
+        line["true_class"],
+        FASHION_CLASSES[usize::from(test.labels[0])]
+    );
+    assert!(FASHION_CLASSES.contains(&line["predicted"].as_str().unwrap()));
 }
 
 #[test]
@@ -422,10 +430,9 @@ fn color_flag_forces_or_suppresses_grey_levels() {
 /// Runs `predict --show` on a pseudo-terminal (util-linux `script`) so that `--color auto` sees a
 /// terminal; returns None where `script` is not installed.
 fn predict_show_on_a_terminal(env: &[(&str, &str)], remove_no_color: bool) -> Option<String> {
-    let binary = assert_cmd::cargo::cargo_bin("mnist-train");
     let command = format!(
         "{} predict -m {} --index 0 --show",
-        binary.display(),
+        crate::support::BINARY,
         trained_model().display()
     );
     let mut script = std::process::Command::new("script");

@@ -6,17 +6,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use assert_cmd::Command;
 use mnist_train::data::{load_split, DatasetKind, Split};
 use mnist_train::model_file::Model;
 use mnist_train::nn::Mlp;
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use crate::common::protobuf::{int, ints, messages, string, strings};
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary built")
-}
+use crate::support::mnist_train;
+use crate::support::protobuf::{int, ints, messages, string, strings};
 
 /// ModelProto.graph (7) → GraphProto; ValueInfoProto's shape as numbers or names.
 fn value_info_shape(value_info: &[u8]) -> Vec<String> {

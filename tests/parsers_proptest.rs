@@ -2,7 +2,7 @@
 //! file and the checkpoint file. Arbitrary and mutated inputs never panic; every valid file
 //! round-trips exactly; any single changed byte of a model or checkpoint is detected.
 
-use crate::robust_support;
+use crate::support;
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use mnist_train::model_file::{Model, Normalization};
 use mnist_train::nn::Architecture;
 use mnist_train::optim::{Optimizer, OptimizerConfig};
 use mnist_train::train::{BatchSize, CallbackState, EpochRecord, RunningMetrics, TrainConfig};
-use robust_support::{gzip, idx_bytes, test_run_info};
+use support::{gzip, idx_bytes, test_run_info};
 
 /// Dimensions (1–3 of them, small) and matching data.
 fn idx_array() -> impl Strategy<Value = (Vec<u32>, Vec<u8>)> {

@@ -2,7 +2,7 @@
 //! loaded back and continued, ends bit-identical to the uninterrupted run (weights, optimizer
 //! state and every history field except wall time).
 
-use crate::robust_support;
+use crate::support;
 
 use mnist_train::checkpoint::Checkpoint;
 use mnist_train::nn::Architecture;
@@ -11,7 +11,7 @@ use mnist_train::train::{
     BatchSize, Callback, CallbackState, Control, EpochRecord, Progress, ProgressMode, TrainConfig,
     Trainer,
 };
-use robust_support::{random_dataset, test_run_info, timeless};
+use support::{random_dataset, test_run_info, timeless};
 
 /// Asks the loop to stop once `stop_after` optimization steps are done.
 struct StopAfter {

@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-use crate::common::protobuf::{double, float, int, messages, string};
-use crate::common::write_synthetic_dataset;
+use crate::support::protobuf::{double, float, int, messages, string};
+use crate::support::{mnist_train, write_synthetic_dataset};
 
 /// CRC-32C, bit by bit (reflected polynomial 0x82F63B78).
 fn crc32c(data: &[u8]) -> u32 {
@@ -138,8 +137,7 @@ fn expected_scalars(lines: &[Value]) -> BTreeMap<(String, i64), f32> {
 }
 
 fn train(dir: &Path, extra: &[&str]) -> Vec<u8> {
-    let output = Command::cargo_bin("mnist-train")
-        .unwrap()
+    let output = mnist_train()
         .current_dir(dir)
         .args([
             "--data-dir",
@@ -221,8 +219,7 @@ fn compare_writes_one_run_folder_per_variant() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
     write_synthetic_dataset(&dir.path().join("data"), 200, 50, true);
-    Command::cargo_bin("mnist-train")
-        .unwrap()
+    mnist_train()
         .current_dir(dir.path())
         .args([
             "compare",

@@ -1,7 +1,7 @@
 //! The training loop's controls through the library: full-batch gradient descent, validation
 //! metrics, learning-rate schedules, early stopping and restoring the best epoch's weights.
 
-use crate::common;
+use crate::support;
 
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
 use mnist_train::nn::Architecture;
@@ -18,7 +18,7 @@ use mnist_train::train::{
 /// The synthetic training and test sets of `tests/common`, loaded through the real reader.
 fn synthetic(train_count: usize, test_count: usize) -> (Dataset, Dataset) {
     let dir = tempfile::tempdir().unwrap();
-    common::write_synthetic_dataset(dir.path(), train_count, test_count, false);
+    support::write_synthetic_dataset(dir.path(), train_count, test_count, false);
     (
         load_split(dir.path(), Split::Train, DatasetKind::Mnist).unwrap(),
         load_split(dir.path(), Split::Test, DatasetKind::Mnist).unwrap(),

@@ -1,6 +1,8 @@
-//! Fixtures for the robustness tests: tiny synthetic MNIST-format datasets built in code, and
-//! helpers to run the binary.
+//! The one support module of the integration tests: the binary under test, tiny synthetic
+//! MNIST-format datasets built in code, and helpers to run and signal the binary.
 #![allow(dead_code)]
+
+pub mod protobuf;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,9 +10,30 @@ use std::process::Command;
 
 use mnist_train::checkpoint::RunInfo;
 use mnist_train::cli::validation_args::ValidationPlan;
+use mnist_train::data::idx::encode_idx;
 use mnist_train::data::Dataset;
 use mnist_train::rng::Rng;
 use mnist_train::train::EpochRecord;
+
+/// Path of the binary under test, for tests that spawn it as a child process.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_mnist-train");
+
+/// The binary under test, for end-to-end assertions.
+pub fn mnist_train() -> assert_cmd::Command {
+    assert_cmd::Command::new(BINARY)
+}
+
+/// Runs the binary, expecting failure with `code` and a single stderr line containing every `needle`.
+pub fn assert_one_line_error(command: &mut assert_cmd::Command, code: i32, needles: &[&str]) {
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
 
 /// An IDX file of unsigned bytes: magic 00 00 08 NDIMS, big-endian dimensions, data.
 pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -26,6 +49,53 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
+}
+
+/// Writes a learnable synthetic dataset (class k lights up the k-th horizontal band of the image)
+/// with `train_count` training and `test_count` test images into `dir`, gzip-compressed or raw.
+pub fn write_synthetic_dataset(
+    dir: &Path,
+    train_count: usize,
+    test_count: usize,
+    compressed: bool,
+) {
+    for (stem, count) in [("train", train_count), ("t10k", test_count)] {
+        let mut images = Vec::with_capacity(count * 784);
+        let mut labels = Vec::with_capacity(count);
+        for index in 0..count {
+            let label = (index * 7 + 3) % 10;
+            labels.push(label as u8);
+            for row in 0..28 {
+                for col in 0..28 {
+                    let band = row * 10 / 28;
+                    let noise = ((index * 31 + row * 17 + col * 13) % 40) as u8;
+                    images.push(if band == label { 200 + noise } else { noise });
+                }
+            }
+        }
+        let image_bytes = encode_idx(&[count, 28, 28], &images);
+        let label_bytes = encode_idx(&[count], &labels);
+        write_idx(
+            dir,
+            &format!("{stem}-images-idx3-ubyte"),
+            &image_bytes,
+            compressed,
+        );
+        write_idx(
+            dir,
+            &format!("{stem}-labels-idx1-ubyte"),
+            &label_bytes,
+            compressed,
+        );
+    }
+}
+
+pub fn write_idx(dir: &Path, name: &str, bytes: &[u8], compressed: bool) {
+    if compressed {
+        std::fs::write(dir.join(format!("{name}.gz")), gzip(bytes)).expect("write fixture");
+    } else {
+        std::fs::write(dir.join(name), bytes).expect("write fixture");
+    }
 }
 
 /// `count` random 28×28 images with random labels 0–9.
@@ -94,7 +164,7 @@ impl Workdir {
 
     /// The binary, run in this folder on its synthetic data with a small network.
     pub fn train(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-train"));
+        let mut command = Command::new(BINARY);
         command.current_dir(self.temp.path()).args([
             "train",
             "--data-dir",
