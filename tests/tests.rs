@@ -17,5 +17,6 @@ mod onnx_export;
 mod parsers_proptest;
 mod resume_exact;
 mod speed_determinism;
+mod summary_command;
 mod tensorboard_events;
 mod training_controls;

@@ -11,6 +11,7 @@ pub mod performance;
 pub mod predict;
 pub mod preflight;
 pub mod resume;
+pub mod summary;
 pub mod train;
 pub mod train_report;
 pub mod validation_args;
@@ -61,6 +62,9 @@ pub enum Command {
     Export(interop::ExportArgs),
     /// Convert a safetensors file (ours or PyTorch's) into an mnist-train model file
     Import(interop::ImportArgs),
+    /// Describe a model like Keras' model.summary(): layers, output shapes, parameters, and the
+    /// file's metadata (or an architecture given by --hidden/--dropout, without a model)
+    Summary(summary::SummaryArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
 }
@@ -166,6 +170,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Export(args)) => interop::run_export(args),
         Some(Command::Import(args)) => interop::run_import(args),
+        Some(Command::Summary(args)) => summary::run(args),
         Some(Command::Completions(args)) => completions::run(args),
     }
 }

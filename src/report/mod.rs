@@ -9,6 +9,7 @@
 pub mod classification;
 pub mod history;
 pub mod json;
+pub mod summary;
 pub mod tensorboard;
 
 pub use history::CsvHistory;
