@@ -300,7 +300,7 @@ pub fn to_onnx(model: &Model) -> ModelProto {
     let metadata = [
         ("producer", format!("mnist-train {version}")),
         ("version", version.to_string()),
-        ("dataset", model.dataset.clone()),
+        ("dataset", model.dataset.name().to_string()),
         ("class_names", to_json(&model.class_names)),
         ("architecture", to_json(&model.architecture)),
         ("normalization", to_json(&model.normalization)),
@@ -388,7 +388,7 @@ mod tests {
         Model {
             architecture,
             normalization: Normalization::default(),
-            dataset: "mnist".to_string(),
+            dataset: crate::data::DatasetKind::Mnist,
             class_names: crate::data::DatasetKind::Mnist.class_names(),
             parameters,
         }

@@ -121,7 +121,7 @@ impl ModelSummary {
     /// The summary of a loaded model and the file it came from.
     pub fn of_model(model: &Model, file: FileInfo) -> ModelSummary {
         ModelSummary {
-            dataset: Some(model.dataset.clone()),
+            dataset: Some(model.dataset.name().to_string()),
             class_names: Some(model.class_names.clone()),
             normalization: Some(model.normalization),
             file: Some(file),

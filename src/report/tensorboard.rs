@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::model_file::write_atomic;
 use crate::train::{Callback, Control, EpochRecord, Trainer};
 
@@ -289,8 +289,8 @@ impl TensorBoard {
     pub fn open(settings: &TensorBoardSettings) -> Result<TensorBoard> {
         let (dir, every_steps) = (settings.dir.as_path(), settings.every_steps);
         if dir.is_file() {
-            return Err(Error::config(
-                "--tensorboard",
+            return Err(Error::setting(
+                Setting::TensorBoard,
                 format!("{} is a file, expected a folder", dir.display()),
             ));
         }

@@ -1,59 +1,30 @@
-//! `train`'s reporting options (`--json`, `--history`, `--plot`, `--tensorboard`) and the sinks
-//! they open.
-//! Kept apart from `train.rs` so the training options and these outputs evolve independently.
+//! A `train` run's reports: JSON lines, the CSV history, TensorBoard events, the curves, and the
+//! summary line.
 
 use std::path::PathBuf;
 
-use clap::Args;
 use serde::Serialize;
 
-use crate::cli::train::TrainJob;
-use crate::error::{Error, Result};
+use crate::error::{Result, Setting};
 use crate::optim::schedule::LrSchedule;
 use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
 use crate::report::tensorboard::TensorBoardSettings;
 use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines, TensorBoard};
+use crate::run::spec::RunSpec;
 use crate::train::{BatchSize, Callback, Evaluation, Progress, Trainer};
 
-#[derive(Debug, Clone, Default, Args)]
-pub struct TrainReportArgs {
-    /// Print JSON lines on stdout: one per epoch, then a summary (human text goes to stderr)
-    #[arg(long)]
+/// Which reports a `train` run writes besides the human-readable lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSpec {
+    /// JSON lines on stdout: one per epoch, then a summary (human text goes to stderr).
     pub json: bool,
-    /// Append per-epoch metrics to this CSV file as training runs (created with a header if new)
-    #[arg(long, value_name = "PATH.csv")]
+    /// A CSV file of per-epoch metrics, appended as training runs.
     pub history: Option<PathBuf>,
-    /// After training, draw loss and accuracy curves (train and validation) to this SVG or PNG file
-    #[arg(long, value_name = "PATH.svg|PATH.png")]
+    /// Loss and accuracy curves drawn after training (SVG or PNG).
     pub plot: Option<PathBuf>,
-    #[command(flatten)]
-    pub tensorboard: TensorBoardArgs,
-}
-
-/// `--tensorboard`, shared by train and compare.
-#[derive(Debug, Clone, Default, Args)]
-pub struct TensorBoardArgs {
-    /// Write TensorBoard event files into DIR (created if missing): the epoch metrics and a running
-    /// loss; view with `tensorboard --logdir DIR`. A resumed run continues the same folder
-    #[arg(long, value_name = "DIR")]
-    pub tensorboard: Option<PathBuf>,
-    /// Log the running loss to TensorBoard every N optimization steps
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub tensorboard_every: u64,
-}
-
-impl TensorBoardArgs {
-    /// The checked options, or `None` without `--tensorboard`.
-    pub fn settings(&self) -> Result<Option<TensorBoardSettings>> {
-        if self.tensorboard_every == 0 {
-            return Err(Error::config("--tensorboard-every", "must be at least 1"));
-        }
-        Ok(self.tensorboard.clone().map(|dir| TensorBoardSettings {
-            dir,
-            every_steps: self.tensorboard_every,
-        }))
-    }
+    /// TensorBoard event files (epoch scalars and a running loss).
+    pub tensorboard: Option<TensorBoardSettings>,
 }
 
 /// The per-epoch sinks the options asked for.
@@ -67,16 +38,16 @@ pub struct TrainSinks {
 
 impl TrainSinks {
     /// Opens every sink before training starts, so a bad path fails before any work is done.
-    pub fn open(args: &TrainReportArgs) -> Result<TrainSinks> {
+    pub fn open(args: &ReportSpec) -> Result<TrainSinks> {
         if let Some(path) = &args.plot {
-            PlotFormat::from_path("--plot", path)?;
+            PlotFormat::from_path(Setting::Plot, path)?;
         }
         let history = match &args.history {
             Some(path) => Some(CsvHistory::open(path)?),
             None => None,
         };
-        let tensorboard = match args.tensorboard.settings()? {
-            Some(settings) => Some(TensorBoard::open(&settings)?),
+        let tensorboard = match &args.tensorboard {
+            Some(settings) => Some(TensorBoard::open(settings)?),
             None => None,
         };
         Ok(TrainSinks {
@@ -106,7 +77,7 @@ impl TrainSinks {
     /// Reports the finished run: the test result as text, and the summary line with `--json`.
     pub fn finish(
         &self,
-        job: &TrainJob,
+        spec: &RunSpec,
         trainer: &Trainer,
         evaluation: &Evaluation,
         progress: &Progress,
@@ -121,24 +92,21 @@ impl TrainSinks {
         if let Some(path) = &self.plot {
             let title = format!(
                 "{} - {} epochs, batch {}, {} - test accuracy {:.4}",
-                job.dataset.name(),
+                spec.dataset.name(),
                 trainer.history.len(),
-                match job.config.batch_size {
-                    BatchSize::Examples(n) => n.to_string(),
-                    BatchSize::Full => "full".to_string(),
-                },
-                job.config.optimizer.name(),
+                spec.training.batch_size.label(),
+                spec.training.optimizer.name(),
                 evaluation.accuracy
             );
             save_figure(
-                "--plot",
+                Setting::Plot,
                 path,
                 &TrainingCurves::single(title, &trainer.history),
             )?;
             progress.info(&format!("Saved plot to {}", path.display()));
         }
         if self.json.is_some() {
-            print_json_line(&TrainSummaryJson::new(job, trainer, evaluation))?;
+            print_json_line(&TrainSummaryJson::new(spec, trainer, evaluation))?;
         }
         Ok(())
     }
@@ -186,8 +154,8 @@ pub struct TrainConfigJson {
 }
 
 impl TrainSummaryJson {
-    pub fn new(job: &TrainJob, trainer: &Trainer, evaluation: &Evaluation) -> Self {
-        let config = &job.config;
+    pub fn new(spec: &RunSpec, trainer: &Trainer, evaluation: &Evaluation) -> Self {
+        let config = &spec.training;
         TrainSummaryJson {
             kind: "summary",
             test_loss: evaluation.loss,
@@ -196,9 +164,13 @@ impl TrainSummaryJson {
             test_count: evaluation.count,
             epochs_completed: trainer.history.len(),
             train_seconds: trainer.history.iter().map(|record| record.seconds).sum(),
-            model: job.output.display().to_string(),
-            dataset: job.dataset.name().to_string(),
-            class_names: job.dataset.class_names(),
+            model: spec
+                .output
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default(),
+            dataset: spec.dataset.name().to_string(),
+            class_names: spec.dataset.class_names(),
             config: TrainConfigJson {
                 epochs: config.epochs,
                 batch_size: match config.batch_size {
@@ -209,14 +181,14 @@ impl TrainSummaryJson {
                 optimizer: config.optimizer.name().to_string(),
                 optimizer_settings: config.optimizer,
                 schedule: config.schedule,
-                validation_split: job.validation.split,
-                early_stopping: job.validation.early_stopping.map(|(_, patience)| patience),
-                restore_best: job.validation.restore_best.is_some(),
+                validation_split: spec.validation.split,
+                early_stopping: spec.validation.early_stopping.map(|(_, patience)| patience),
+                restore_best: spec.validation.restore_best.is_some(),
                 seed: config.seed,
                 hidden: config.architecture.hidden.clone(),
                 dropout: config.architecture.dropout,
-                limit: job.limit,
-                data_dir: job.data_dir.display().to_string(),
+                limit: spec.limit,
+                data_dir: spec.data_dir.display().to_string(),
             },
         }
     }
