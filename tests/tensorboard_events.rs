@@ -129,8 +129,11 @@ fn expected_scalars(lines: &[Value]) -> BTreeMap<(String, i64), f32> {
             "val_loss",
             "val_accuracy",
             "learning_rate",
+            "epsilon",
         ] {
-            map.insert((tag.to_string(), epoch), line[tag].as_f64().unwrap() as f32);
+            if let Some(value) = line[tag].as_f64() {
+                map.insert((tag.to_string(), epoch), value as f32);
+            }
         }
     }
     map
@@ -242,4 +245,20 @@ fn compare_writes_one_run_folder_per_variant() {
             "{variant}: {tags:?}"
         );
     }
+}
+
+#[test]
+fn a_private_run_logs_its_epsilon_every_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    write_synthetic_dataset(&dir.path().join("data"), 300, 50, true);
+    let lines = epoch_lines(&train(
+        dir.path(),
+        &["--epochs", "2", "--dp-noise-multiplier", "1"],
+    ));
+    assert!(lines.iter().all(|line| line["epsilon"].as_f64().is_some()));
+    let (scalars, _) = read_scalars(&dir.path().join("tb"));
+    let logged = epoch_scalars(&scalars);
+    assert_eq!(logged, expected_scalars(&lines));
+    assert!(logged.contains_key(&("epsilon".to_string(), 2)));
 }

@@ -16,6 +16,11 @@ pub fn option_for(setting: Setting) -> &'static str {
         Setting::CheckpointDir => "--checkpoint-dir",
         Setting::DataDir => "--data-dir",
         Setting::TensorBoard => "--tensorboard",
+        Setting::TargetEpsilon => "--dp-target-epsilon",
+        Setting::IgSteps => "--ig-steps",
+        Setting::OcclusionPatch => "--occlusion-patch",
+        Setting::AttributionBaseline => "--baseline",
+        Setting::ExplanationPicture => "--explain-out",
     }
 }
 

@@ -87,6 +87,12 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
             );
         }
     }
+    if let Some(privacy) = &model.privacy {
+        println!(
+            "Privacy guarantee (kept in the file's metadata): {}",
+            privacy.describe()
+        );
+    }
     Ok(())
 }
 

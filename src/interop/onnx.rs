@@ -12,7 +12,8 @@
 //! Outputs: `probabilities` first, then `logits`. Initializers carry the safetensors keys
 //! (`1.weight` [out, in], `1.bias` [out]). The scaling is not in the graph, as with PyTorch's
 //! `ToTensor()`; the model's `normalization` (scale, offset) is recorded in `metadata_props`
-//! beside `producer`, `version`, `dataset`, `class_names` and `architecture`.
+//! beside `producer`, `version`, `dataset`, `class_names`, `architecture` and, for a privately
+//! trained model, `privacy` (its (ε, δ) guarantee as JSON).
 //!
 //! The protobuf messages are the subset of `onnx.proto` (ONNX IR version 7, opset 13) that the
 //! graph needs, declared with `prost` derives and the field numbers of the official schema.
@@ -318,6 +319,10 @@ pub fn to_onnx(model: &Model) -> ModelProto {
             ),
         ),
     ];
+    let privacy = model
+        .privacy
+        .as_ref()
+        .map(|guarantee| ("privacy", to_json(guarantee)));
     ModelProto {
         ir_version: IR_VERSION,
         producer_name: "mnist-train".to_string(),
@@ -349,6 +354,7 @@ pub fn to_onnx(model: &Model) -> ModelProto {
         }],
         metadata_props: metadata
             .into_iter()
+            .chain(privacy)
             .map(|(key, value)| StringStringEntryProto {
                 key: key.to_string(),
                 value,
@@ -391,6 +397,7 @@ mod tests {
             dataset: crate::data::DatasetKind::Mnist,
             class_names: crate::data::DatasetKind::Mnist.class_names(),
             parameters,
+            privacy: None,
         }
     }
 

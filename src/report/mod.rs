@@ -10,6 +10,7 @@ pub mod classification;
 pub mod history;
 pub mod json;
 pub mod summary;
+pub mod table;
 pub mod tensorboard;
 
 pub use history::CsvHistory;

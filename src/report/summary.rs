@@ -10,6 +10,7 @@ use crate::interop::{detect_model_file, safetensors, ModelFileKind};
 use crate::model_file::{decode_container, read_bounded, Model, Normalization};
 use crate::nn::layers::{input_shape, layer_list, Layer};
 use crate::nn::Architecture;
+use crate::optim::privacy::PrivacyGuarantee;
 
 /// Bytes per parameter (f32).
 const PARAMETER_BYTES: usize = 4;
@@ -200,7 +201,13 @@ impl ModelSummary {
             };
             text.push_str(&format!("Checksum: {} ({checksum_kind})\n", file.checksum));
             for (key, value) in &file.metadata {
-                text.push_str(&format!("{}: {value}\n", title_case(key)));
+                let guarantee = serde_json::from_value::<PrivacyGuarantee>(value.clone());
+                match guarantee {
+                    Ok(guarantee) if key == "privacy" => {
+                        text.push_str(&format!("Privacy guarantee: {}\n", guarantee.describe()))
+                    }
+                    _ => text.push_str(&format!("{}: {value}\n", title_case(key))),
+                }
             }
             if file.metadata.is_empty() {
                 text.push_str("Training options, privacy guarantee: not recorded in this file\n");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::{Result, Setting};
+use crate::optim::privacy::PrivacyGuarantee;
 use crate::optim::schedule::LrSchedule;
 use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
@@ -61,17 +62,13 @@ impl TrainSinks {
 
     /// The callbacks to hand to [`Trainer::fit`].
     pub fn callbacks(&mut self) -> Vec<&mut dyn Callback> {
-        let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
-        if let Some(json) = &mut self.json {
-            callbacks.push(json);
-        }
-        if let Some(history) = &mut self.history {
-            callbacks.push(history);
-        }
-        if let Some(tensorboard) = &mut self.tensorboard {
-            callbacks.push(tensorboard);
-        }
-        callbacks
+        let json = self.json.iter_mut().map(|json| json as &mut dyn Callback);
+        let history = self.history.iter_mut().map(|csv| csv as &mut dyn Callback);
+        let tensorboard = self
+            .tensorboard
+            .iter_mut()
+            .map(|tb| tb as &mut dyn Callback);
+        json.chain(history).chain(tensorboard).collect()
     }
 
     /// Reports the finished run: the test result as text, and the summary line with `--json`.
@@ -80,6 +77,7 @@ impl TrainSinks {
         spec: &RunSpec,
         trainer: &Trainer,
         evaluation: &Evaluation,
+        privacy: Option<&PrivacyGuarantee>,
         progress: &Progress,
     ) -> Result<()> {
         self.human.line(&format!(
@@ -88,6 +86,10 @@ impl TrainSinks {
         ));
         if let Some(path) = self.tensorboard.as_ref().and_then(TensorBoard::path) {
             progress.info(&format!("Wrote TensorBoard events to {}", path.display()));
+        }
+        if let Some(privacy) = privacy {
+            self.human
+                .line(&format!("Privacy guarantee: {}", privacy.describe()));
         }
         if let Some(path) = &self.plot {
             let title = format!(
@@ -106,7 +108,7 @@ impl TrainSinks {
             progress.info(&format!("Saved plot to {}", path.display()));
         }
         if self.json.is_some() {
-            print_json_line(&TrainSummaryJson::new(spec, trainer, evaluation))?;
+            print_json_line(&TrainSummaryJson::new(spec, trainer, evaluation, privacy))?;
         }
         Ok(())
     }
@@ -128,6 +130,9 @@ pub struct TrainSummaryJson {
     pub dataset: String,
     pub class_names: Vec<String>,
     pub config: TrainConfigJson,
+    /// Private runs: the (ε, δ) guarantee and the accountant's parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyGuarantee>,
 }
 
 /// The options that decided the run.
@@ -154,7 +159,12 @@ pub struct TrainConfigJson {
 }
 
 impl TrainSummaryJson {
-    pub fn new(spec: &RunSpec, trainer: &Trainer, evaluation: &Evaluation) -> Self {
+    pub fn new(
+        spec: &RunSpec,
+        trainer: &Trainer,
+        evaluation: &Evaluation,
+        privacy: Option<&PrivacyGuarantee>,
+    ) -> Self {
         let config = &spec.training;
         TrainSummaryJson {
             kind: "summary",
@@ -190,6 +200,7 @@ impl TrainSummaryJson {
                 limit: spec.limit,
                 data_dir: spec.data_dir.display().to_string(),
             },
+            privacy: privacy.cloned(),
         }
     }
 }
