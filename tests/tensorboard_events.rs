@@ -29,7 +29,7 @@ fn crc32c(data: &[u8]) -> u32 {
 }
 
 fn masked(crc: u32) -> u32 {
-    ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// The records of a TFRecord file, every checksum verified.

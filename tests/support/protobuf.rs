@@ -53,7 +53,7 @@ pub fn fields(bytes: &[u8]) -> Vec<(u64, Value<'_>)> {
     out
 }
 
-pub fn messages<'a>(bytes: &'a [u8], field: u64) -> Vec<&'a [u8]> {
+pub fn messages(bytes: &[u8], field: u64) -> Vec<&[u8]> {
     fields(bytes)
         .into_iter()
         .filter(|(number, _)| *number == field)
