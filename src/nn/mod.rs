@@ -7,6 +7,7 @@ pub mod conv2d;
 pub mod dense;
 pub mod dropout;
 pub mod layer_spec;
+pub mod layers;
 pub mod loss;
 pub mod max_pool;
 pub mod mlp;
