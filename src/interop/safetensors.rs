@@ -182,7 +182,10 @@ fn flattened_image(
 }
 
 /// A stack's tensors in PyTorch's layout: (key, shape, little-endian F32 bytes).
-fn export_stack(model: &Model) -> Result<Vec<(String, Vec<usize>, Vec<u8>)>> {
+/// An exported tensor: key, PyTorch shape, little-endian F32 bytes.
+type ExportedTensor = (String, Vec<usize>, Vec<u8>);
+
+fn export_stack(model: &Model) -> Result<Vec<ExportedTensor>> {
     let layout = stack_layout(&model.architecture)
         .map_err(|message| Error::model("<safetensors export>", message))?;
     Ok(layout
@@ -421,8 +424,8 @@ fn import_mlp(
     }
     let mut layers = Vec::new();
     for &index in &indices {
-        let weight = f32_tensor(&tensors, &format!("{index}.weight"), 2)?;
-        let bias = f32_tensor(&tensors, &format!("{index}.bias"), 1)?;
+        let weight = f32_tensor(tensors, &format!("{index}.weight"), 2)?;
+        let bias = f32_tensor(tensors, &format!("{index}.bias"), 1)?;
         if bias.1[0] != weight.1[0] {
             return Err(format!(
                 "{index}.bias has {} values but {index}.weight has {} outputs",

@@ -217,6 +217,7 @@ mod tests {
         (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
     }
 
+    #[allow(clippy::needless_range_loop)]
     /// y[b, oy, ox, f] = b[f] + Σ_{ky, kx, c} x[b, oy+ky, ox+kx, c] · w[ky, kx, c, f], in f64.
     fn direct_convolution(conv: &Conv2d, params: &[f32], x: &[f32], rows: usize) -> Vec<f64> {
         let (k, c, f) = (conv.kernel, conv.in_channels, conv.filters);

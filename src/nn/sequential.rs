@@ -324,6 +324,7 @@ impl Sequential {
 
     /// Backward over one pass from the logits' gradient in `workspace.grad_output`, adding (or,
     /// with `accumulate` false, writing) the parameter gradients into `grads`.
+    #[allow(clippy::too_many_arguments)]
     fn backward_pass(
         &self,
         params: &[f32],
