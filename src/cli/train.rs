@@ -19,7 +19,7 @@ use crate::train::{BatchSize, Progress, TrainConfig};
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Passes over the training set
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub epochs: usize,
     /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD)
     #[arg(long, default_value = "32", value_parser = parse_batch_size, allow_negative_numbers = true)]
@@ -39,10 +39,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub dropout: f32,
     /// Train on the first N training images only (quick tries and tests)
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub limit: Option<usize>,
     /// Examples per batch when evaluating
-    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub test_batch_size: usize,
     /// Which dataset to train on
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
@@ -105,9 +105,6 @@ impl TrainReportArgs {
 impl TrainArgs {
     /// Checks every option and builds the run; errors name the option.
     pub fn to_spec(&self) -> Result<RunSpec> {
-        if self.epochs == 0 {
-            return Err(Error::config("--epochs", "must be at least 1"));
-        }
         let (optimizer, learning_rate, schedule) = self.optimizer.resolve()?;
         let validation = self.validation.resolve()?;
         if !(0.0..1.0).contains(&self.dropout) {
@@ -118,12 +115,6 @@ impl TrainArgs {
                 "--hidden",
                 "every hidden layer width must be between 1 and 65536",
             ));
-        }
-        if self.limit == Some(0) {
-            return Err(Error::config("--limit", "must be at least 1"));
-        }
-        if self.test_batch_size == 0 {
-            return Err(Error::config("--test-batch-size", "must be at least 1"));
         }
         let dataset = DatasetKind::from(self.dataset);
         let architecture = Architecture {
@@ -146,7 +137,7 @@ impl TrainArgs {
             test_batch_size: self.test_batch_size,
             validation,
             output: Some(self.output.clone()),
-            checkpoints: self.checkpoints.policy()?,
+            checkpoints: self.checkpoints.policy(),
             ..RunSpec::new(training, dataset)
         })
     }
@@ -165,7 +156,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     preflight::check_run_outputs(&spec, resume.is_some())?;
     let mut sinks = TrainSinks::open(&args.report.to_spec())?;
-    spec.threads = std::num::NonZeroUsize::new(args.performance.threads()?);
+    spec.threads = std::num::NonZeroUsize::new(args.performance.threads());
     args.performance.select_kernel()?;
     let mut progress = Progress::new(args.output_args.progress_mode(), spec.training.epochs);
     let observers = Observers {
