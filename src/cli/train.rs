@@ -4,14 +4,16 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::optimizer_args::OptimizerArgs;
+use crate::cli::optimizer_args::{OptimizerArgs, ScheduleName};
 use crate::cli::performance::PerformanceArgs;
+use crate::cli::privacy_args::{check_monitor, PrivacyArgs};
 use crate::cli::resume::{self, CheckpointArgs};
 use crate::cli::validation_args::ValidationArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::Architecture;
+use crate::optim::privacy::{recipe, DpConfig, NoisePlan};
 use crate::run::sinks::{ReportSpec, TrainSinks};
 use crate::run::{self, preflight, Observers, RunSpec, Source};
 use crate::train::{BatchSize, Progress, TrainConfig};
@@ -61,6 +63,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub validation: ValidationArgs,
     #[command(flatten)]
+    pub privacy: PrivacyArgs,
+    #[command(flatten)]
     pub checkpoints: CheckpointArgs,
     #[command(flatten)]
     pub performance: PerformanceArgs,
@@ -107,6 +111,15 @@ impl TrainArgs {
     pub fn to_spec(&self) -> Result<RunSpec> {
         let (optimizer, learning_rate, schedule) = self.optimizer.resolve()?;
         let validation = self.validation.resolve()?;
+        let privacy = self.privacy.resolve()?;
+        if privacy.is_some() {
+            if let Some((monitor, _)) = &validation.early_stopping {
+                check_monitor("--early-stopping", monitor)?;
+            }
+            if let Some(monitor) = &validation.restore_best {
+                check_monitor("--restore-best", monitor)?;
+            }
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("--dropout", "must be in [0, 1)"));
         }
@@ -130,6 +143,14 @@ impl TrainArgs {
             epochs: self.epochs,
             batch_size: self.batch_size,
             seed: self.seed,
+            privacy: privacy.and_then(|plan| match plan.noise {
+                NoisePlan::Multiplier(noise_multiplier) => Some(DpConfig {
+                    noise_multiplier,
+                    clip_norm: plan.clip_norm,
+                    delta: plan.delta,
+                }),
+                NoisePlan::TargetEpsilon(_) => None,
+            }),
         };
         Ok(RunSpec {
             data_dir: self.data.dir_for(dataset),
@@ -138,12 +159,14 @@ impl TrainArgs {
             validation,
             output: Some(self.output.clone()),
             checkpoints: self.checkpoints.policy(),
+            privacy,
             ..RunSpec::new(training, dataset)
         })
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    apply_recipe(&mut args);
     let mut spec = args
         .to_spec()
         .map_err(|error| resume::explain(error, &args.checkpoints))?;
@@ -166,9 +189,54 @@ pub fn run(args: TrainArgs) -> Result<()> {
         keep_diverged: false,
     };
     let outcome = run::execute(&spec, Source::Load, resume.as_ref(), observers)?;
-    sinks.finish(&spec, &outcome.trainer, &outcome.evaluation, &progress)?;
+    sinks.finish(
+        &spec,
+        &outcome.trainer,
+        &outcome.evaluation,
+        outcome.privacy.as_ref(),
+        &progress,
+    )?;
     if let Some(output) = &spec.output {
         progress.info(&format!("Saved model to {}", output.display()));
     }
     Ok(())
+}
+
+/// With `--dp-target-epsilon` alone (no `--dp-noise-multiplier`), the options the user did not
+/// give take the private recipe's values.
+pub fn apply_recipe(args: &mut TrainArgs) {
+    if args.privacy.dp_target_epsilon.is_none() {
+        return;
+    }
+    let given = |id: &str| args.checkpoints.given.contains(id);
+    let (epochs, batch, dropout, optimizer, rate, momentum, schedule) = (
+        !given("epochs"),
+        !given("batch_size"),
+        !given("dropout"),
+        !given("optimizer"),
+        !given("learning_rate"),
+        !given("momentum"),
+        !given("lr_schedule"),
+    );
+    if epochs {
+        args.epochs = recipe::EPOCHS;
+    }
+    if batch {
+        args.batch_size = crate::train::BatchSize::Examples(recipe::BATCH_SIZE);
+    }
+    if dropout {
+        args.dropout = recipe::DROPOUT;
+    }
+    if optimizer {
+        args.optimizer.optimizer = crate::cli::optimizer_args::OptimizerName::Momentum;
+        if rate {
+            args.optimizer.learning_rate = Some(recipe::LEARNING_RATE);
+        }
+        if momentum {
+            args.optimizer.momentum = Some(recipe::MOMENTUM);
+        }
+    }
+    if schedule {
+        args.optimizer.lr_schedule = ScheduleName::Cosine;
+    }
 }
