@@ -386,7 +386,7 @@ impl Checkpoint {
         if examples == 0
             || self.step_in_epoch > steps_per_epoch
             || self.history.len() != self.epoch
-            // A private run's Poisson batches may add up to more than the examples.
+            // A Poisson-sampled (private) epoch may draw more than `examples` in total.
             || (self.spec.training.privacy.is_none() && self.running.seen > examples)
         {
             return Err("its training position is inconsistent (epoch, step, history)".to_string());

@@ -293,20 +293,19 @@ impl Trainer {
             for step in self.step_in_epoch..steps_per_epoch {
                 // A resumed run starts after the steps its checkpoint already took.
                 let global_step = (epoch * steps_per_epoch + step) as u64;
-                // (mean loss, correct, examples) of the step's batch.
-                let (batch_loss, batch_correct, batch_len) = match self.config.privacy {
+                let (batch_loss, batch_correct) = match self.config.privacy {
                     None => {
                         let end = ((step + 1) * batch_size).min(order.len());
-                        let rows = &order[step * batch_size..end];
-                        let (loss, correct) = engine.gradient(
+                        batch.clear();
+                        batch.extend_from_slice(&order[step * batch_size..end]);
+                        engine.gradient(
                             &self.mlp,
                             &self.params,
                             train,
-                            rows,
+                            &batch,
                             self.config.seed,
                             global_step,
-                        );
-                        (loss, correct, rows.len())
+                        )
                     }
                     Some(privacy) => {
                         poisson_batch(
@@ -316,7 +315,7 @@ impl Trainer {
                             global_step,
                             &mut batch,
                         );
-                        let (loss, correct) = engine.private_gradient(
+                        engine.private_gradient(
                             &self.mlp,
                             &self.params,
                             train,
@@ -328,8 +327,7 @@ impl Trainer {
                                 noise_multiplier: privacy.noise_multiplier,
                                 expected_batch: sampling_rate * train.len() as f64,
                             },
-                        );
-                        (loss, correct, batch.len())
+                        )
                     }
                 };
                 if !batch_loss.is_finite() {
@@ -346,7 +344,7 @@ impl Trainer {
                 );
                 self.running.loss_sum += batch_loss;
                 self.running.correct += batch_correct;
-                self.running.seen += batch_len;
+                self.running.seen += batch.len();
                 // max(1): a Poisson sample can be empty.
                 let seen = self.running.seen.max(1) as f64;
                 progress.update_step(
