@@ -20,7 +20,7 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>
                 ndarray::linalg::general_mat_mul(1.0, &a, &b, beta, c);
             }
         }
-        Backend::Avx2 => ndarray::linalg::general_mat_mul(1.0, &a, &b, beta, c),
+        Backend::Avx2 | Backend::Neon => matrixmultiply_crate(&a, &b, c, beta),
         Backend::Portable => portable(&a, &b, c, beta),
     }
 }
@@ -105,6 +105,42 @@ fn gemm_crate(
         );
     }
     true
+}
+
+/// The `matrixmultiply` crate: its AVX2/FMA kernel on x86-64, its NEON kernel on aarch64 (it
+/// picks the kernel by runtime detection; `backend()` chose these backends only where they exist).
+fn matrixmultiply_crate(
+    a: &ArrayView2<f32>,
+    b: &ArrayView2<f32>,
+    c: &mut ArrayViewMut2<f32>,
+    beta: f32,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: pointers and strides (in elements, any sign) come from live ndarray views of the
+    // stated shapes (checked by the caller), and `c` is borrowed mutably, so it cannot overlap
+    // the shared views `a` and `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            a_rs,
+            a_cs,
+            b.as_ptr(),
+            b_rs,
+            b_cs,
+            beta,
+            c.as_mut_ptr(),
+            c_rs,
+            c_cs,
+        );
+    }
 }
 
 /// Plain loops: row i of c accumulates a[i, k] · (row k of b). No CPU-specific code at all.
