@@ -6,8 +6,8 @@
 //!
 //! | backend    | CPUs          | matrix products                         | element-wise loops        |
 //! |------------|---------------|-----------------------------------------|---------------------------|
-//! | `avx512`   | x86-64        | the `gemm` crate's AVX-512 microkernels | compiled for AVX-512      |
-//! | `avx2`     | x86-64        | `matrixmultiply` (its AVX2+FMA kernel)  | compiled for AVX2         |
+//! | `avx512`   | x86-64        | our AVX-512 FMA kernels (`fma_gemm`)    | compiled for AVX-512      |
+//! | `avx2`     | x86-64        | our AVX2 FMA kernels (`fma_gemm`)       | compiled for AVX2         |
 //! | `neon`     | aarch64       | `matrixmultiply` (its NEON kernel)      | compiled for NEON         |
 //! | `portable` | any           | a plain Rust loop nest                  | compiled for the baseline |
 //!
@@ -17,6 +17,8 @@
 //! the matrix products differ between backends only by rounding (summation order).
 
 mod elementwise;
+#[cfg(target_arch = "x86_64")]
+mod fma_gemm;
 mod fpu;
 mod matmul;
 mod peak;
@@ -66,9 +68,9 @@ impl Backend {
     pub fn description(self) -> &'static str {
         match self {
             Backend::Avx512 => {
-                "avx512 (gemm crate AVX-512 microkernels, AVX-512 element-wise loops)"
+                "avx512 (own AVX-512 FMA matrix kernels, AVX-512 element-wise loops)"
             }
-            Backend::Avx2 => "avx2 (matrixmultiply AVX2/FMA kernel, AVX2 element-wise loops)",
+            Backend::Avx2 => "avx2 (own AVX2/FMA matrix kernels, AVX2 element-wise loops)",
             Backend::Neon => "neon (matrixmultiply NEON kernel, NEON element-wise loops)",
             Backend::Portable => "portable (plain Rust loops, no CPU-specific code)",
         }
