@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::Architecture;
 
@@ -68,8 +69,8 @@ impl Default for Normalization {
 pub struct Model {
     pub architecture: Architecture,
     pub normalization: Normalization,
-    /// "mnist" or "fashion".
-    pub dataset: String,
+    /// The dataset it was trained on (decides which test set `eval` reads).
+    pub dataset: DatasetKind,
     pub class_names: Vec<String>,
     /// The flat parameter buffer, laid out as [`Architecture::dense_layouts`] says.
     pub parameters: Vec<f32>,
@@ -81,7 +82,7 @@ struct ModelHeader {
     kind: String,
     architecture: Architecture,
     normalization: Normalization,
-    dataset: String,
+    dataset: DatasetKind,
     class_names: Vec<String>,
     tensors: Vec<TensorInfo>,
 }
@@ -93,7 +94,7 @@ impl Model {
         if !self.parameters.iter().all(|v| v.is_finite()) {
             return Err(Error::model(
                 path,
-                "refusing to save NaN or infinite weights (training diverged; try a smaller --learning-rate); the previous file is untouched",
+                "refusing to save NaN or infinite weights (training diverged; try a smaller learning rate); the previous file is untouched",
             ));
         }
         write_atomic(path, &self.encode())
@@ -101,17 +102,12 @@ impl Model {
 
     /// The file's bytes (header, tensors, checksum).
     pub fn encode(&self) -> Vec<u8> {
-        let tensors: Vec<TensorInfo> = self
-            .architecture
-            .tensor_names()
-            .into_iter()
-            .map(|(name, shape, _)| TensorInfo { name, shape })
-            .collect();
+        let tensors = tensor_list(&self.architecture);
         let header = ModelHeader {
             kind: "model".to_string(),
             architecture: self.architecture.clone(),
             normalization: self.normalization,
-            dataset: self.dataset.clone(),
+            dataset: self.dataset,
             class_names: self.class_names.clone(),
             tensors,
         };
@@ -144,13 +140,7 @@ impl Model {
             Error::Model { message, .. } => message,
             other => other.to_string(),
         })?;
-        let expected: Vec<TensorInfo> = header
-            .architecture
-            .tensor_names()
-            .into_iter()
-            .map(|(name, shape, _)| TensorInfo { name, shape })
-            .collect();
-        if header.tensors != expected {
+        if header.tensors != tensor_list(&header.architecture) {
             return Err("tensor list does not match the architecture".to_string());
         }
         if data.len() != header.architecture.parameter_count() {
@@ -174,6 +164,15 @@ impl Model {
             parameters: data,
         })
     }
+}
+
+/// The tensors a model file of `architecture` lists, in data-section order.
+fn tensor_list(architecture: &Architecture) -> Vec<TensorInfo> {
+    architecture
+        .tensor_names()
+        .into_iter()
+        .map(|(name, shape, _)| TensorInfo { name, shape })
+        .collect()
 }
 
 /// Checks an architecture read from a file before anything is sized by it.
@@ -342,18 +341,36 @@ mod tests {
         Model {
             architecture,
             normalization: Normalization::default(),
-            dataset: "mnist".into(),
+            dataset: DatasetKind::Mnist,
             class_names: vec!["zero".into(), "one".into()],
             parameters,
         }
     }
 
     #[test]
-    fn save_then_load_round_trips_exactly() {
+    fn an_unknown_dataset_name_is_refused_not_read_as_mnist() {
+        let (header, data) = decode_container(&sample_model().encode()).unwrap();
+        let header = String::from_utf8(header)
+            .unwrap()
+            .replace(r#""dataset":"mnist""#, r#""dataset":"kmnist""#);
+        assert!(header.contains("kmnist"), "the test edits the header");
+        let bytes = encode_container(header.as_bytes(), &[&data]);
+        let message = Model::decode(&bytes).unwrap_err();
+        assert!(message.contains(r#"unknown dataset "kmnist""#), "{message}");
+    }
+
+    /// `sample_model()` saved in a new temporary folder: (the folder, the file, the model).
+    fn saved_sample() -> (tempfile::TempDir, PathBuf, Model) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.bin");
         let model = sample_model();
         model.save(&path).unwrap();
+        (dir, path, model)
+    }
+
+    #[test]
+    fn save_then_load_round_trips_exactly() {
+        let (dir, path, model) = saved_sample();
         assert_eq!(Model::load(&path).unwrap(), model);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -361,9 +378,7 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        sample_model().save(&path).unwrap();
+        let (dir, path, _) = saved_sample();
         let original = std::fs::read(&path).unwrap();
         let corrupt_path = dir.path().join("corrupt.bin");
         for index in 0..original.len() {
@@ -377,9 +392,7 @@ mod tests {
 
     #[test]
     fn truncated_files_are_rejected_with_a_clear_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        sample_model().save(&path).unwrap();
+        let (_dir, path, _) = saved_sample();
         let original = std::fs::read(&path).unwrap();
         for length in [0, 5, 8, 15, 20, original.len() / 2, original.len() - 1] {
             std::fs::write(&path, &original[..length]).unwrap();
@@ -410,10 +423,7 @@ mod tests {
 
     #[test]
     fn failed_save_leaves_the_previous_model_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        let model = sample_model();
-        model.save(&path).unwrap();
+        let (_dir, path, model) = saved_sample();
         let before = std::fs::read(&path).unwrap();
         // A path whose parent is a regular file cannot be created, even by root.
         let impossible = path.join("nested.bin");

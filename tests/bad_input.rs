@@ -2,15 +2,16 @@
 //! problem, and a documented exit code (1 = bad file or I/O, 2 = bad command line); never a
 //! panic. Also: a diverging run or a failing disk never replaces a good model.
 
-use crate::robust_support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
 
 use mnist_train::checkpoint::{list_checkpoints, Checkpoint};
+use mnist_train::data::DatasetKind;
 use mnist_train::model_file::{Model, Normalization};
 use mnist_train::nn::Architecture;
-use robust_support::{gzip, idx_bytes, random_examples, Workdir};
+use support::{gzip, idx_bytes, random_examples, Workdir};
 
 /// Runs `command`, expects exit `code` and a single stderr line containing every `needle`.
 fn assert_refused(command: &mut Command, code: i32, needles: &[&str]) -> String {
@@ -143,7 +144,7 @@ fn bad_data_files_are_named_with_their_problem() {
 fn folders_and_missing_paths_are_named() {
     let work = Workdir::new(40);
     assert_refused(
-        Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["--data-dir", "nowhere"]),
         1,
@@ -151,7 +152,7 @@ fn folders_and_missing_paths_are_named() {
     );
     std::fs::write(work.path("plain-file"), b"x").unwrap();
     assert_refused(
-        Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["--data-dir", "plain-file"]),
         1,
@@ -190,7 +191,7 @@ fn trained_model(work: &Workdir) -> Vec<u8> {
 }
 
 fn eval(work: &Workdir, model: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-train"));
+    let mut command = Command::new(support::BINARY);
     command
         .current_dir(work.temp.path())
         .args(["eval", "--data-dir", "data", "--model", model]);
@@ -198,7 +199,7 @@ fn eval(work: &Workdir, model: &str) -> Command {
 }
 
 fn resume(work: &Workdir, checkpoint: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-train"));
+    let mut command = Command::new(support::BINARY);
     command
         .current_dir(work.temp.path())
         .args(["train", "--resume", checkpoint]);
@@ -308,7 +309,7 @@ fn a_model_whose_architecture_does_not_fit_the_data_is_refused() {
         parameters: vec![0.5; architecture.parameter_count()],
         architecture,
         normalization: Normalization::default(),
-        dataset: "mnist".to_string(),
+        dataset: DatasetKind::Mnist,
         class_names: (0..10).map(|c| c.to_string()).collect(),
     };
     model.save(&work.path("small.bin")).unwrap();
@@ -322,8 +323,8 @@ fn a_model_whose_architecture_does_not_fit_the_data_is_refused() {
     trained_model(&work);
     let path = list_checkpoints(&work.path("ck")).unwrap().pop().unwrap();
     let mut checkpoint = Checkpoint::load(&path).unwrap();
-    checkpoint.config.architecture.inputs = 100;
-    checkpoint.params = vec![0.1; checkpoint.config.architecture.parameter_count()];
+    checkpoint.spec.training.architecture.inputs = 100;
+    checkpoint.params = vec![0.1; checkpoint.spec.training.architecture.parameter_count()];
     checkpoint.optimizer.slots = vec![vec![0.0; checkpoint.params.len()]; 2];
     checkpoint.save(&work.path("small.ckpt")).unwrap();
     assert_refused(

@@ -2,7 +2,7 @@
 //! byte-identical model, SIGKILL at random moments never leaves a broken newest checkpoint, and
 //! resuming with contradicting options is refused with the option's name.
 
-use crate::robust_support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use mnist_train::checkpoint::{list_checkpoints, Checkpoint};
 use mnist_train::rng::Rng;
-use robust_support::{send_signal, timeless, write_dataset, Workdir};
+use support::{send_signal, timeless, write_dataset, Workdir};
 
 /// Starts `command` and returns once a line of its stderr contains `marker`, with a thread
 /// that keeps draining stderr (so the child never blocks on a full pipe) and returns all of it.
@@ -128,18 +128,21 @@ fn sigint_saves_a_checkpoint_and_the_resumed_run_ends_byte_identical() {
     assert_eq!(timeless(&resumed_history), timeless(&reference_history));
 }
 
+/// A run that would go on for ever, writing a checkpoint into `ck` after every step.
+const ENDLESS_CHECKPOINTING_EVERY_STEP: [&str; 6] = [
+    "--epochs",
+    "1000000",
+    "--checkpoint-dir",
+    "ck",
+    "--checkpoint-every",
+    "1",
+];
+
 #[test]
 fn a_second_signal_exits_at_once_leaving_only_valid_checkpoints() {
     let work = Workdir::new(200);
     let (mut child, stderr) = spawn_until(
-        work.train().args([
-            "--epochs",
-            "1000000",
-            "--checkpoint-dir",
-            "ck",
-            "--checkpoint-every",
-            "1",
-        ]),
+        work.train().args(ENDLESS_CHECKPOINTING_EVERY_STEP),
         "Epoch 1/",
     );
     // SIGTERM asks to stop like Ctrl-C does; the second signal exits at once.
@@ -171,16 +174,9 @@ fn sigkill_at_random_moments_never_leaves_a_broken_newest_checkpoint() {
     let mut kills_with_checkpoints = 0;
     for round in 0..16 {
         let mut command = work.train();
-        command.args([
-            "--epochs",
-            "1000000",
-            "--checkpoint-dir",
-            "ck",
-            "--checkpoint-every",
-            "1",
-            "--keep-checkpoints",
-            "3",
-        ]);
+        command
+            .args(ENDLESS_CHECKPOINTING_EVERY_STEP)
+            .args(["--keep-checkpoints", "3"]);
         if dir.exists() && !list_checkpoints(&dir).unwrap().is_empty() {
             command.args(["--resume", "ck"]);
         }
@@ -232,16 +228,11 @@ fn sigkill_at_random_moments_never_leaves_a_broken_newest_checkpoint() {
 /// A finished 2-epoch run with checkpoints in `ck` (3 steps per epoch, one every 2 steps).
 fn finished_run() -> Workdir {
     let work = Workdir::new(40);
-    run_ok(work.train().args([
-        "--epochs",
-        "2",
-        "--checkpoint-dir",
-        "ck",
-        "--checkpoint-every",
-        "2",
-        "--keep-checkpoints",
-        "10",
-    ]));
+    run_ok(
+        work.train()
+            .args(["--epochs", "2", "--checkpoint-dir", "ck"])
+            .args(["--checkpoint-every", "2", "--keep-checkpoints", "10"]),
+    );
     work
 }
 
@@ -272,7 +263,7 @@ fn resuming_from_each_periodic_checkpoint_gives_the_same_model() {
         std::fs::create_dir(&single).unwrap();
         std::fs::copy(file, single.join(file.file_name().unwrap())).unwrap();
         // Only --resume: every other setting comes from the checkpoint.
-        let output = Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        let output = Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["train", "--resume"])
             .arg(&single)
@@ -364,7 +355,7 @@ fn resume_refuses_options_that_contradict_the_checkpoint() {
     ] {
         // Only --resume and the option under test (no fixture defaults like --hidden 16).
         let stderr = run_fails(
-            Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+            Command::new(support::BINARY)
                 .current_dir(work.temp.path())
                 .args(["train", "--resume", checkpoint, option, value]),
             2,
@@ -384,7 +375,7 @@ fn resume_refuses_options_that_contradict_the_checkpoint() {
 
     write_dataset(&work.path("other-data"), 40, 64, 99);
     let stderr = run_fails(
-        Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["train", "--resume", checkpoint, "--data-dir", "other-data"]),
         2,
@@ -484,7 +475,7 @@ fn resume_continues_validation_early_stopping_and_restore_best_exactly() {
         std::fs::create_dir(&folder).unwrap();
         std::fs::copy(&file, folder.join(file.file_name().unwrap())).unwrap();
         run_ok(
-            Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+            Command::new(support::BINARY)
                 .current_dir(work.temp.path())
                 .args(["train", "--resume"])
                 .arg(&folder)
@@ -499,7 +490,7 @@ fn resume_continues_validation_early_stopping_and_restore_best_exactly() {
     }
     // The validation settings come from the checkpoint; contradicting them is refused.
     let stderr = run_fails(
-        Command::new(env!("CARGO_BIN_EXE_mnist-train"))
+        Command::new(support::BINARY)
             .current_dir(work.temp.path())
             .args(["train", "--resume", "ck", "--validation-split", "0.5"]),
         2,

@@ -1,17 +1,13 @@
 //! The command line end to end, through the real binary.
 
-use crate::common;
+use crate::support;
 
-use common::assert_one_line_error;
+use support::{assert_one_line_error, mnist_train};
 
 use std::path::Path;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary builds")
-}
 
 /// Extracts the number after `label` in `text`.
 fn number_after(text: &str, label: &str) -> f64 {
@@ -88,7 +84,7 @@ fn train_on_real_mnist_subset_then_eval_reports_the_same_accuracy() {
 #[test]
 fn the_same_seed_gives_byte_identical_models_and_train_is_the_default_command() {
     let dir = tempfile::tempdir().unwrap();
-    common::write_synthetic_dataset(dir.path(), 300, 50, true);
+    support::write_synthetic_dataset(dir.path(), 300, 50, true);
     let run = |args: &[&str], name: &str| -> Vec<u8> {
         let path = dir.path().join(name);
         mnist_train()
@@ -112,8 +108,8 @@ fn the_same_seed_gives_byte_identical_models_and_train_is_the_default_command() 
 fn raw_idx_files_train_like_gzip_ones() {
     let gzip_dir = tempfile::tempdir().unwrap();
     let raw_dir = tempfile::tempdir().unwrap();
-    common::write_synthetic_dataset(gzip_dir.path(), 200, 40, true);
-    common::write_synthetic_dataset(raw_dir.path(), 200, 40, false);
+    support::write_synthetic_dataset(gzip_dir.path(), 200, 40, true);
+    support::write_synthetic_dataset(raw_dir.path(), 200, 40, false);
     let train = |data: &Path| {
         let output = data.join("model.bin");
         let stdout = stdout_of(
@@ -140,7 +136,7 @@ fn raw_idx_files_train_like_gzip_ones() {
 #[test]
 fn summary_lines_without_control_codes_when_stderr_is_not_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    common::write_synthetic_dataset(dir.path(), 64, 16, true);
+    support::write_synthetic_dataset(dir.path(), 64, 16, true);
     let output = mnist_train()
         .args(["--epochs", "2", "--data-dir"])
         .arg(dir.path())
@@ -208,10 +204,10 @@ fn missing_and_malformed_data_files_are_named() {
         &["nowhere", "does not exist"],
     );
 
-    common::write_synthetic_dataset(dir.path(), 20, 10, true);
+    support::write_synthetic_dataset(dir.path(), 20, 10, true);
     // Labels out of range.
     let bad_labels = mnist_train::data::idx::encode_idx(&[20], &[12; 20]);
-    common::write_idx(dir.path(), "train-labels-idx1-ubyte", &bad_labels, true);
+    support::write_idx(dir.path(), "train-labels-idx1-ubyte", &bad_labels, true);
     assert_one_line_error(
         mnist_train().arg("--data-dir").arg(dir.path()),
         1,
@@ -233,7 +229,7 @@ fn missing_and_malformed_data_files_are_named() {
 #[test]
 fn corrupt_model_files_are_rejected_by_eval() {
     let dir = tempfile::tempdir().unwrap();
-    common::write_synthetic_dataset(dir.path(), 40, 10, true);
+    support::write_synthetic_dataset(dir.path(), 40, 10, true);
     let model = dir.path().join("model.bin");
     mnist_train()
         .args(["--epochs", "1", "-q", "--data-dir"])

@@ -2,19 +2,15 @@
 //! invalid values and combinations are one-line usage errors naming the option, and a run using
 //! all of them reports what it did.
 
-use crate::common;
+use crate::support;
 
 use assert_cmd::Command;
-use common::assert_one_line_error;
-
-fn mnist_train() -> Command {
-    Command::cargo_bin("mnist-train").expect("binary builds")
-}
+use support::{assert_one_line_error, mnist_train};
 
 /// `mnist-train train` on a tiny synthetic dataset in a fresh folder.
 fn train_on_synthetic(train_count: usize) -> (tempfile::TempDir, Command) {
     let dir = tempfile::tempdir().unwrap();
-    common::write_synthetic_dataset(dir.path(), train_count, 20, true);
+    support::write_synthetic_dataset(dir.path(), train_count, 20, true);
     let mut command = mnist_train();
     command
         .arg("train")

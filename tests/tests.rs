@@ -1,7 +1,6 @@
-//! The one integration-test binary: a module per area, sharing the support modules.
+//! The one integration-test binary: a module per area, sharing one support module.
 
-mod common;
-mod robust_support;
+mod support;
 
 mod bad_input;
 mod bench_command;

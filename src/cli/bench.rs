@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::bench::report::{BenchReport, SCHEMA};
-use crate::bench::{batch_label, measure_case, BenchCase, BenchSettings};
+use crate::bench::{measure_case, BenchCase, BenchSettings};
 use crate::cli::optimizer_args::OptimizerName;
+use crate::cli::performance::KernelArgs;
 use crate::cli::{DataArgs, DatasetArg};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
-use crate::kernels::{self, KernelChoice};
+use crate::kernels;
 use crate::model_file::write_atomic;
 use crate::optim::OptimizerConfig;
 use crate::report::print_json_line;
@@ -48,9 +49,8 @@ pub struct BenchArgs {
     pub dataset: DatasetArg,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Compute kernels: the fastest the CPU supports, or a specific one
-    #[arg(long, value_enum, env = "MNIST_TRAIN_KERNEL", default_value_t = KernelChoice::Auto)]
-    pub kernel: KernelChoice,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
     /// Print the report as JSON on stdout (progress and the table go to stderr)
     #[arg(long)]
     pub json: bool,
@@ -63,23 +63,6 @@ pub struct BenchArgs {
     /// Print only the results
     #[arg(long, short)]
     pub quiet: bool,
-}
-
-/// Each optimizer with its usual default learning rate (as `train` uses).
-fn optimizer_case(name: OptimizerName) -> (OptimizerConfig, f32) {
-    match name {
-        OptimizerName::Sgd => (OptimizerConfig::Sgd, 0.01),
-        OptimizerName::Momentum => (OptimizerConfig::Momentum { momentum: 0.9 }, 0.01),
-        OptimizerName::Nesterov => (OptimizerConfig::Nesterov { momentum: 0.9 }, 0.01),
-        OptimizerName::Adam => (OptimizerConfig::adam_default(), 0.001),
-        OptimizerName::Rmsprop => (
-            OptimizerConfig::Rmsprop {
-                rho: 0.9,
-                epsilon: 1e-7,
-            },
-            0.001,
-        ),
-    }
 }
 
 impl BenchArgs {
@@ -116,7 +99,9 @@ impl BenchArgs {
         for &batch_size in &self.batch_sizes {
             for &thread_count in &threads {
                 for &name in &self.optimizers {
-                    let (optimizer, learning_rate) = optimizer_case(name);
+                    // Keras' defaults, as `train` uses them.
+                    let optimizer = OptimizerConfig::defaults(name.kind());
+                    let learning_rate = optimizer.default_learning_rate();
                     cases.push(BenchCase {
                         batch_size,
                         threads: thread_count,
@@ -133,11 +118,7 @@ impl BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let (settings, cases) = args.validate()?;
-    let backend = args
-        .kernel
-        .resolve()
-        .map_err(|message| Error::config("--kernel (MNIST_TRAIN_KERNEL)", message))?;
-    kernels::set_backend(backend);
+    let backend = args.kernel.select()?;
     let mut report = BenchReport {
         kind: "bench",
         schema: SCHEMA,
@@ -164,7 +145,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "[{}/{}] batch {}, {} thread(s), {}",
             index + 1,
             cases.len(),
-            batch_label(case.batch_size),
+            case.batch_size.label(),
             case.threads,
             case.optimizer_name
         );

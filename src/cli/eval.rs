@@ -8,8 +8,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cli::DataArgs;
-use crate::data::{load_split, Dataset, DatasetKind, Split};
-use crate::error::{Error, Result};
+use crate::data::{load_split, Dataset, Split};
+use crate::error::{Error, Result, Setting};
 use crate::interop::load_model;
 use crate::model_file::Model;
 use crate::nn::Mlp;
@@ -49,10 +49,7 @@ pub struct EvalArgs {
 
 /// Loads the test split of the dataset `model` was trained on, and checks that it fits the model.
 pub fn load_test_set_for(model: &Model, model_path: &Path, data: &DataArgs) -> Result<Dataset> {
-    let dataset = match model.dataset.as_str() {
-        "fashion" => DatasetKind::Fashion,
-        _ => DatasetKind::Mnist,
-    };
+    let dataset = model.dataset;
     let data_dir = data.dir_for(dataset);
     let mut test_set = load_split(&data_dir, Split::Test, dataset)?;
     if test_set.pixels_per_image() != model.architecture.inputs
@@ -111,7 +108,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         return Err(Error::config("--test-batch-size", "must be at least 1"));
     }
     if let Some(path) = &args.plot {
-        PlotFormat::from_path("--plot", path)?;
+        PlotFormat::from_path(Setting::Plot, path)?;
     }
     let human = HumanOutput::new(args.json);
     let model = load_model(&args.model)?;
@@ -166,14 +163,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
             class_names: model.class_names.clone(),
             confusion: evaluation.confusion.clone(),
         };
-        save_figure("--plot", path, &heat_map)?;
+        save_figure(Setting::Plot, path, &heat_map)?;
         eprintln!("Saved confusion matrix plot to {}", path.display());
     }
     if args.json {
         print_json_line(&EvaluationJson {
             kind: "evaluation",
             model: args.model.display().to_string(),
-            dataset: model.dataset.clone(),
+            dataset: model.dataset.to_string(),
             class_names: model.class_names.clone(),
             loss: evaluation.loss,
             accuracy: evaluation.accuracy,

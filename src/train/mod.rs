@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{epoch_permutation, Dataset};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::kernels::DenormalGuard;
 use crate::nn::{Architecture, Mlp};
 use crate::optim::schedule::LrSchedule;
@@ -37,6 +37,14 @@ pub enum BatchSize {
 }
 
 impl BatchSize {
+    /// `32`, or `full`: as it is typed and shown in tables.
+    pub fn label(self) -> String {
+        match self {
+            BatchSize::Examples(n) => n.to_string(),
+            BatchSize::Full => "full".to_string(),
+        }
+    }
+
     pub fn resolve(self, example_count: usize) -> usize {
         match self {
             BatchSize::Examples(n) => n.min(example_count).max(1),
@@ -64,8 +72,8 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             architecture: Architecture::tutorial(),
-            optimizer: OptimizerConfig::adam_default(),
-            learning_rate: 0.001,
+            optimizer: OptimizerConfig::default(),
+            learning_rate: OptimizerConfig::default().default_learning_rate(),
             schedule: LrSchedule::default(),
             epochs: 5,
             batch_size: BatchSize::Examples(32),
@@ -99,6 +107,16 @@ pub struct CallbackState {
     pub tensors: BTreeMap<String, Vec<f32>>,
 }
 
+/// When a callback runs among the others, each step and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CallbackPhase {
+    /// Sinks and monitors (JSON lines, CSV history, early stopping, best weights).
+    Observe,
+    /// What saves the run's state (checkpoints): after every observer, so the state it saves is
+    /// this epoch's.
+    Persist,
+}
+
 /// Hooks into the training loop. Every sink of per-epoch metrics (JSON lines, CSV history,
 /// checkpoints, early stopping) is a callback fed the same [`EpochRecord`].
 pub trait Callback {
@@ -110,13 +128,18 @@ pub trait Callback {
     fn on_epoch_end(&mut self, _trainer: &Trainer, _record: &EpochRecord) -> Result<Control> {
         Ok(Control::Continue)
     }
+    /// When it runs; `fit` runs every [`CallbackPhase::Observe`] callback before any
+    /// [`CallbackPhase::Persist`] one, in the order given within a phase.
+    fn phase(&self) -> CallbackPhase {
+        CallbackPhase::Observe
+    }
     /// A stable name under which checkpoints store this callback's state; `None` = stateless.
     fn state_key(&self) -> Option<&'static str> {
         None
     }
     /// The state to checkpoint. It is sampled into `Trainer::callback_state` right after this
-    /// callback's `on_epoch_end`, so a checkpoint written by a later callback in the list (put the
-    /// checkpointer last) includes this epoch's state.
+    /// callback's `on_epoch_end`, so a checkpoint written in the [`CallbackPhase::Persist`] phase
+    /// includes this epoch's state.
     fn checkpoint_state(&self) -> Option<CallbackState> {
         None
     }
@@ -192,10 +215,14 @@ impl Trainer {
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<()> {
         if train.is_empty() {
-            return Err(Error::config("--limit", "no training examples to train on"));
+            return Err(Error::setting(
+                Setting::Limit,
+                "no training examples to train on",
+            ));
         }
         let batch_size = self.config.batch_size.resolve(train.len());
         let steps_per_epoch = train.len().div_ceil(batch_size);
+        callbacks.sort_by_key(|callback| callback.phase());
         let mut engine = StepEngine::new(&self.mlp, batch_size, self.threads);
         let _flush_denormals = DenormalGuard::new();
         for callback in callbacks.iter_mut() {

@@ -5,8 +5,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::checkpoint::{list_checkpoints, parse_checkpoint_file_name};
+use crate::error::{Error, Result, Setting};
 use crate::model_file::MAGIC;
+use crate::run::spec::RunSpec;
 
 /// The folder a file path lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> PathBuf {
@@ -16,18 +18,18 @@ pub fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// `path` (the `option`'s value) can be written later: its folder exists and accepts new
+/// `path` (the value of `setting`) can be written later: its folder exists and accepts new
 /// files, it is not a folder, and it is not some other file we would destroy.
-pub fn check_output_file(path: &Path, option: &str) -> Result<()> {
+pub fn check_output_file(path: &Path, setting: Setting) -> Result<()> {
     if path.file_name().is_none() {
-        return Err(Error::config(
-            option,
+        return Err(Error::setting(
+            setting,
             format!("{} is not a file path", path.display()),
         ));
     }
     if path.is_dir() {
-        return Err(Error::config(
-            option,
+        return Err(Error::setting(
+            setting,
             format!("{} is a directory, expected a file path", path.display()),
         ));
     }
@@ -41,8 +43,8 @@ pub fn check_output_file(path: &Path, option: &str) -> Result<()> {
             }
         }
         if read > 0 && (read < magic.len() || &magic != MAGIC) {
-            return Err(Error::config(
-                option,
+            return Err(Error::setting(
+                setting,
                 format!(
                     "{} exists and is not an mnist-train file; refusing to overwrite it",
                     path.display()
@@ -61,10 +63,10 @@ pub fn check_output_file(path: &Path, option: &str) -> Result<()> {
 }
 
 /// Creates `dir` if needed and checks that files can be created in it.
-pub fn check_output_dir(dir: &Path, option: &str) -> Result<()> {
+pub fn check_output_dir(dir: &Path, setting: Setting) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
-        return Err(Error::config(
-            option,
+        return Err(Error::setting(
+            setting,
             format!("{} exists and is not a directory", dir.display()),
         ));
     }
@@ -129,4 +131,20 @@ pub fn remove_stale_temp_files(dir: &Path, is_ours: impl Fn(&str) -> bool) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Before any data is loaded: every place the run will write to accepts files, and a fresh run
+/// does not mix its checkpoints into another run's folder.
+pub fn check_run_outputs(spec: &RunSpec, resuming: bool) -> Result<()> {
+    if let Some(output) = &spec.output {
+        check_output_file(output, Setting::Output)?;
+    }
+    if let Some(dir) = &spec.checkpoints.dir {
+        check_output_dir(dir, Setting::CheckpointDir)?;
+        remove_stale_temp_files(dir, |name| parse_checkpoint_file_name(name).is_some());
+        if !resuming && !list_checkpoints(dir)?.is_empty() {
+            return Err(Error::CheckpointFolderInUse { dir: dir.clone() });
+        }
+    }
+    Ok(())
 }
