@@ -11,10 +11,12 @@
 //! | `neon`     | aarch64       | `matrixmultiply` (its NEON kernel)      | compiled for NEON         |
 //! | `portable` | any           | a plain Rust loop nest                  | compiled for the baseline |
 //!
-//! `portable` is never chosen automatically: it exists to rule out a CPU-specific problem.
-//! `MNIST_TRAIN_KERNEL=auto|avx512|avx2|neon|portable` (or `--kernel`) overrides the choice. The element-wise loops never use fused multiply-add, so they
+//! On x86-64 and aarch64 `portable` runs only when asked for, to rule out a CPU-specific problem
+//! (other CPUs have nothing else). `MNIST_TRAIN_KERNEL=auto|avx512|avx2|neon|portable` (or
+//! `--kernel`) overrides the choice. The element-wise loops never use fused multiply-add, so they
 //! give bit-identical results on every backend and however a buffer is split between threads;
-//! the matrix products differ between backends only by rounding (summation order).
+//! the matrix products differ between backends only by rounding (summation order; `avx2` and
+//! `avx512` sum in the same order and agree bit for bit).
 
 mod elementwise;
 #[cfg(target_arch = "x86_64")]
