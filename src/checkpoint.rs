@@ -101,6 +101,8 @@ impl RunRecord {
                 keep: self.keep_checkpoints,
             },
             threads: None,
+            // A checkpointed run's noise is in `training.privacy` already.
+            privacy: None,
         };
         let data = TrainingData {
             examples: self.train_examples,
@@ -384,7 +386,8 @@ impl Checkpoint {
         if examples == 0
             || self.step_in_epoch > steps_per_epoch
             || self.history.len() != self.epoch
-            || self.running.seen > examples
+            // A Poisson-sampled (private) epoch may draw more than `examples` in total.
+            || (self.spec.training.privacy.is_none() && self.running.seen > examples)
         {
             return Err("its training position is inconsistent (epoch, step, history)".to_string());
         }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::Architecture;
+use crate::optim::privacy::PrivacyGuarantee;
 
 pub const MAGIC: &[u8; 8] = b"MNISTTRN";
 pub const FORMAT_VERSION: u32 = 1;
@@ -74,6 +75,9 @@ pub struct Model {
     pub class_names: Vec<String>,
     /// The flat parameter buffer, laid out as [`Architecture::dense_layouts`] says.
     pub parameters: Vec<f32>,
+    /// The (ε, δ) guarantee of a privately trained model; `None` otherwise (and in files written
+    /// before private training existed).
+    pub privacy: Option<PrivacyGuarantee>,
 }
 
 /// The model file's JSON header.
@@ -85,6 +89,8 @@ struct ModelHeader {
     dataset: DatasetKind,
     class_names: Vec<String>,
     tensors: Vec<TensorInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    privacy: Option<PrivacyGuarantee>,
 }
 
 impl Model {
@@ -110,6 +116,7 @@ impl Model {
             dataset: self.dataset,
             class_names: self.class_names.clone(),
             tensors,
+            privacy: self.privacy.clone(),
         };
         let header = serde_json::to_vec(&header).expect("header serializes");
         encode_container(&header, &[&self.parameters])
@@ -162,6 +169,7 @@ impl Model {
             dataset: header.dataset,
             class_names: header.class_names,
             parameters: data,
+            privacy: header.privacy,
         })
     }
 }
@@ -344,6 +352,7 @@ mod tests {
             dataset: DatasetKind::Mnist,
             class_names: vec!["zero".into(), "one".into()],
             parameters,
+            privacy: None,
         }
     }
 

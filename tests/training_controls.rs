@@ -120,6 +120,7 @@ fn replay(trainer: &mut Trainer, losses: &[f64], controls: &mut TrainingControls
             val_accuracy: Some(0.5),
             learning_rate: 0.001,
             seconds: 1.0,
+            epsilon: None,
             samples_per_second: 1.0,
         };
         let mut stop = false;

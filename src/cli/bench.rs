@@ -29,6 +29,10 @@ pub struct BenchArgs {
     /// Optimizers to measure, comma-separated, each with its default learning rate
     #[arg(long, value_delimiter = ',', value_enum, default_value = "adam")]
     pub optimizers: Vec<OptimizerName>,
+    /// Also measure every case with private training (DP-SGD: Poisson sampling, per-example
+    /// clipping, noise multiplier 1, clip norm 1), right after its ordinary run
+    #[arg(long)]
+    pub dp: bool,
     /// Epochs per run
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
@@ -102,13 +106,19 @@ impl BenchArgs {
                     // Keras' defaults, as `train` uses them.
                     let optimizer = OptimizerConfig::defaults(name.kind());
                     let learning_rate = optimizer.default_learning_rate();
-                    cases.push(BenchCase {
-                        batch_size,
-                        threads: thread_count,
-                        optimizer_name: name.as_str().to_string(),
-                        optimizer,
-                        learning_rate,
-                    });
+                    for private in [false, true] {
+                        if private && !self.dp {
+                            continue;
+                        }
+                        cases.push(BenchCase {
+                            batch_size,
+                            threads: thread_count,
+                            optimizer_name: name.as_str().to_string(),
+                            optimizer,
+                            learning_rate,
+                            private,
+                        });
+                    }
                 }
             }
         }
@@ -142,12 +152,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     say(&report.header());
     for (index, case) in cases.iter().enumerate() {
         let label = format!(
-            "[{}/{}] batch {}, {} thread(s), {}",
+            "[{}/{}] batch {}, {} thread(s), {}{}",
             index + 1,
             cases.len(),
             case.batch_size.label(),
             case.threads,
-            case.optimizer_name
+            case.optimizer_name,
+            if case.private { " (DP-SGD)" } else { "" }
         );
         let summary = measure_case(case, &settings, &report.fma_peak, |run, measurement| {
             say(&format!(

@@ -289,6 +289,7 @@ mod tests {
             val_loss: None,
             val_accuracy: None,
             learning_rate: 0.05,
+            epsilon: None,
             seconds: 1.0,
             samples_per_second: 100.0,
         }];

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::split::hold_out_validation;
 use crate::data::{Dataset, DatasetKind};
 use crate::error::Result;
+use crate::optim::privacy::PrivacyPlan;
 use crate::train::callbacks::{BestWeights, EarlyStopping, Monitor, TrainingControls};
 use crate::train::{default_threads, Progress, TrainConfig};
 
@@ -41,6 +42,10 @@ pub struct RunSpec {
     pub checkpoints: CheckpointPolicy,
     /// Threads a step runs on (`None`: all cores). Results do not depend on it; not stored.
     pub threads: Option<NonZeroUsize>,
+    /// Private training as asked for. With a target ε, `training.privacy` is filled in by
+    /// [`crate::run::execute`] once the training-set size is known (a resumed run has it from
+    /// its checkpoint).
+    pub privacy: Option<PrivacyPlan>,
 }
 
 impl RunSpec {
@@ -57,6 +62,7 @@ impl RunSpec {
             output: None,
             checkpoints: CheckpointPolicy::default(),
             threads: None,
+            privacy: None,
         }
     }
 
