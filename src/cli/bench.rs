@@ -125,6 +125,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         available_threads: default_threads(),
         kernel: backend.name(),
         kernel_description: backend.description(),
+        fma_peak: kernels::measure_fma_peak(backend, default_threads()),
         dataset: settings.dataset.name(),
         epochs: settings.epochs,
         warmup_runs: settings.warmup,
@@ -147,7 +148,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             case.optimizer_name,
             if case.private { " (DP-SGD)" } else { "" }
         );
-        let summary = measure_case(case, &settings, |run, measurement| {
+        let summary = measure_case(case, &settings, &report.fma_peak, |run, measurement| {
             say(&format!(
                 "{label}: run {}/{} {:.3} s (load {:.3} s, epochs {}, eval {:.3} s)",
                 run + 1,

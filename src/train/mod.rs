@@ -7,6 +7,8 @@ pub mod interrupt;
 pub mod metrics;
 pub mod progress;
 pub mod step;
+#[cfg(test)]
+mod step_allocations;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
