@@ -341,7 +341,14 @@ mod cli {
                 "100",
                 "--json",
             ])
-            .args(["--dp-target-epsilon", "3", "--dp-clip-norm", "1.5"])
+            .args([
+                "--dp-target-epsilon",
+                "3",
+                "--dp-clip-norm",
+                "1.5",
+                "--learning-rate",
+                "0.5",
+            ])
             .arg("--output")
             .arg(&model)
             .output()
@@ -415,6 +422,7 @@ mod cli {
         let lines = json_lines(&output.stdout);
         let config = &lines.last().unwrap()["config"];
         use mnist_train::optim::privacy::recipe;
+        let budget = recipe::for_target(4.0);
         assert_eq!(
             config["batch_size"].as_u64(),
             Some(recipe::BATCH_SIZE as u64)
@@ -422,10 +430,12 @@ mod cli {
         assert_eq!(config["optimizer"], recipe::OPTIMIZER);
         assert_eq!(config["dropout"].as_f64(), Some(f64::from(recipe::DROPOUT)));
         assert_eq!(config["schedule"]["kind"]["name"], recipe::SCHEDULE);
-        assert!(
-            (config["learning_rate"].as_f64().unwrap() - f64::from(recipe::LEARNING_RATE)).abs()
-                < 1e-6
-        );
+        let rate = config["learning_rate"].as_f64().unwrap();
+        assert!((rate - f64::from(budget.learning_rate)).abs() < 1e-6);
+        let clip = lines.last().unwrap()["privacy"]["clip_norm"]
+            .as_f64()
+            .unwrap();
+        assert!((clip - f64::from(budget.clip_norm)).abs() < 1e-6);
     }
 
     #[test]

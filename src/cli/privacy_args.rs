@@ -19,8 +19,9 @@ pub struct PrivacyArgs {
     #[arg(long, value_name = "SIGMA", allow_hyphen_values = true)]
     pub dp_noise_multiplier: Option<f64>,
     /// Train privately with the smallest noise that keeps the whole run within this ε (printed).
-    /// Alone, it also picks the private recipe: momentum SGD, lr 1 with a cosine decay, batch
-    /// 2048, 60 epochs, no dropout, clip norm 1 (options given explicitly override it)
+    /// Alone, it also picks the private recipe: momentum SGD with a cosine decay, batch 2048, no
+    /// dropout; ε < 1: 10 epochs, lr 1, clip norm 1; ε < 4: 30 epochs, lr 3, clip norm 0.3;
+    /// else 60 epochs, lr 1, clip norm 1 (options given explicitly override it)
     #[arg(
         long,
         value_name = "EPSILON",
@@ -115,11 +116,12 @@ pub fn check_monitor(option: &str, monitor: &Monitor) -> Result<()> {
 /// With `--dp-target-epsilon` alone (no `--dp-noise-multiplier`), the options the user did not
 /// give take the private recipe's values.
 pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
-    if args.privacy.dp_target_epsilon.is_none() {
+    let Some(target) = args.privacy.dp_target_epsilon else {
         return;
-    }
+    };
+    let budget = recipe::for_target(target);
     let given = |id: &str| args.checkpoints.given.contains(id);
-    let (epochs, batch, dropout, optimizer, rate, momentum, schedule) = (
+    let (epochs, batch, dropout, optimizer, rate, momentum, schedule, clip) = (
         !given("epochs"),
         !given("batch_size"),
         !given("dropout"),
@@ -127,9 +129,10 @@ pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
         !given("learning_rate"),
         !given("momentum"),
         !given("lr_schedule"),
+        !given("dp_clip_norm"),
     );
     if epochs {
-        args.epochs = recipe::EPOCHS;
+        args.epochs = budget.epochs;
     }
     if batch {
         args.batch_size = crate::train::BatchSize::Examples(recipe::BATCH_SIZE);
@@ -140,7 +143,7 @@ pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
     if optimizer {
         args.optimizer.optimizer = crate::cli::optimizer_args::OptimizerName::Momentum;
         if rate {
-            args.optimizer.learning_rate = Some(recipe::LEARNING_RATE);
+            args.optimizer.learning_rate = Some(budget.learning_rate);
         }
         if momentum {
             args.optimizer.momentum = Some(recipe::MOMENTUM);
@@ -148,5 +151,8 @@ pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
     }
     if schedule {
         args.optimizer.lr_schedule = ScheduleName::Cosine;
+    }
+    if clip {
+        args.privacy.dp_clip_norm = Some(budget.clip_norm);
     }
 }
