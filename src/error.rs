@@ -74,6 +74,14 @@ pub enum Setting {
     DataDir,
     /// The ε a private run must stay within.
     TargetEpsilon,
+    /// Integrated gradients' number of path points.
+    IgSteps,
+    /// The occlusion patch's side.
+    OcclusionPatch,
+    /// The pixel value removed pixels take in attributions and their check.
+    AttributionBaseline,
+    /// The explanation picture file.
+    ExplanationPicture,
 }
 
 impl std::fmt::Display for Setting {
@@ -87,6 +95,10 @@ impl std::fmt::Display for Setting {
             Setting::CheckpointDir => "checkpoint folder",
             Setting::DataDir => "data folder",
             Setting::TargetEpsilon => "target ε",
+            Setting::IgSteps => "integrated-gradients steps",
+            Setting::OcclusionPatch => "occlusion patch",
+            Setting::AttributionBaseline => "attribution baseline",
+            Setting::ExplanationPicture => "explanation picture",
         })
     }
 }

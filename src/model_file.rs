@@ -108,12 +108,7 @@ impl Model {
 
     /// The file's bytes (header, tensors, checksum).
     pub fn encode(&self) -> Vec<u8> {
-        let tensors: Vec<TensorInfo> = self
-            .architecture
-            .tensor_names()
-            .into_iter()
-            .map(|(name, shape, _)| TensorInfo { name, shape })
-            .collect();
+        let tensors = tensor_list(&self.architecture);
         let header = ModelHeader {
             kind: "model".to_string(),
             architecture: self.architecture.clone(),
@@ -152,13 +147,7 @@ impl Model {
             Error::Model { message, .. } => message,
             other => other.to_string(),
         })?;
-        let expected: Vec<TensorInfo> = header
-            .architecture
-            .tensor_names()
-            .into_iter()
-            .map(|(name, shape, _)| TensorInfo { name, shape })
-            .collect();
-        if header.tensors != expected {
+        if header.tensors != tensor_list(&header.architecture) {
             return Err("tensor list does not match the architecture".to_string());
         }
         if data.len() != header.architecture.parameter_count() {
@@ -183,6 +172,15 @@ impl Model {
             privacy: header.privacy,
         })
     }
+}
+
+/// The tensors a model file of `architecture` lists, in data-section order.
+fn tensor_list(architecture: &Architecture) -> Vec<TensorInfo> {
+    architecture
+        .tensor_names()
+        .into_iter()
+        .map(|(name, shape, _)| TensorInfo { name, shape })
+        .collect()
 }
 
 /// Checks an architecture read from a file before anything is sized by it.
@@ -370,12 +368,18 @@ mod tests {
         assert!(message.contains(r#"unknown dataset "kmnist""#), "{message}");
     }
 
-    #[test]
-    fn save_then_load_round_trips_exactly() {
+    /// `sample_model()` saved in a new temporary folder: (the folder, the file, the model).
+    fn saved_sample() -> (tempfile::TempDir, PathBuf, Model) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.bin");
         let model = sample_model();
         model.save(&path).unwrap();
+        (dir, path, model)
+    }
+
+    #[test]
+    fn save_then_load_round_trips_exactly() {
+        let (dir, path, model) = saved_sample();
         assert_eq!(Model::load(&path).unwrap(), model);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -383,9 +387,7 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        sample_model().save(&path).unwrap();
+        let (dir, path, _) = saved_sample();
         let original = std::fs::read(&path).unwrap();
         let corrupt_path = dir.path().join("corrupt.bin");
         for index in 0..original.len() {
@@ -399,9 +401,7 @@ mod tests {
 
     #[test]
     fn truncated_files_are_rejected_with_a_clear_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        sample_model().save(&path).unwrap();
+        let (_dir, path, _) = saved_sample();
         let original = std::fs::read(&path).unwrap();
         for length in [0, 5, 8, 15, 20, original.len() / 2, original.len() - 1] {
             std::fs::write(&path, &original[..length]).unwrap();
@@ -432,10 +432,7 @@ mod tests {
 
     #[test]
     fn failed_save_leaves_the_previous_model_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        let model = sample_model();
-        model.save(&path).unwrap();
+        let (_dir, path, model) = saved_sample();
         let before = std::fs::read(&path).unwrap();
         // A path whose parent is a regular file cannot be created, even by root.
         let impossible = path.join("nested.bin");

@@ -8,10 +8,11 @@ use clap::Args;
 use crate::bench::report::{BenchReport, SCHEMA};
 use crate::bench::{measure_case, BenchCase, BenchSettings};
 use crate::cli::optimizer_args::OptimizerName;
+use crate::cli::performance::KernelArgs;
 use crate::cli::{DataArgs, DatasetArg};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
-use crate::kernels::{self, KernelChoice};
+use crate::kernels;
 use crate::model_file::write_atomic;
 use crate::optim::OptimizerConfig;
 use crate::report::print_json_line;
@@ -52,9 +53,8 @@ pub struct BenchArgs {
     pub dataset: DatasetArg,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Compute kernels: the fastest the CPU supports, or a specific one
-    #[arg(long, value_enum, env = "MNIST_TRAIN_KERNEL", default_value_t = KernelChoice::Auto)]
-    pub kernel: KernelChoice,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
     /// Print the report as JSON on stdout (progress and the table go to stderr)
     #[arg(long)]
     pub json: bool,
@@ -128,11 +128,7 @@ impl BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let (settings, cases) = args.validate()?;
-    let backend = args
-        .kernel
-        .resolve()
-        .map_err(|message| Error::config("--kernel (MNIST_TRAIN_KERNEL)", message))?;
-    kernels::set_backend(backend);
+    let backend = args.kernel.select()?;
     let mut report = BenchReport {
         kind: "bench",
         schema: SCHEMA,

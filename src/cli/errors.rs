@@ -16,6 +16,10 @@ pub fn option_for(setting: Setting) -> &'static str {
         Setting::CheckpointDir => "--checkpoint-dir",
         Setting::DataDir => "--data-dir",
         Setting::TargetEpsilon => "--dp-target-epsilon",
+        Setting::IgSteps => "--ig-steps",
+        Setting::OcclusionPatch => "--occlusion-patch",
+        Setting::AttributionBaseline => "--baseline",
+        Setting::ExplanationPicture => "--explain-out",
     }
 }
 

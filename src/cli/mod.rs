@@ -6,6 +6,7 @@ pub mod compare;
 pub mod completions;
 pub mod errors;
 pub mod eval;
+pub mod explain_args;
 pub mod interop;
 pub mod optimizer_args;
 pub mod performance;

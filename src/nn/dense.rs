@@ -75,18 +75,8 @@ impl Dense {
         // Σ over the batch of grad_y: [batch, out] -> [out]
         sum_rows_into(grad_y_rows, &mut grads[self.bias.clone()], accumulate);
         if let Some(grad_x) = grad_x {
-            self.input_gradient(params, grad_y, grad_x);
+            self.backward_input(params, grad_y, grad_x);
         }
-    }
-
-    /// grad_y: [batch, out] · wᵀ: [out, in] -> grad_x: [batch, in] (overwritten).
-    pub fn input_gradient(
-        &self,
-        params: &[f32],
-        grad_y: ArrayView2<f32>,
-        mut grad_x: ArrayViewMut2<f32>,
-    ) {
-        matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
     }
 
     /// Adds this layer's share of every example's squared gradient norm to `norms_sq` without
@@ -104,5 +94,16 @@ impl Dense {
             let grad_sq: f32 = grad_row.iter().map(|v| v * v).sum();
             *norm_sq += grad_sq * (x_sq + 1.0);
         }
+    }
+
+    /// The input's gradient alone, without parameter gradients (attributions need only this).
+    /// grad_y: [batch, out] · wᵀ: [out, in] -> grad_x: [batch, in]
+    pub fn backward_input(
+        &self,
+        params: &[f32],
+        grad_y: ArrayView2<f32>,
+        mut grad_x: ArrayViewMut2<f32>,
+    ) {
+        matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
     }
 }

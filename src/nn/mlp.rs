@@ -182,6 +182,46 @@ impl Mlp {
         }
     }
 
+    /// The gradient of class `class`'s logit with respect to the inputs, in inference mode (no
+    /// dropout), for the first `rows` rows of `workspace.inputs`. No parameter gradients are
+    /// computed. inputs: [rows, 784] -> ∂logit[class]/∂inputs: [rows, 784] in `grad_inputs`
+    pub fn input_gradient(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        class: usize,
+        grad_inputs: &mut [f32],
+    ) {
+        self.forward(params, workspace, rows, None);
+        let outputs = self.architecture.outputs;
+        // ∂logit[class]/∂logits is the one-hot row of `class`.
+        let one_hot = &mut workspace.grad_output[..rows * outputs];
+        one_hot.fill(0.0);
+        for row in one_hot.chunks_exact_mut(outputs) {
+            row[class] = 1.0;
+        }
+        for (index, layer) in self.layers.iter().enumerate().rev() {
+            let grad_y = view(
+                &workspace.grad_output[..rows * layer.outputs],
+                rows,
+                layer.outputs,
+            );
+            if index == 0 {
+                let grad_x = &mut grad_inputs[..rows * layer.inputs];
+                layer.backward_input(params, grad_y, view_mut(grad_x, rows, layer.inputs));
+                break;
+            }
+            let grad_x = &mut workspace.grad_input[..rows * layer.inputs];
+            layer.backward_input(params, grad_y, view_mut(grad_x, rows, layer.inputs));
+            relu_backward(
+                &workspace.activations[index - 1][..rows * layer.inputs],
+                grad_x,
+            );
+            std::mem::swap(&mut workspace.grad_output, &mut workspace.grad_input);
+        }
+    }
+
     /// Forward with dropout, loss and backward on the first `rows` rows of the workspace.
     /// Gradients of `grad_scale * Σ loss` are added into `grads`. Returns (loss sum, correct).
     pub fn train_chunk(
@@ -297,7 +337,7 @@ impl Mlp {
             let layer = &self.layers[index];
             let (below, above) = workspace.deltas.split_at_mut(index);
             let grad_x = &mut below[index - 1][..rows * layer.inputs];
-            layer.input_gradient(
+            layer.backward_input(
                 params,
                 view(&above[0][..rows * layer.outputs], rows, layer.outputs),
                 view_mut(grad_x, rows, layer.inputs),

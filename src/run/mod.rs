@@ -155,7 +155,6 @@ pub fn execute<'a>(
         .map(|sink| -> &mut dyn Callback { sink })
         .collect();
     callbacks.extend(controls.callbacks());
-    // Last, so the checkpoints it writes include the other callbacks' state of this epoch.
     if let Some(safeguards) = &mut safeguards {
         callbacks.push(safeguards);
     }

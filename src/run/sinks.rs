@@ -52,14 +52,9 @@ impl TrainSinks {
 
     /// The callbacks to hand to [`Trainer::fit`].
     pub fn callbacks(&mut self) -> Vec<&mut dyn Callback> {
-        let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
-        if let Some(json) = &mut self.json {
-            callbacks.push(json);
-        }
-        if let Some(history) = &mut self.history {
-            callbacks.push(history);
-        }
-        callbacks
+        let json = self.json.iter_mut().map(|json| json as &mut dyn Callback);
+        let history = self.history.iter_mut().map(|csv| csv as &mut dyn Callback);
+        json.chain(history).collect()
     }
 
     /// Reports the finished run: the test result as text, and the summary line with `--json`.

@@ -124,6 +124,16 @@ pub struct CallbackState {
     pub tensors: BTreeMap<String, Vec<f32>>,
 }
 
+/// When a callback runs among the others, each step and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CallbackPhase {
+    /// Sinks and monitors (JSON lines, CSV history, early stopping, best weights).
+    Observe,
+    /// What saves the run's state (checkpoints): after every observer, so the state it saves is
+    /// this epoch's.
+    Persist,
+}
+
 /// Hooks into the training loop. Every sink of per-epoch metrics (JSON lines, CSV history,
 /// checkpoints, early stopping) is a callback fed the same [`EpochRecord`].
 pub trait Callback {
@@ -135,13 +145,18 @@ pub trait Callback {
     fn on_epoch_end(&mut self, _trainer: &Trainer, _record: &EpochRecord) -> Result<Control> {
         Ok(Control::Continue)
     }
+    /// When it runs; `fit` runs every [`CallbackPhase::Observe`] callback before any
+    /// [`CallbackPhase::Persist`] one, in the order given within a phase.
+    fn phase(&self) -> CallbackPhase {
+        CallbackPhase::Observe
+    }
     /// A stable name under which checkpoints store this callback's state; `None` = stateless.
     fn state_key(&self) -> Option<&'static str> {
         None
     }
     /// The state to checkpoint. It is sampled into `Trainer::callback_state` right after this
-    /// callback's `on_epoch_end`, so a checkpoint written by a later callback in the list (put the
-    /// checkpointer last) includes this epoch's state.
+    /// callback's `on_epoch_end`, so a checkpoint written in the [`CallbackPhase::Persist`] phase
+    /// includes this epoch's state.
     fn checkpoint_state(&self) -> Option<CallbackState> {
         None
     }
@@ -234,6 +249,7 @@ impl Trainer {
         let batch_size = self.config.batch_size.resolve(train.len());
         let (sampling_rate, steps_per_epoch) = self.config.sampling(train.len());
         let mut batch: Vec<u32> = Vec::with_capacity(batch_size);
+        callbacks.sort_by_key(|callback| callback.phase());
         let mut engine = StepEngine::new(&self.mlp, batch_size, self.threads);
         let _flush_denormals = DenormalGuard::new();
         for callback in callbacks.iter_mut() {
