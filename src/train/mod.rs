@@ -286,11 +286,13 @@ impl Trainer {
                 let (batch_loss, batch_correct) = match self.config.privacy {
                     None => {
                         let end = ((step + 1) * batch_size).min(order.len());
+                        batch.clear();
+                        batch.extend_from_slice(&order[step * batch_size..end]);
                         engine.gradient(
                             &self.mlp,
                             &self.params,
                             train,
-                            &order[step * batch_size..end],
+                            &batch,
                             self.config.seed,
                             global_step,
                         )
