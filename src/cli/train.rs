@@ -232,13 +232,14 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
 }
 
 /// With `--dp-target-epsilon` alone (no `--dp-noise-multiplier`), the options the user did not
-/// give take the private recipe's values.
+/// give take the private recipe's values for that budget.
 pub fn apply_recipe(args: &mut TrainArgs) {
-    if args.privacy.dp_target_epsilon.is_none() {
+    let Some(target) = args.privacy.dp_target_epsilon else {
         return;
-    }
+    };
+    let budget = recipe::for_target(target);
     let given = |id: &str| args.checkpoints.given.contains(id);
-    let (epochs, batch, dropout, optimizer, rate, momentum, schedule) = (
+    let (epochs, batch, dropout, optimizer, rate, momentum, schedule, clip) = (
         !given("epochs"),
         !given("batch_size"),
         !given("dropout"),
@@ -246,9 +247,10 @@ pub fn apply_recipe(args: &mut TrainArgs) {
         !given("learning_rate"),
         !given("momentum"),
         !given("lr_schedule"),
+        !given("dp_clip_norm"),
     );
     if epochs {
-        args.epochs = recipe::EPOCHS;
+        args.epochs = budget.epochs;
     }
     if batch {
         args.batch_size = crate::train::BatchSize::Examples(recipe::BATCH_SIZE);
@@ -259,7 +261,7 @@ pub fn apply_recipe(args: &mut TrainArgs) {
     if optimizer {
         args.optimizer.optimizer = crate::cli::optimizer_args::OptimizerName::Momentum;
         if rate {
-            args.optimizer.learning_rate = Some(recipe::LEARNING_RATE);
+            args.optimizer.learning_rate = Some(budget.learning_rate);
         }
         if momentum {
             args.optimizer.momentum = Some(recipe::MOMENTUM);
@@ -267,5 +269,8 @@ pub fn apply_recipe(args: &mut TrainArgs) {
     }
     if schedule {
         args.optimizer.lr_schedule = ScheduleName::Cosine;
+    }
+    if clip {
+        args.privacy.dp_clip_norm = Some(budget.clip_norm);
     }
 }

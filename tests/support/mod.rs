@@ -53,6 +53,31 @@ pub fn stderr_of(command: &mut assert_cmd::Command, code: i32) -> String {
     String::from_utf8(output.stderr).unwrap()
 }
 
+/// Every stdout line parsed as JSON (`--json` output).
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8(stdout.to_vec())
+        .expect("stdout is UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
+        .collect()
+}
+
+/// Resumes the run of `checkpoint` alone (copied into its own folder under `work`, so the resumed
+/// run checkpoints there) with nothing but `--resume`, writing the model to `output`.
+pub fn resume_copy_of(work: &Workdir, checkpoint: &Path, output: &str) -> std::process::Output {
+    let name = checkpoint.file_name().unwrap();
+    let single = work.path(&format!("single-{}", name.to_string_lossy()));
+    std::fs::create_dir(&single).unwrap();
+    std::fs::copy(checkpoint, single.join(name)).unwrap();
+    Command::new(BINARY)
+        .current_dir(work.temp.path())
+        .args(["train", "--resume"])
+        .arg(&single)
+        .args(["-o", output])
+        .output()
+        .unwrap()
+}
+
 /// Runs the binary, expecting failure with `code` and a single stderr line containing every `needle`.
 pub fn assert_one_line_error(command: &mut assert_cmd::Command, code: i32, needles: &[&str]) {
     let output = command.output().unwrap();
