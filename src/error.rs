@@ -72,6 +72,8 @@ pub enum Setting {
     CheckpointDir,
     /// Where the dataset is read from.
     DataDir,
+    /// Where TensorBoard event files go.
+    TensorBoard,
     /// The ε a private run must stay within.
     TargetEpsilon,
     /// Integrated gradients' number of path points.
@@ -94,6 +96,7 @@ impl std::fmt::Display for Setting {
             Setting::Output => "model path",
             Setting::CheckpointDir => "checkpoint folder",
             Setting::DataDir => "data folder",
+            Setting::TensorBoard => "TensorBoard folder",
             Setting::TargetEpsilon => "target ε",
             Setting::IgSteps => "integrated-gradients steps",
             Setting::OcclusionPatch => "occlusion patch",

@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::cli::optimizer_args::positive;
 use crate::cli::performance::PerformanceArgs;
+use crate::cli::train::TensorBoardArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::compare::plot::ComparisonFigure;
 use crate::compare::report::{
@@ -58,6 +59,9 @@ pub struct CompareArgs {
     /// Where to draw the curves, .svg or .png [default: DIR/curves.svg]
     #[arg(long, value_name = "PATH")]
     pub plot: Option<PathBuf>,
+    // TensorBoard event files, one run folder per variant: `--tensorboard DIR` writes DIR/sgd, …
+    #[command(flatten)]
+    pub tensorboard: TensorBoardArgs,
     #[command(flatten)]
     pub output_args: OutputArgs,
     #[command(flatten)]
@@ -114,6 +118,7 @@ impl CompareArgs {
             test_batch_size: self.test_batch_size,
             threads: self.performance.threads(),
             dataset: DatasetKind::from(self.dataset),
+            tensorboard: self.tensorboard.settings()?,
         };
         Ok((config, variants))
     }

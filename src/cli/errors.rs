@@ -15,6 +15,7 @@ pub fn option_for(setting: Setting) -> &'static str {
         Setting::Output => "--output",
         Setting::CheckpointDir => "--checkpoint-dir",
         Setting::DataDir => "--data-dir",
+        Setting::TensorBoard => "--tensorboard",
         Setting::TargetEpsilon => "--dp-target-epsilon",
         Setting::IgSteps => "--ig-steps",
         Setting::OcclusionPatch => "--occlusion-patch",

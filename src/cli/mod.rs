@@ -13,6 +13,7 @@ pub mod performance;
 pub mod predict;
 pub mod privacy_args;
 pub mod resume;
+pub mod summary;
 pub mod train;
 pub mod validation_args;
 
@@ -58,10 +59,13 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Measure training speed over batch sizes, thread counts and optimizers (hyperfine-style)
     Bench(bench::BenchArgs),
-    /// Write a model as safetensors, with tensor names PyTorch's nn.Sequential loads
+    /// Write a model as safetensors (tensor names PyTorch's nn.Sequential loads) or ONNX
     Export(interop::ExportArgs),
     /// Convert a safetensors file (ours or PyTorch's) into an mnist-train model file
     Import(interop::ImportArgs),
+    /// Describe a model like Keras' model.summary(): layers, output shapes, parameters, and the
+    /// file's metadata (or an architecture given by --hidden/--dropout, without a model)
+    Summary(summary::SummaryArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
 }
@@ -212,6 +216,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Export(args)) => interop::run_export(args),
         Some(Command::Import(args)) => interop::run_import(args),
+        Some(Command::Summary(args)) => summary::run(args),
         Some(Command::Completions(args)) => completions::run(args),
     }
 }

@@ -14,6 +14,7 @@ use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::Architecture;
 use crate::optim::privacy::{recipe, DpConfig, NoisePlan};
+use crate::report::tensorboard::TensorBoardSettings;
 use crate::run::sinks::{ReportSpec, TrainSinks};
 use crate::run::{self, preflight, Observers, RunSpec, Source};
 use crate::train::{BatchSize, Progress, TrainConfig};
@@ -94,15 +95,43 @@ pub struct TrainReportArgs {
     /// After training, draw loss and accuracy curves (train and validation) to this SVG or PNG file
     #[arg(long, value_name = "PATH.svg|PATH.png")]
     pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub tensorboard: TensorBoardArgs,
 }
 
 impl TrainReportArgs {
-    pub fn to_spec(&self) -> ReportSpec {
-        ReportSpec {
+    pub fn to_spec(&self) -> Result<ReportSpec> {
+        Ok(ReportSpec {
             json: self.json,
             history: self.history.clone(),
             plot: self.plot.clone(),
+            tensorboard: self.tensorboard.settings()?,
+        })
+    }
+}
+
+/// `--tensorboard`, shared by train and compare.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TensorBoardArgs {
+    /// Write TensorBoard event files into DIR (created if missing): the epoch metrics and a running
+    /// loss; view with `tensorboard --logdir DIR`. A resumed run continues the same folder
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
+    /// Log the running loss to TensorBoard every N optimization steps
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub tensorboard_every: u64,
+}
+
+impl TensorBoardArgs {
+    /// The checked options, or `None` without `--tensorboard`.
+    pub fn settings(&self) -> Result<Option<TensorBoardSettings>> {
+        if self.tensorboard_every == 0 {
+            return Err(Error::config("--tensorboard-every", "must be at least 1"));
         }
+        Ok(self.tensorboard.clone().map(|dir| TensorBoardSettings {
+            dir,
+            every_steps: self.tensorboard_every,
+        }))
     }
 }
 
@@ -178,7 +207,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         ));
     }
     preflight::check_run_outputs(&spec, resume.is_some())?;
-    let mut sinks = TrainSinks::open(&args.report.to_spec())?;
+    let mut sinks = TrainSinks::open(&args.report.to_spec()?)?;
     spec.threads = std::num::NonZeroUsize::new(args.performance.threads());
     args.performance.select_kernel()?;
     let mut progress = Progress::new(args.output_args.progress_mode(), spec.training.epochs);
