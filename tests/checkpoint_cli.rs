@@ -254,20 +254,7 @@ fn resuming_from_each_periodic_checkpoint_gives_the_same_model() {
         ]
     );
     let reference = std::fs::read(work.path("weights.bin")).unwrap();
-    for file in &files[..3] {
-        // Only --resume: every other setting comes from the checkpoint.
-        let output = support::resume_copy_of(&work, file, "resumed.bin");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            std::fs::read(work.path("resumed.bin")).unwrap() == reference,
-            "resuming {} gave a different model",
-            file.display()
-        );
-    }
+    work.assert_each_checkpoint_resumes_to(&files[..3], &reference);
 }
 
 #[test]

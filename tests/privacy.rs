@@ -315,6 +315,7 @@ fn the_same_seed_gives_the_same_private_model_and_another_seed_does_not() {
 }
 
 mod cli {
+
     use crate::support::{assert_one_line_error, json_lines, mnist_train};
 
     #[test]
@@ -552,18 +553,6 @@ fn a_private_run_resumed_from_any_checkpoint_writes_a_byte_identical_model_with_
     assert!(epsilon > 4.0 && epsilon <= 5.0, "{epsilon}");
     let files = mnist_train::checkpoint::list_checkpoints(&work.path("ck")).unwrap();
     assert!(files.len() >= 4, "{files:?}");
-    for file in &files[..files.len() - 1] {
-        // Only --resume: the noise multiplier, clipping and δ come from the checkpoint.
-        let output = support::resume_copy_of(&work, file, "resumed.bin");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            std::fs::read(work.path("resumed.bin")).unwrap() == reference,
-            "resuming {} gave a different model",
-            file.display()
-        );
-    }
+    // Only --resume: the noise multiplier, clipping and δ come from the checkpoint.
+    work.assert_each_checkpoint_resumes_to(&files[..files.len() - 1], &reference);
 }
