@@ -42,12 +42,19 @@ fn bench_measures_the_matrix_and_reports_json_and_markdown() {
     assert_eq!(report["schema"], "mnist-train-bench/1");
     assert!(report["cpu"].as_str().is_some_and(|cpu| !cpu.is_empty()));
     let kernel = report["kernel"].as_str().expect("kernel named");
-    assert!(["avx512", "avx2", "portable"].contains(&kernel));
+    assert!(["avx512", "avx2", "neon", "portable"].contains(&kernel));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("CPU: ") && stderr.contains("Kernel: "),
+        stderr.contains("CPU: ") && stderr.contains("Kernel: ") && stderr.contains("FMA peak"),
         "{stderr}"
     );
+    let peak = &report["fma_peak"];
+    let one_thread = peak["one_thread_gflops"].as_f64().expect("1-thread peak");
+    let all_threads = peak["all_threads_gflops"]
+        .as_f64()
+        .expect("all-threads peak");
+    assert!(one_thread > 0.0 && all_threads > 0.0, "{peak}");
+    assert!(peak["threads"].as_u64().is_some_and(|t| t >= 1), "{peak}");
 
     let cases = report["cases"].as_array().expect("cases");
     assert_eq!(cases.len(), 2 * 2 * 2, "batch sizes × threads × optimizers");
@@ -80,6 +87,31 @@ fn bench_measures_the_matrix_and_reports_json_and_markdown() {
             .is_some_and(|b| b > 1_000_000));
         let accuracy = case["test_accuracy"].as_f64().expect("accuracy");
         assert!((0.0..=1.0).contains(&accuracy));
+        // 400 images × 409,088 flops of the 784-128-10 network's products per image.
+        let gflop = case["training_gflop_per_epoch"].as_f64().expect("GFLOP");
+        assert!((gflop - 400.0 * 409_088.0 / 1e9).abs() < 1e-9, "{gflop}");
+        let field = |name: &str| case[name].as_f64().expect(name);
+        let median = case["epoch_seconds"]["median"].as_f64().expect("median");
+        let relative = |a: f64, b: f64| ((a - b) / b).abs() < 1e-9;
+        assert!(relative(field("achieved_gflops"), gflop / median));
+        assert!(relative(
+            field("fraction_of_peak"),
+            field("achieved_gflops") / field("peak_gflops")
+        ));
+        assert!(relative(
+            field("floor_seconds"),
+            gflop / field("peak_gflops")
+        ));
+        assert!(relative(
+            field("ratio_to_floor"),
+            median / field("floor_seconds")
+        ));
+        let expected_peak = if case["threads"] == 1 {
+            one_thread
+        } else {
+            all_threads.min(2.0 * one_thread)
+        };
+        assert!(relative(field("peak_gflops"), expected_peak));
     }
     // Same batch size and optimizer, 1 vs 2 threads: the same model, so the same accuracy.
     for batch in ["32", "full"] {
@@ -100,6 +132,7 @@ fn bench_measures_the_matrix_and_reports_json_and_markdown() {
     assert_eq!(exported["cases"].as_array().map(Vec::len), Some(8));
     let markdown = std::fs::read_to_string(&markdown_path).expect("Markdown exported");
     assert!(markdown.contains("| batch | threads | optimizer |"));
+    assert!(markdown.contains("| of peak | × floor |") && markdown.contains("FMA peak"));
     assert_eq!(
         markdown.lines().filter(|l| l.starts_with("| ")).count(),
         1 + 8

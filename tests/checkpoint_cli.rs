@@ -254,33 +254,7 @@ fn resuming_from_each_periodic_checkpoint_gives_the_same_model() {
         ]
     );
     let reference = std::fs::read(work.path("weights.bin")).unwrap();
-    for file in &files[..3] {
-        // A copy in its own folder, so the resumed run checkpoints there.
-        let single = work.path(&format!(
-            "single-{}",
-            file.file_name().unwrap().to_string_lossy()
-        ));
-        std::fs::create_dir(&single).unwrap();
-        std::fs::copy(file, single.join(file.file_name().unwrap())).unwrap();
-        // Only --resume: every other setting comes from the checkpoint.
-        let output = Command::new(support::BINARY)
-            .current_dir(work.temp.path())
-            .args(["train", "--resume"])
-            .arg(&single)
-            .args(["-o", "resumed.bin"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            std::fs::read(work.path("resumed.bin")).unwrap() == reference,
-            "resuming {} gave a different model",
-            file.display()
-        );
-    }
+    work.assert_each_checkpoint_resumes_to(&files[..3], &reference);
 }
 
 #[test]

@@ -1,16 +1,7 @@
 //! `train --json` and `train --history`: the JSON lines parsed field by field, and the CSV history
 //! keeping one header across two runs into the same file (what a resumed run does).
 
-use crate::support::{mnist_train, succeeded};
-use serde_json::Value;
-
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8(stdout.to_vec())
-        .expect("stdout is UTF-8")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
-        .collect()
-}
+use crate::support::{json_lines, mnist_train, succeeded};
 
 #[test]
 fn train_json_prints_one_line_per_epoch_and_a_summary_with_text_on_stderr() {

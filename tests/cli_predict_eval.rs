@@ -5,11 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::support::{self, mnist_train, stdout_of, succeeded};
+use crate::support::{self, json_lines, mnist_train, stdout_of, succeeded};
 use image::imageops::FilterType;
 use image::{GrayImage, Luma};
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
-use serde_json::Value;
 
 fn data_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data"))
@@ -35,14 +34,6 @@ fn trained_model() -> &'static Path {
 
 fn test_set() -> Dataset {
     load_split(&data_dir(), Split::Test, DatasetKind::Mnist).unwrap()
-}
-
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8(stdout.to_vec())
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("stdout line is JSON"))
-        .collect()
 }
 
 /// Test image `index` drawn as dark ink on a light 100×100 page: scaled up to `size` pixels and

@@ -315,17 +315,8 @@ fn the_same_seed_gives_the_same_private_model_and_another_seed_does_not() {
 }
 
 mod cli {
-    use serde_json::Value;
 
-    use crate::support::{assert_one_line_error, mnist_train};
-
-    fn json_lines(stdout: &[u8]) -> Vec<Value> {
-        String::from_utf8(stdout.to_vec())
-            .expect("stdout is UTF-8")
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
-            .collect()
-    }
+    use crate::support::{assert_one_line_error, json_lines, mnist_train};
 
     #[test]
     fn target_epsilon_finds_the_noise_reports_epsilon_and_the_model_and_eval_carry_the_guarantee() {
@@ -341,7 +332,14 @@ mod cli {
                 "100",
                 "--json",
             ])
-            .args(["--dp-target-epsilon", "3", "--dp-clip-norm", "1.5"])
+            .args([
+                "--dp-target-epsilon",
+                "3",
+                "--dp-clip-norm",
+                "1.5",
+                "--learning-rate",
+                "0.5",
+            ])
             .arg("--output")
             .arg(&model)
             .output()
@@ -415,6 +413,7 @@ mod cli {
         let lines = json_lines(&output.stdout);
         let config = &lines.last().unwrap()["config"];
         use mnist_train::optim::privacy::recipe;
+        let budget = recipe::for_target(4.0);
         assert_eq!(
             config["batch_size"].as_u64(),
             Some(recipe::BATCH_SIZE as u64)
@@ -422,10 +421,12 @@ mod cli {
         assert_eq!(config["optimizer"], recipe::OPTIMIZER);
         assert_eq!(config["dropout"].as_f64(), Some(f64::from(recipe::DROPOUT)));
         assert_eq!(config["schedule"]["kind"]["name"], recipe::SCHEDULE);
-        assert!(
-            (config["learning_rate"].as_f64().unwrap() - f64::from(recipe::LEARNING_RATE)).abs()
-                < 1e-6
-        );
+        let rate = config["learning_rate"].as_f64().unwrap();
+        assert!((rate - f64::from(budget.learning_rate)).abs() < 1e-6);
+        let clip = lines.last().unwrap()["privacy"]["clip_norm"]
+            .as_f64()
+            .unwrap();
+        assert!((clip - f64::from(budget.clip_norm)).abs() < 1e-6);
     }
 
     #[test]
@@ -552,30 +553,6 @@ fn a_private_run_resumed_from_any_checkpoint_writes_a_byte_identical_model_with_
     assert!(epsilon > 4.0 && epsilon <= 5.0, "{epsilon}");
     let files = mnist_train::checkpoint::list_checkpoints(&work.path("ck")).unwrap();
     assert!(files.len() >= 4, "{files:?}");
-    for file in &files[..files.len() - 1] {
-        let single = work.path(&format!(
-            "single-{}",
-            file.file_name().unwrap().to_string_lossy()
-        ));
-        std::fs::create_dir(&single).unwrap();
-        std::fs::copy(file, single.join(file.file_name().unwrap())).unwrap();
-        // Only --resume: the noise multiplier, clipping and δ come from the checkpoint.
-        let output = std::process::Command::new(support::BINARY)
-            .current_dir(work.temp.path())
-            .args(["train", "--resume"])
-            .arg(&single)
-            .args(["-o", "resumed.bin"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            std::fs::read(work.path("resumed.bin")).unwrap() == reference,
-            "resuming {} gave a different model",
-            file.display()
-        );
-    }
+    // Only --resume: the noise multiplier, clipping and δ come from the checkpoint.
+    work.assert_each_checkpoint_resumes_to(&files[..files.len() - 1], &reference);
 }

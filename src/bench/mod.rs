@@ -13,6 +13,8 @@ use serde::Serialize;
 
 use crate::data::DatasetKind;
 use crate::error::Result;
+use crate::kernels::FmaPeak;
+use crate::nn::Architecture;
 use crate::optim::privacy::{DpConfig, DEFAULT_DELTA};
 use crate::optim::OptimizerConfig;
 use crate::run::{self, Observers, RunSpec, Source};
@@ -142,6 +144,19 @@ pub struct CaseReport {
     /// Peak resident memory while this case ran (VmHWM; null where the OS does not report it).
     pub peak_rss_bytes: Option<u64>,
     pub train_examples: usize,
+    /// The matrix products of one training epoch (forward, weight and input gradients), in
+    /// GFLOP: what the floor and the fraction of the peak are computed from.
+    pub training_gflop_per_epoch: f64,
+    /// `training_gflop_per_epoch` ÷ the median epoch time.
+    pub achieved_gflops: f64,
+    /// The FMA peak of the threads this case used (see [`FmaPeak::for_threads`]).
+    pub peak_gflops: f64,
+    /// `achieved_gflops` ÷ `peak_gflops`.
+    pub fraction_of_peak: f64,
+    /// The shortest possible epoch: `training_gflop_per_epoch` ÷ `peak_gflops`.
+    pub floor_seconds: f64,
+    /// Median epoch time ÷ `floor_seconds` (1 would be the CPU's limit).
+    pub ratio_to_floor: f64,
     /// Of the last measured run (every run computes the same model).
     pub final_loss: f64,
     pub final_accuracy: f64,
@@ -149,11 +164,29 @@ pub struct CaseReport {
     pub runs: Vec<RunMeasurement>,
 }
 
-/// Warms up, measures `settings.runs` runs of `case` and summarizes them. `on_run(index, run)`
-/// is told about every measured run as it finishes.
+/// Floating-point operations of the matrix products that train on one example: per dense layer
+/// `2·in·out` forward and `2·in·out` for the weight gradient, and `2·in·out` for the input gradient
+/// of every layer but the first (409,088 for 784-128-10: 24.55 GFLOP per 60,000-image epoch).
+/// Element-wise work (bias, ReLU, dropout, softmax, the optimizer) is not counted: it is memory-
+/// rather than FMA-bound, and small next to the products.
+pub fn training_flops_per_example(architecture: &Architecture) -> f64 {
+    let widths = architecture.widths();
+    widths
+        .windows(2)
+        .enumerate()
+        .map(|(index, pair)| {
+            let products = if index == 0 { 2.0 } else { 3.0 };
+            products * 2.0 * (pair[0] * pair[1]) as f64
+        })
+        .sum()
+}
+
+/// Warms up, measures `settings.runs` runs of `case` and summarizes them against the machine's
+/// FMA `peak`. `on_run(index, run)` is told about every measured run as it finishes.
 pub fn measure_case(
     case: &BenchCase,
     settings: &BenchSettings,
+    peak: &FmaPeak,
     mut on_run: impl FnMut(usize, &RunMeasurement),
 ) -> Result<CaseReport> {
     let peak_tracked = reset_peak_rss();
@@ -177,19 +210,32 @@ pub fn measure_case(
         .collect();
     let pick = |field: fn(&RunMeasurement) -> f64| -> Vec<f64> { runs.iter().map(field).collect() };
     let last = runs.last().cloned().expect("at least one run");
+    let epoch_seconds = Stats::of(&epochs);
+    let training_gflop_per_epoch = last.train_examples as f64
+        * training_flops_per_example(&TrainConfig::default().architecture)
+        / 1e9;
+    let peak_gflops = peak.for_threads(case.threads);
+    let achieved_gflops = training_gflop_per_epoch / epoch_seconds.median.max(1e-12);
+    let floor_seconds = training_gflop_per_epoch / peak_gflops.max(1e-12);
     Ok(CaseReport {
         batch_size: case.batch_size.label(),
         threads: case.threads,
         optimizer: case.optimizer_name.clone(),
         learning_rate: case.learning_rate,
         private: case.private,
-        epoch_seconds: Stats::of(&epochs),
+        epoch_seconds,
         samples_per_second: Stats::of(&throughput),
         load_seconds: Stats::of(&pick(|r| r.load_seconds)),
         eval_seconds: Stats::of(&pick(|r| r.eval_seconds)),
         total_seconds: Stats::of(&pick(|r| r.total_seconds)),
         peak_rss_bytes: if peak_tracked { peak_rss_bytes() } else { None },
         train_examples: last.train_examples,
+        training_gflop_per_epoch,
+        achieved_gflops,
+        peak_gflops,
+        fraction_of_peak: achieved_gflops / peak_gflops.max(1e-12),
+        floor_seconds,
+        ratio_to_floor: epoch_seconds.median / floor_seconds.max(1e-12),
         final_loss: last.final_loss,
         final_accuracy: last.final_accuracy,
         test_accuracy: last.test_accuracy,

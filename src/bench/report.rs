@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::bench::{CaseReport, Stats};
+use crate::kernels::FmaPeak;
 
 /// Identifies the JSON layout; bumped when a field changes meaning or disappears.
 pub const SCHEMA: &str = "mnist-train-bench/1";
@@ -23,6 +24,8 @@ pub struct BenchReport {
     /// The kernel backend every case ran on (`avx512`, `avx2` or `portable`).
     pub kernel: &'static str,
     pub kernel_description: &'static str,
+    /// The kernel's FMA throughput on this CPU, measured before the cases.
+    pub fma_peak: FmaPeak,
     pub dataset: &'static str,
     pub epochs: usize,
     pub warmup_runs: usize,
@@ -49,7 +52,7 @@ fn megabytes(bytes: Option<u64>) -> String {
     )
 }
 
-const COLUMNS: [&str; 11] = [
+const COLUMNS: [&str; 14] = [
     "batch",
     "threads",
     "optimizer",
@@ -57,13 +60,16 @@ const COLUMNS: [&str; 11] = [
     "median",
     "min … max",
     "samples/s",
+    "GFLOP/s",
+    "of peak",
+    "× floor",
     "load",
     "eval",
     "peak RSS",
     "test acc.",
 ];
 
-fn row(case: &CaseReport) -> [String; 11] {
+fn row(case: &CaseReport) -> [String; 14] {
     [
         case.batch_size.clone(),
         case.threads.to_string(),
@@ -80,6 +86,9 @@ fn row(case: &CaseReport) -> [String; 11] {
             seconds(case.epoch_seconds.max)
         ),
         format!("{:.0}", case.samples_per_second.median),
+        format!("{:.1}", case.achieved_gflops),
+        format!("{:.1}%", case.fraction_of_peak * 100.0),
+        format!("{:.2}", case.ratio_to_floor),
         seconds(case.load_seconds.median),
         seconds(case.eval_seconds.median),
         megabytes(case.peak_rss_bytes),
@@ -89,13 +98,21 @@ fn row(case: &CaseReport) -> [String; 11] {
 
 impl BenchReport {
     /// What was measured where, one fact per line: the CPU, the kernel, the run settings.
-    fn header_lines(&self) -> [String; 3] {
+    fn header_lines(&self) -> [String; 4] {
         [
             format!(
                 "CPU: {} ({} threads available)",
                 self.cpu, self.available_threads
             ),
             format!("Kernel: {}", self.kernel_description),
+            format!(
+                "FMA peak ({}): {:.1} GFLOP/s on 1 thread, {:.1} GFLOP/s on {} threads \
+                 (GFLOP/s, of peak and × floor below: the training's matrix products)",
+                self.kernel,
+                self.fma_peak.one_thread_gflops,
+                self.fma_peak.all_threads_gflops,
+                self.fma_peak.threads
+            ),
             format!(
                 "{} epoch(s) per run on {}, {} warm-up + {} measured run(s) per case",
                 self.epochs, self.dataset, self.warmup_runs, self.measured_runs
@@ -110,7 +127,7 @@ impl BenchReport {
 
     /// An aligned plain-text table, one line per case.
     pub fn table(&self) -> String {
-        let rows: Vec<[String; 11]> = self.cases.iter().map(row).collect();
+        let rows: Vec<[String; 14]> = self.cases.iter().map(row).collect();
         let widths: Vec<usize> = (0..COLUMNS.len())
             .map(|c| {
                 rows.iter()

@@ -27,10 +27,10 @@ pub struct CompareArgs {
     #[arg(long, value_enum, default_value_t = crate::cli::train::ArchName::Mlp)]
     pub arch: crate::cli::train::ArchName,
     /// Passes over the training images: the budget, the same for every variant
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::cli::at_least_one::<usize>)]
     pub epochs: usize,
     /// Train on the first N training images (60000 for all of them)
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = crate::cli::at_least_one::<usize>)]
     pub limit: usize,
     /// Seed shared by every variant (initialization, shuffling, dropout)
     #[arg(long, default_value_t = 42)]
@@ -42,13 +42,13 @@ pub struct CompareArgs {
     #[arg(long = "lr", value_name = "VARIANT=LR", value_parser = parse_learning_rate)]
     pub learning_rates: Vec<(String, f32)>,
     /// Examples per step of the mini-batch variants (mini-batch-gd, momentum, adam)
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::cli::at_least_one::<usize>)]
     pub batch_size: usize,
     /// Momentum coefficient of the momentum variants
     #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     pub momentum: f32,
     /// Examples per batch when evaluating
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::cli::at_least_one::<usize>)]
     pub test_batch_size: usize,
     /// Which dataset to train on
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
@@ -96,18 +96,6 @@ impl CompareArgs {
 
     /// Checks the options; returns the shared settings and the variants to run, in order.
     pub fn validate(&self) -> Result<(CompareConfig, Vec<Variant>)> {
-        if self.epochs == 0 {
-            return Err(Error::config("--epochs", "must be at least 1"));
-        }
-        if self.limit == 0 {
-            return Err(Error::config("--limit", "must be at least 1"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::config("--batch-size", "must be at least 1"));
-        }
-        if self.test_batch_size == 0 {
-            return Err(Error::config("--test-batch-size", "must be at least 1"));
-        }
         PlotFormat::from_path(Setting::Plot, &self.plot_path())?;
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(Error::config("--momentum", "must be in [0, 1)"));
@@ -130,7 +118,7 @@ impl CompareArgs {
             epochs: self.epochs,
             seed: self.seed,
             test_batch_size: self.test_batch_size,
-            threads: self.performance.threads()?,
+            threads: self.performance.threads(),
             dataset: DatasetKind::from(self.dataset),
             tensorboard: self.tensorboard.settings()?,
         };

@@ -32,7 +32,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Examples per batch when evaluating
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::cli::at_least_one::<usize>)]
     pub test_batch_size: usize,
     /// How many of the most-confused (true, predicted) pairs to list
     #[arg(long, default_value_t = 5, value_name = "N")]
@@ -122,9 +122,6 @@ pub struct EvaluationJson {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.test_batch_size == 0 {
-        return Err(Error::config("--test-batch-size", "must be at least 1"));
-    }
     if let Some(path) = &args.plot {
         PlotFormat::from_path(Setting::Plot, path)?;
     }
@@ -133,6 +130,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let test_set = load_test_set_for(&model, &args.model, &args.data)?;
     let check_settings = match args.explain_check {
         Some(count) => {
+            crate::explain::explainable(&model)
+                .map_err(|message| Error::config("--explain-check", message))?;
             let count = count.unwrap_or(DEFAULT_CHECK_IMAGES.min(test_set.len()));
             if count == 0 || count > test_set.len() {
                 return Err(Error::config(

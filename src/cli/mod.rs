@@ -138,6 +138,28 @@ impl From<DatasetArg> for DatasetKind {
     }
 }
 
+/// A count that must be at least 1 (`--epochs`, `--limit`, `--runs`, …): checked while parsing,
+/// so clap names the option in the error.
+pub fn at_least_one<T>(value: &str) -> std::result::Result<T, String>
+where
+    T: std::str::FromStr + PartialEq + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    match value.parse::<T>() {
+        Ok(count) if count == T::from(0) => Err("must be at least 1".to_string()),
+        Ok(count) => Ok(count),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Threads: 1 to 1024.
+pub fn thread_count(value: &str) -> std::result::Result<usize, String> {
+    match at_least_one::<usize>(value)? {
+        count if count > 1024 => Err("must be at most 1024".to_string()),
+        count => Ok(count),
+    }
+}
+
 /// Parses the command line like `Cli::try_parse_from`, and also records which train options
 /// were given explicitly (a resumed run takes the checkpoint's value for the others).
 pub fn parse_from<I, T>(args: I) -> std::result::Result<Cli, clap::Error>

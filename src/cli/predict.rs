@@ -44,7 +44,7 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value_t = InvertMode::Auto)]
     pub invert: InvertMode,
     /// How many of the most probable classes to print
-    #[arg(long, default_value_t = 3, value_name = "K")]
+    #[arg(long, default_value_t = 3, value_name = "K", value_parser = crate::cli::at_least_one::<usize>)]
     pub top: usize,
     /// Draw the 28×28 input the network saw, beside the prediction
     #[arg(long)]
@@ -138,9 +138,6 @@ pub fn run(mut args: PredictArgs) -> Result<()> {
             "give at least one image file, or --index N for a test-set image",
         ));
     }
-    if args.top == 0 {
-        return Err(Error::config("--top", "must be at least 1"));
-    }
     let model = load_model(&args.model)?;
     if model.architecture.inputs != FRAME * FRAME {
         return Err(Error::model(
@@ -208,6 +205,10 @@ pub fn run(mut args: PredictArgs) -> Result<()> {
     let human = HumanOutput::new(args.json);
     let color = human.use_color(args.color);
     let top_k = args.top.min(model.architecture.outputs);
+    if args.explain.is_some() {
+        crate::explain::explainable(&model)
+            .map_err(|message| Error::config("--explain", message))?;
+    }
     let network = network_of(&model);
     let pixel_model = PixelInputs::new(&network, model.normalization);
     let several = inputs.len() > 1;

@@ -2,9 +2,8 @@
 
 use clap::Args;
 
-use crate::cli::optimizer_args::ScheduleName;
 use crate::error::{Error, Result};
-use crate::optim::privacy::{recipe, NoisePlan, PrivacyPlan, DEFAULT_DELTA};
+use crate::optim::privacy::{NoisePlan, PrivacyPlan, DEFAULT_DELTA};
 use crate::train::callbacks::Monitor;
 
 /// C when not given.
@@ -19,8 +18,9 @@ pub struct PrivacyArgs {
     #[arg(long, value_name = "SIGMA", allow_hyphen_values = true)]
     pub dp_noise_multiplier: Option<f64>,
     /// Train privately with the smallest noise that keeps the whole run within this ε (printed).
-    /// Alone, it also picks the private recipe: momentum SGD, lr 1 with a cosine decay, batch
-    /// 2048, 60 epochs, no dropout, clip norm 1 (options given explicitly override it)
+    /// Alone, it also picks the private recipe: momentum SGD with a cosine decay, batch 2048, no
+    /// dropout; ε < 1: 10 epochs, lr 1, clip norm 1; ε < 4: 30 epochs, lr 3, clip norm 0.3;
+    /// else 60 epochs, lr 1, clip norm 1 (options given explicitly override it)
     #[arg(
         long,
         value_name = "EPSILON",
@@ -110,45 +110,4 @@ pub fn check_monitor(option: &str, monitor: &Monitor) -> Result<()> {
             monitor.metric.name()
         ),
     ))
-}
-
-/// With `--dp-target-epsilon` alone (no `--dp-noise-multiplier`), the options the user did not
-/// give take the private recipe's values.
-pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
-    if args.privacy.dp_target_epsilon.is_none() {
-        return;
-    }
-    let given = |id: &str| args.checkpoints.given.contains(id);
-    let (epochs, batch, dropout, optimizer, rate, momentum, schedule) = (
-        !given("epochs"),
-        !given("batch_size"),
-        !given("dropout"),
-        !given("optimizer"),
-        !given("learning_rate"),
-        !given("momentum"),
-        !given("lr_schedule"),
-    );
-    if epochs {
-        args.epochs = Some(recipe::EPOCHS);
-    }
-    if batch {
-        args.batch_size = Some(crate::train::BatchSize::Examples(recipe::BATCH_SIZE));
-    }
-    // The MLP's dropout only: a layer stack is refused for private training later, by name.
-    let mlp = args.layers.is_none() && args.arch == crate::cli::train::ArchName::Mlp;
-    if dropout && mlp {
-        args.dropout = Some(recipe::DROPOUT);
-    }
-    if optimizer {
-        args.optimizer.optimizer = crate::cli::optimizer_args::OptimizerName::Momentum;
-        if rate {
-            args.optimizer.learning_rate = Some(recipe::LEARNING_RATE);
-        }
-        if momentum {
-            args.optimizer.momentum = Some(recipe::MOMENTUM);
-        }
-    }
-    if schedule {
-        args.optimizer.lr_schedule = Some(ScheduleName::Cosine);
-    }
 }

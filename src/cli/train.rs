@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::optimizer_args::OptimizerArgs;
+use crate::cli::optimizer_args::{OptimizerArgs, ScheduleName};
 use crate::cli::performance::PerformanceArgs;
-use crate::cli::privacy_args::{apply_recipe, check_monitor, PrivacyArgs};
+use crate::cli::privacy_args::{check_monitor, PrivacyArgs};
 use crate::cli::resume::{self, CheckpointArgs};
 use crate::cli::validation_args::ValidationArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
@@ -14,7 +14,7 @@ use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::layer_spec::{parse_layers, LayerSpec};
 use crate::nn::{Architecture, Mlp};
-use crate::optim::privacy::{DpConfig, NoisePlan};
+use crate::optim::privacy::{recipe, DpConfig, NoisePlan};
 use crate::report::tensorboard::TensorBoardSettings;
 use crate::run::sinks::{ReportSpec, TrainSinks};
 use crate::run::{self, preflight, Observers, RunSpec, Source};
@@ -85,7 +85,7 @@ pub fn resolve_architecture(
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Passes over the training set (--arch cnn and --layers: 8) [default: 5]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub epochs: Option<usize>,
     /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD) (--arch cnn and --layers: 64) [default: 32]
     #[arg(long, value_parser = parse_batch_size, allow_negative_numbers = true)]
@@ -106,10 +106,10 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub dropout: Option<f32>,
     /// Train on the first N training images only (quick tries and tests)
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub limit: Option<usize>,
     /// Examples per batch when evaluating
-    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub test_batch_size: usize,
     /// Which dataset to train on
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
@@ -210,9 +210,6 @@ impl TrainArgs {
         )?;
         let recipe = Recipe::for_architecture(&architecture);
         let epochs = self.epochs.unwrap_or(recipe.epochs);
-        if epochs == 0 {
-            return Err(Error::config("--epochs", "must be at least 1"));
-        }
         let (optimizer, learning_rate, schedule) = self.optimizer.resolve(&recipe)?;
         let validation = self.validation.resolve()?;
         let privacy = self.privacy.resolve()?;
@@ -235,12 +232,6 @@ impl TrainArgs {
                 option,
                 "private training supports --arch mlp only, not a layer stack",
             ));
-        }
-        if self.limit == Some(0) {
-            return Err(Error::config("--limit", "must be at least 1"));
-        }
-        if self.test_batch_size == 0 {
-            return Err(Error::config("--test-batch-size", "must be at least 1"));
         }
         let dataset = DatasetKind::from(self.dataset);
         let training = TrainConfig {
@@ -266,7 +257,7 @@ impl TrainArgs {
             test_batch_size: self.test_batch_size,
             validation,
             output: Some(self.output.clone()),
-            checkpoints: self.checkpoints.policy()?,
+            checkpoints: self.checkpoints.policy(),
             privacy,
             ..RunSpec::new(training, dataset)
         })
@@ -287,7 +278,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     }
     preflight::check_run_outputs(&spec, resume.is_some())?;
     let mut sinks = TrainSinks::open(&args.report.to_spec()?)?;
-    spec.threads = std::num::NonZeroUsize::new(args.performance.threads()?);
+    spec.threads = std::num::NonZeroUsize::new(args.performance.threads());
     args.performance.select_kernel()?;
     let mut progress = Progress::new(args.output_args.progress_mode(), spec.training.epochs);
     let observers = Observers {
@@ -308,4 +299,50 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         progress.info(&format!("Saved model to {}", output.display()));
     }
     Ok(())
+}
+
+/// With `--dp-target-epsilon` alone (no `--dp-noise-multiplier`), the options the user did not
+/// give take the private recipe's values for that budget.
+pub fn apply_recipe(args: &mut TrainArgs) {
+    let Some(target) = args.privacy.dp_target_epsilon else {
+        return;
+    };
+    let budget = recipe::for_target(target);
+    let given = |id: &str| args.checkpoints.given.contains(id);
+    let (epochs, batch, dropout, optimizer, rate, momentum, schedule, clip) = (
+        !given("epochs"),
+        !given("batch_size"),
+        !given("dropout"),
+        !given("optimizer"),
+        !given("learning_rate"),
+        !given("momentum"),
+        !given("lr_schedule"),
+        !given("dp_clip_norm"),
+    );
+    if epochs {
+        args.epochs = Some(budget.epochs);
+    }
+    if batch {
+        args.batch_size = Some(crate::train::BatchSize::Examples(recipe::BATCH_SIZE));
+    }
+    // The MLP's dropout only: a layer stack is refused for private training later, by name.
+    let mlp = args.layers.is_none() && args.arch == ArchName::Mlp;
+    if dropout && mlp {
+        args.dropout = Some(recipe::DROPOUT);
+    }
+    if optimizer {
+        args.optimizer.optimizer = crate::cli::optimizer_args::OptimizerName::Momentum;
+        if rate {
+            args.optimizer.learning_rate = Some(budget.learning_rate);
+        }
+        if momentum {
+            args.optimizer.momentum = Some(recipe::MOMENTUM);
+        }
+    }
+    if schedule {
+        args.optimizer.lr_schedule = Some(ScheduleName::Cosine);
+    }
+    if clip {
+        args.privacy.dp_clip_norm = Some(budget.clip_norm);
+    }
 }

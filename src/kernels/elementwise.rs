@@ -5,7 +5,9 @@
 //! early exits, slices of equal length. They use separate multiply and add (never fused), so every
 //! backend, and every way of splitting a buffer between threads, gives bit-identical results.
 
-use super::{backend, Backend};
+use super::backend;
+#[cfg(target_arch = "x86_64")]
+use super::Backend;
 
 /// Defines `pub fn $name(args)` whose body is compiled once per backend.
 macro_rules! multiversion {

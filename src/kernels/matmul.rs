@@ -2,6 +2,8 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
+#[cfg(target_arch = "x86_64")]
+use super::fma_gemm;
 use super::{backend, Backend};
 
 /// `c = a · b + beta * c` (`beta` is 0 to overwrite, 1 to accumulate).
@@ -15,96 +17,127 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>
         "matmul: output has the wrong shape"
     );
     match backend() {
-        Backend::Avx512 => {
-            if !gemm_crate(&a, &b, c, beta) {
-                ndarray::linalg::general_mat_mul(1.0, &a, &b, beta, c);
+        #[cfg(target_arch = "x86_64")]
+        backend @ (Backend::Avx512 | Backend::Avx2) => {
+            if !own_kernels(backend, &a, &b, c, beta) {
+                matrixmultiply_crate(&a, &b, c, beta);
             }
         }
-        Backend::Avx2 => ndarray::linalg::general_mat_mul(1.0, &a, &b, beta, c),
         Backend::Portable => portable(&a, &b, c, beta),
+        // neon (and, off x86-64, nothing else can be chosen).
+        _ => matrixmultiply_crate(&a, &b, c, beta),
     }
 }
 
-/// The `gemm` crate (single-threaded: parallelism comes from sharding the batch). Returns false
-/// for layouts it is not given (negative strides), which the caller then computes otherwise.
-fn gemm_crate(
+/// `b` operands with contiguous columns instead of rows (transposed weights, at most this many
+/// elements: 128×10 in the tutorial network) are copied to the stack in row-major order first.
+#[cfg(target_arch = "x86_64")]
+const STACK_PACK_LIMIT: usize = 4096;
+
+/// Our AVX2/AVX-512 kernels ([`fma_gemm`]) for the layouts training uses: `c` with contiguous
+/// rows, `b` with contiguous rows (or small enough to copy), beta 0 or 1. Returns false for
+/// anything else, which the caller then computes with a library.
+#[cfg(target_arch = "x86_64")]
+fn own_kernels(
+    backend: Backend,
     a: &ArrayView2<f32>,
     b: &ArrayView2<f32>,
     c: &mut ArrayViewMut2<f32>,
     beta: f32,
 ) -> bool {
-    let (m, k) = a.dim();
+    let k = a.ncols();
     let n = b.ncols();
-    let strides = [a.strides(), b.strides(), c.strides()];
-    if strides.iter().flat_map(|s| s.iter()).any(|&s| s < 0) {
+    if c.strides()[1] != 1 || !(beta == 0.0 || beta == 1.0) {
         return false;
     }
-    if m == 0 || n == 0 {
-        return true;
+    if b.strides()[1] == 1 {
+        return run_own_kernel(backend, a, b.as_ptr(), b.strides()[0], n, c, beta);
     }
-    if k == 0 {
-        c.mapv_inplace(|x| if beta == 0.0 { 0.0 } else { beta * x });
-        return true;
+    if k * n > STACK_PACK_LIMIT {
+        return false;
     }
+    let mut packed = [0.0f32; STACK_PACK_LIMIT];
+    for (row, packed_row) in b.rows().into_iter().zip(packed.chunks_exact_mut(n.max(1))) {
+        for (value, slot) in row.iter().zip(packed_row) {
+            *slot = *value;
+        }
+    }
+    run_own_kernel(backend, a, packed.as_ptr(), n as isize, n, c, beta)
+}
+
+/// [`own_kernels`] once `b` is row-major: `b_ptr` with `b_row_stride`, `n` columns.
+#[cfg(target_arch = "x86_64")]
+fn run_own_kernel(
+    backend: Backend,
+    a: &ArrayView2<f32>,
+    b_ptr: *const f32,
+    b_row_stride: isize,
+    n: usize,
+    c: &mut ArrayViewMut2<f32>,
+    beta: f32,
+) -> bool {
+    let (m, k) = a.dim();
+    let product = fma_gemm::Product {
+        m,
+        k,
+        n,
+        a: fma_gemm::Operand {
+            ptr: a.as_ptr(),
+            row_stride: a.strides()[0],
+            col_stride: a.strides()[1],
+        },
+        b: b_ptr,
+        b_row_stride,
+        c: c.as_mut_ptr(),
+        c_row_stride: c.strides()[0],
+        accumulate: beta == 1.0,
+    };
+    // SAFETY: `backend()` returns Avx512/Avx2 only on CPUs that have them; pointers and strides
+    // come from live views of the stated shapes (checked by `matmul`) or from the caller's stack
+    // copy of `b`, which outlives the call; `c` is borrowed mutably, so it overlaps neither `a` nor `b`.
+    unsafe {
+        match backend {
+            Backend::Avx512 => fma_gemm::avx512::gemm(&product),
+            _ => fma_gemm::avx2::gemm(&product),
+        }
+    }
+    true
+}
+
+/// The `matrixmultiply` crate: its AVX2/FMA kernel on x86-64, its NEON kernel on aarch64 (it
+/// picks the kernel by runtime detection; `backend()` chose these backends only where they exist).
+fn matrixmultiply_crate(
+    a: &ArrayView2<f32>,
+    b: &ArrayView2<f32>,
+    c: &mut ArrayViewMut2<f32>,
+    beta: f32,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
     let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
-    // gemm computes `dst = alpha * dst + beta * lhs · rhs` and prefers a column-major destination:
-    // for a row-major one compute the transpose, cᵀ = bᵀ · aᵀ, which is the same memory.
-    let (rows, cols, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) = if c_cs < c_rs {
-        (
-            n,
-            m,
-            c_rs,
-            c_cs,
-            b.as_ptr(),
-            b_rs,
-            b_cs,
-            a.as_ptr(),
-            a_rs,
-            a_cs,
-        )
-    } else {
-        (
-            m,
-            n,
-            c_cs,
-            c_rs,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-        )
-    };
-    // SAFETY: the pointers and strides come from live ndarray views of the stated shapes (checked
-    // above), `c` is borrowed mutably and cannot overlap the shared views, and `backend()` chose
-    // Avx512 only on a CPU that has it (gemm checks again itself).
+    // SAFETY: pointers and strides (in elements, any sign) come from live ndarray views of the
+    // stated shapes (checked by the caller), and `c` is borrowed mutably, so it cannot overlap
+    // the shared views `a` and `b`.
     unsafe {
-        gemm_f32::gemm::f32::get_gemm_fn()(
-            rows,
-            cols,
+        matrixmultiply::sgemm(
+            m,
             k,
-            c.as_mut_ptr(),
-            dst_cs,
-            dst_rs,
-            beta != 0.0,
-            lhs,
-            lhs_cs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-            rhs_rs,
-            beta,
+            n,
             1.0,
-            false,
-            false,
-            false,
-            gemm_common::Parallelism::None,
+            a.as_ptr(),
+            a_rs,
+            a_cs,
+            b.as_ptr(),
+            b_rs,
+            b_cs,
+            beta,
+            c.as_mut_ptr(),
+            c_rs,
+            c_cs,
         );
     }
-    true
 }
 
 /// Plain loops: row i of c accumulates a[i, k] · (row k of b). No CPU-specific code at all.
@@ -118,6 +151,99 @@ fn portable(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &mut ArrayViewMut2<f32>
         for (kk, b_row) in b.axis_iter(Axis(0)).enumerate() {
             let a_ik = a[[i, kk]];
             c_row.zip_mut_with(&b_row, |c_ij, &b_kj| *c_ij += a_ik * b_kj);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+    use crate::kernels::with_backend;
+    use crate::rng::{stream, Stream};
+
+    fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        let mut rng = stream(seed, Stream::Init, rows as u64, cols as u64);
+        Array2::from_shape_simple_fn((rows, cols), || rng.next_f32() * 2.0 - 1.0)
+    }
+
+    /// c = a·b + beta·c in f64, and Σ|a·b| per element (the scale rounding errors grow with).
+    fn exact(a: &Array2<f32>, b: &Array2<f32>, c: &Array2<f32>, beta: f32) -> (Vec<f64>, Vec<f64>) {
+        let (m, k) = a.dim();
+        let n = b.ncols();
+        let (mut values, mut scales) = (Vec::new(), Vec::new());
+        for i in 0..m {
+            for j in 0..n {
+                let terms = (0..k).map(|kk| f64::from(a[[i, kk]]) * f64::from(b[[kk, j]]));
+                values.push(terms.clone().sum::<f64>() + f64::from(beta * c[[i, j]]));
+                scales.push(terms.map(f64::abs).sum::<f64>() + f64::from(c[[i, j]].abs()));
+            }
+        }
+        (values, scales)
+    }
+
+    /// The training's products (forward x·W, weight gradient xᵀ·g, input gradient g·Wᵀ, for both
+    /// layers of 784-128-10 and for 16, 13 and 256 rows), overwriting and accumulating.
+    /// (a, b, use aᵀ, use bᵀ, beta)
+    type Case = (Array2<f32>, Array2<f32>, bool, bool, f32);
+
+    fn cases() -> Vec<Case> {
+        let mut cases = Vec::new();
+        for rows in [16, 13, 256] {
+            for (inputs, outputs) in [(784, 128), (128, 10)] {
+                for beta in [0.0, 1.0] {
+                    let x = random(rows, inputs, 1);
+                    let w = random(inputs, outputs, 2);
+                    let g = random(rows, outputs, 3);
+                    cases.push((x.clone(), w.clone(), false, false, beta));
+                    cases.push((x, g.clone(), true, false, beta));
+                    cases.push((g, w, false, true, beta));
+                }
+            }
+        }
+        cases
+    }
+
+    #[test]
+    fn every_backend_computes_the_training_products_within_1e_5_of_exact() {
+        for backend in Backend::supported() {
+            for (a, b, transpose_a, transpose_b, beta) in cases() {
+                let a_view = if transpose_a { a.t() } else { a.view() };
+                let b_view = if transpose_b { b.t() } else { b.view() };
+                let start = random(a_view.nrows(), b_view.ncols(), 4);
+                let mut c = start.clone();
+                with_backend(backend, || matmul(a_view, b_view, &mut c.view_mut(), beta));
+                let (values, scales) = exact(&a_view.to_owned(), &b_view.to_owned(), &start, beta);
+                for ((got, want), scale) in c.iter().zip(&values).zip(&scales) {
+                    let error = (f64::from(*got) - want).abs();
+                    assert!(
+                        error <= 1e-5 * (1.0 + scale),
+                        "{backend:?} {:?}·{:?} (transposed {transpose_a}, {transpose_b}) beta {beta}: \
+                         {got} vs {want}",
+                        a_view.dim(),
+                        b_view.dim()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_avx2_and_avx512_kernels_give_identical_bits() {
+        let supported = Backend::supported();
+        if !(supported.contains(&Backend::Avx512) && supported.contains(&Backend::Avx2)) {
+            return;
+        }
+        for (a, b, transpose_a, transpose_b, beta) in cases() {
+            let a_view = if transpose_a { a.t() } else { a.view() };
+            let b_view = if transpose_b { b.t() } else { b.view() };
+            let run = |backend| {
+                let mut c = random(a_view.nrows(), b_view.ncols(), 4);
+                with_backend(backend, || matmul(a_view, b_view, &mut c.view_mut(), beta));
+                c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            assert_eq!(run(Backend::Avx512), run(Backend::Avx2));
         }
     }
 }

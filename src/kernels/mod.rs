@@ -4,20 +4,26 @@
 //! …) on plain slices or `ndarray` views; which implementation runs is decided once, at start-up,
 //! by CPU feature detection:
 //!
-//! | backend    | matrix products                         | element-wise loops                 |
-//! |------------|-----------------------------------------|------------------------------------|
-//! | `avx512`   | the `gemm` crate's AVX-512 microkernels | compiled for AVX-512               |
-//! | `avx2`     | `matrixmultiply` (its AVX2+FMA kernel)  | compiled for AVX2                  |
-//! | `portable` | a plain Rust loop nest                  | compiled for the baseline target   |
+//! | backend    | CPUs          | matrix products                         | element-wise loops        |
+//! |------------|---------------|-----------------------------------------|---------------------------|
+//! | `avx512`   | x86-64        | our AVX-512 FMA kernels (`fma_gemm`)    | compiled for AVX-512      |
+//! | `avx2`     | x86-64        | our AVX2 FMA kernels (`fma_gemm`)       | compiled for AVX2         |
+//! | `neon`     | aarch64       | `matrixmultiply` (its NEON kernel)      | compiled for NEON         |
+//! | `portable` | any           | a plain Rust loop nest                  | compiled for the baseline |
 //!
-//! `MNIST_TRAIN_KERNEL=auto|avx512|avx2|portable` (or `--kernel`) overrides the choice, e.g. to
-//! rule out a CPU-specific problem. The element-wise loops never use fused multiply-add, so they
+//! On x86-64 and aarch64 `portable` runs only when asked for, to rule out a CPU-specific problem
+//! (other CPUs have nothing else). `MNIST_TRAIN_KERNEL=auto|avx512|avx2|neon|portable` (or
+//! `--kernel`) overrides the choice. The element-wise loops never use fused multiply-add, so they
 //! give bit-identical results on every backend and however a buffer is split between threads;
-//! the matrix products differ between backends only by rounding (summation order).
+//! the matrix products differ between backends only by rounding (summation order; `avx2` and
+//! `avx512` sum in the same order and agree bit for bit).
 
 mod elementwise;
+#[cfg(target_arch = "x86_64")]
+mod fma_gemm;
 mod fpu;
 mod matmul;
+mod peak;
 pub mod pool;
 
 use std::cell::Cell;
@@ -30,6 +36,7 @@ pub use elementwise::{
 };
 pub use fpu::{flush_denormals, DenormalGuard};
 pub use matmul::matmul;
+pub use peak::{measure_fma_peak, FmaPeak};
 pub use pool::WorkerPool;
 
 /// A family of kernels, tied to an instruction-set level.
@@ -37,16 +44,24 @@ pub use pool::WorkerPool;
 pub enum Backend {
     Avx512,
     Avx2,
+    Neon,
     Portable,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Avx512, Backend::Avx2, Backend::Portable];
+    /// Fastest first: [`Backend::detect`] takes the first one the CPU supports.
+    pub const ALL: [Backend; 4] = [
+        Backend::Avx512,
+        Backend::Avx2,
+        Backend::Neon,
+        Backend::Portable,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Avx512 => "avx512",
             Backend::Avx2 => "avx2",
+            Backend::Neon => "neon",
             Backend::Portable => "portable",
         }
     }
@@ -55,9 +70,10 @@ impl Backend {
     pub fn description(self) -> &'static str {
         match self {
             Backend::Avx512 => {
-                "avx512 (gemm crate AVX-512 microkernels, AVX-512 element-wise loops)"
+                "avx512 (own AVX-512 FMA matrix kernels, AVX-512 element-wise loops)"
             }
-            Backend::Avx2 => "avx2 (matrixmultiply AVX2/FMA kernel, AVX2 element-wise loops)",
+            Backend::Avx2 => "avx2 (own AVX2/FMA matrix kernels, AVX2 element-wise loops)",
+            Backend::Neon => "neon (matrixmultiply NEON kernel, NEON element-wise loops)",
             Backend::Portable => "portable (plain Rust loops, no CPU-specific code)",
         }
     }
@@ -80,8 +96,10 @@ impl Backend {
                     && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("fma")
             }
+            // NEON is part of the aarch64 baseline.
+            Backend::Neon => cfg!(target_arch = "aarch64"),
             #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
+            Backend::Avx2 | Backend::Avx512 => false,
         }
     }
 
@@ -106,6 +124,7 @@ impl Backend {
             Backend::Avx512 => 1,
             Backend::Avx2 => 2,
             Backend::Portable => 3,
+            Backend::Neon => 4,
         }
     }
 
@@ -114,6 +133,7 @@ impl Backend {
             1 => Some(Backend::Avx512),
             2 => Some(Backend::Avx2),
             3 => Some(Backend::Portable),
+            4 => Some(Backend::Neon),
             _ => None,
         }
     }
@@ -128,6 +148,8 @@ pub enum KernelChoice {
     Avx512,
     /// AVX2 + FMA (fails if the CPU lacks it)
     Avx2,
+    /// AArch64 NEON (fails on other CPUs)
+    Neon,
     /// Plain Rust loops that run anywhere
     Portable,
 }
@@ -139,6 +161,7 @@ impl KernelChoice {
             KernelChoice::Auto => return Ok(Backend::detect()),
             KernelChoice::Avx512 => Backend::Avx512,
             KernelChoice::Avx2 => Backend::Avx2,
+            KernelChoice::Neon => Backend::Neon,
             KernelChoice::Portable => Backend::Portable,
         };
         if backend.is_supported() {

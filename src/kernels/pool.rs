@@ -280,40 +280,64 @@ fn wait_for_new_generation(shared: &Shared, seen: u64) -> u64 {
     generation
 }
 
-/// Splits `0..len` into `parts` contiguous ranges of near-equal size whose boundaries fall on
-/// multiples of 16 elements (64 bytes of f32: threads then never write the same cache line).
-pub fn split_evenly(len: usize, parts: usize) -> Vec<Range<usize>> {
+/// Part `part` of `0..len` cut into `parts` contiguous ranges of near-equal size whose boundaries
+/// fall on multiples of 16 elements (64 bytes of f32: threads then never write the same cache
+/// line). Computed, not stored, so cutting a buffer allocates nothing.
+pub fn even_part(len: usize, parts: usize, part: usize) -> Range<usize> {
     const ALIGN: usize = 16;
     let parts = parts.max(1);
     let blocks = len.div_ceil(ALIGN);
-    let mut ranges = Vec::with_capacity(parts);
-    let mut start = 0;
-    for part in 0..parts {
-        let end_block = blocks * (part + 1) / parts;
-        let end = (end_block * ALIGN).min(len);
-        ranges.push(start..end.max(start));
-        start = end.max(start);
-    }
-    ranges
+    let boundary = |p: usize| (blocks * p / parts * ALIGN).min(len);
+    boundary(part)..boundary(part + 1)
 }
 
-/// Cuts `buffer` into the disjoint, ordered, contiguous `ranges` (as from [`split_evenly`]).
-pub fn split_by_ranges<'a>(
-    mut buffer: &'a mut [f32],
-    ranges: &[Range<usize>],
-) -> Vec<&'a mut [f32]> {
-    let mut consumed = 0;
-    ranges
-        .iter()
-        .map(|range| {
-            let rest = std::mem::take(&mut buffer);
-            let (_, rest) = rest.split_at_mut(range.start - consumed);
-            let (part, rest) = rest.split_at_mut(range.len());
-            buffer = rest;
-            consumed = range.end;
-            part
-        })
+/// Every [`even_part`] of `0..len`, in order.
+pub fn split_evenly(len: usize, parts: usize) -> Vec<Range<usize>> {
+    (0..parts.max(1))
+        .map(|part| even_part(len, parts, part))
         .collect()
+}
+
+impl WorkerPool {
+    /// Cuts each of `buffers` (all of one length) into [`WorkerPool::element_parts`] parts
+    /// ([`even_part`]) and calls `work(range, [that part of each buffer])` once per part, on the
+    /// caller and the workers. Allocates nothing, so a training step can use it.
+    pub fn for_each_part_mut<const N: usize>(
+        &self,
+        buffers: [&mut [f32]; N],
+        work: impl Fn(Range<usize>, [&mut [f32]; N]) + Sync,
+    ) {
+        struct Bases<const N: usize>([*mut f32; N]);
+        // SAFETY: the pointers are only turned into slices of disjoint parts (see below).
+        unsafe impl<const N: usize> Sync for Bases<N> {}
+        impl<const N: usize> Bases<N> {
+            /// # Safety
+            /// `range` lies within every buffer and no other live slice overlaps it.
+            unsafe fn parts<'a>(&self, range: &Range<usize>) -> [&'a mut [f32]; N] {
+                self.0.map(|base| unsafe {
+                    std::slice::from_raw_parts_mut(base.add(range.start), range.len())
+                })
+            }
+        }
+        let len = buffers.first().map_or(0, |buffer| buffer.len());
+        assert!(
+            buffers.iter().all(|buffer| buffer.len() == len),
+            "for_each_part_mut: buffers of different lengths"
+        );
+        let bases = Bases(buffers.map(|buffer| buffer.as_mut_ptr()));
+        let parts = self.element_parts();
+        let next = AtomicUsize::new(0);
+        self.broadcast(&|| loop {
+            let part = next.fetch_add(1, Ordering::Relaxed);
+            if part >= parts {
+                break;
+            }
+            let range = even_part(len, parts, part);
+            // SAFETY: the parts are disjoint and within `len`, each is claimed by one thread
+            // only, and the buffers stay mutably borrowed until `broadcast` returns.
+            work(range.clone(), unsafe { bases.parts(&range) });
+        });
+    }
 }
 
 #[cfg(test)]
@@ -344,14 +368,23 @@ mod tests {
                 assert_eq!(pair[0].end, pair[1].start);
                 assert_eq!(pair[0].end % 16, 0);
             }
-            let mut buffer: Vec<f32> = (0..len).map(|i| i as f32).collect();
-            let pieces = split_by_ranges(&mut buffer, &ranges);
-            for (piece, range) in pieces.iter().zip(&ranges) {
-                assert_eq!(piece.len(), range.len());
-                if let Some(&first) = piece.first() {
-                    assert_eq!(first, range.start as f32);
+        }
+    }
+
+    #[test]
+    fn for_each_part_mut_hands_out_every_element_once_with_its_position() {
+        for threads in [1, 2, 3] {
+            let pool = WorkerPool::new(threads);
+            let (mut a, mut b) = (vec![0.0f32; 1001], vec![0.0f32; 1001]);
+            pool.for_each_part_mut([&mut a, &mut b], |range, [a, b]| {
+                assert_eq!((a.len(), b.len()), (range.len(), range.len()));
+                for (offset, (x, y)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+                    *x += (range.start + offset) as f32;
+                    *y += 1.0;
                 }
-            }
+            });
+            assert!(a.iter().enumerate().all(|(i, &x)| x == i as f32));
+            assert!(b.iter().all(|&y| y == 1.0));
         }
     }
 

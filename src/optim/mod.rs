@@ -12,7 +12,6 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::pool::{split_by_ranges, split_evenly};
 use crate::kernels::{momentum_update, rmsprop_update, sgd_update, WorkerPool};
 
 /// Which update rule, with its hyperparameters (Keras defaults).
@@ -224,23 +223,8 @@ impl Optimizer {
     ) {
         self.steps += 1;
         let (config, steps) = (self.config, self.steps);
-        let ranges = split_evenly(params.len(), pool.element_parts());
-        let mut slot_parts: Vec<std::vec::IntoIter<&mut [f32]>> = self
-            .slots
-            .iter_mut()
-            .map(|slot| split_by_ranges(slot, &ranges).into_iter())
-            .collect();
-        /// One thread's share: where it sits in the buffer, and its parameters and slots.
-        type Part<'a> = (Range<usize>, &'a mut [f32], Vec<&'a mut [f32]>);
-        let mut parts: Vec<Part> = split_by_ranges(params, &ranges)
-            .into_iter()
-            .zip(&ranges)
-            .map(|(params, range)| {
-                let slots = slot_parts.iter_mut().filter_map(Iterator::next).collect();
-                (range.clone(), params, slots)
-            })
-            .collect();
-        pool.for_each_mut(&mut parts, |_, (range, params, slots)| {
+        // One part of the buffer: its range, its parameters and the same part of each slot.
+        let run = |range: Range<usize>, params: &mut [f32], slots: &mut [&mut [f32]]| {
             let mut block = [0.0f32; GRADIENT_BLOCK];
             let mut start = 0;
             while start < params.len() {
@@ -258,7 +242,18 @@ impl Optimizer {
                 );
                 start = end;
             }
-        });
+        };
+        // The pool cuts the buffers itself (no per-step allocation).
+        match self.slots.as_mut_slice() {
+            [] => pool.for_each_part_mut([params], |range, [params]| run(range, params, &mut [])),
+            [a] => pool.for_each_part_mut([params, a], |range, [params, a]| {
+                run(range, params, &mut [a])
+            }),
+            [a, b] => pool.for_each_part_mut([params, a, b], |range, [params, a, b]| {
+                run(range, params, &mut [a, b])
+            }),
+            _ => unreachable!("optimizers keep at most two slots"),
+        }
     }
 }
 

@@ -8,6 +8,8 @@ pub mod metrics;
 pub mod progress;
 pub mod recipe;
 pub mod step;
+#[cfg(test)]
+mod step_allocations;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,7 +21,7 @@ use crate::error::{Error, Result, Setting};
 use crate::kernels::DenormalGuard;
 use crate::nn::{Architecture, Mlp};
 use crate::optim::privacy::sampling::poisson_batch;
-use crate::optim::privacy::{DpConfig, PrivacyGuarantee};
+use crate::optim::privacy::{DpConfig, PrivacyGuarantee, RunLength};
 use crate::optim::schedule::LrSchedule;
 use crate::optim::{Optimizer, OptimizerConfig};
 
@@ -90,6 +92,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The run's length as the privacy accountant counts it, on `example_count` examples.
+    pub fn run_length(&self, example_count: usize) -> RunLength {
+        let (sampling_rate, steps_per_epoch) = self.sampling(example_count);
+        RunLength {
+            sampling_rate,
+            steps_per_epoch,
+            epochs: self.epochs,
+        }
+    }
+
     /// (sampling rate q = batch / N, steps per epoch) on `example_count` examples. Private runs
     /// sample each step's batch with rate q; ordinary runs go through a permutation in batches.
     pub fn sampling(&self, example_count: usize) -> (f64, usize) {

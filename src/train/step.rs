@@ -39,18 +39,18 @@ pub fn shard_count(batch_len: usize) -> usize {
 
 /// How a batch of `batch_len` rows is split: contiguous, near-equal ranges.
 pub fn shard_ranges(batch_len: usize) -> Vec<Range<usize>> {
-    let shard_count = shard_count(batch_len);
-    let base = batch_len / shard_count;
-    let extra = batch_len % shard_count;
-    let mut start = 0;
-    (0..shard_count)
-        .map(|shard| {
-            let len = base + usize::from(shard < extra);
-            let range = start..start + len;
-            start += len;
-            range
-        })
+    (0..shard_count(batch_len))
+        .map(|shard| shard_range(batch_len, shard))
         .collect()
+}
+
+/// Shard `shard` of [`shard_ranges`], computed without allocating (the first
+/// `batch_len % shard_count` shards have one row more).
+pub fn shard_range(batch_len: usize, shard: usize) -> Range<usize> {
+    let shard_count = shard_count(batch_len);
+    let (base, extra) = (batch_len / shard_count, batch_len % shard_count);
+    let start = shard * base + shard.min(extra);
+    start..start + base + usize::from(shard < extra)
 }
 
 /// What one shard needs to compute its gradient.
@@ -263,9 +263,9 @@ impl StepEngine {
         clip_norm: Option<f32>,
     ) -> (f64, usize) {
         self.noise.clear();
-        let ranges = shard_ranges(batch.len());
+        let shard_count = shard_count(batch.len());
         // A Poisson-sampled batch can exceed the size the engine was made for: add shards.
-        while self.shards.len() < ranges.len() {
+        while self.shards.len() < shard_count {
             let first = &self.shards[0];
             self.shards.push(Shard {
                 workspace: mlp.workspace(first.workspace.capacity),
@@ -274,14 +274,14 @@ impl StepEngine {
                 correct: 0,
             });
         }
-        self.active_shards = ranges.len();
-        let shards = &mut self.shards[..ranges.len()];
+        self.active_shards = shard_count;
+        let shards = &mut self.shards[..shard_count];
         self.pool.for_each_mut(shards, |shard_index, shard| {
             let job = ShardJob {
                 mlp,
                 params,
                 dataset,
-                indices: &batch[ranges[shard_index].clone()],
+                indices: &batch[shard_range(batch.len(), shard_index)],
                 grad_scale,
                 seed,
                 global_step,
@@ -291,7 +291,7 @@ impl StepEngine {
             (shard.loss_sum, shard.correct) =
                 compute_shard(&job, &mut shard.workspace, &mut shard.grads);
         });
-        self.shards[..ranges.len()]
+        self.shards[..shard_count]
             .iter()
             .fold((0.0, 0), |(loss, correct), shard| {
                 (loss + shard.loss_sum, correct + shard.correct)

@@ -34,6 +34,15 @@ pub fn train_model(model: &Path, args: &[&str]) {
         .success();
 }
 
+/// Every stdout line parsed as JSON (`--json` output is JSON Lines).
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8(stdout.to_vec())
+        .expect("stdout is UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
+        .collect()
+}
+
 /// Runs `command`, expecting success; returns what it printed.
 pub fn succeeded(command: &mut assert_cmd::Command) -> std::process::Output {
     let output = command.output().unwrap();
@@ -51,6 +60,22 @@ pub fn stderr_of(command: &mut assert_cmd::Command, code: i32) -> String {
     let output = command.output().unwrap();
     assert_eq!(output.status.code(), Some(code), "{output:?}");
     String::from_utf8(output.stderr).unwrap()
+}
+
+/// Resumes the run of `checkpoint` alone (copied into its own folder under `work`, so the resumed
+/// run checkpoints there) with nothing but `--resume`, writing the model to `output`.
+pub fn resume_copy_of(work: &Workdir, checkpoint: &Path, output: &str) -> std::process::Output {
+    let name = checkpoint.file_name().unwrap();
+    let single = work.path(&format!("single-{}", name.to_string_lossy()));
+    std::fs::create_dir(&single).unwrap();
+    std::fs::copy(checkpoint, single.join(name)).unwrap();
+    Command::new(BINARY)
+        .current_dir(work.temp.path())
+        .args(["train", "--resume"])
+        .arg(&single)
+        .args(["-o", output])
+        .output()
+        .unwrap()
 }
 
 /// Runs the binary, expecting failure with `code` and a single stderr line containing every `needle`.
@@ -182,6 +207,35 @@ pub struct Workdir {
 }
 
 impl Workdir {
+    /// Resumes each of `checkpoints` alone (a copy in its own folder, so the resumed run
+    /// checkpoints there) with nothing but `--resume`, and checks that the model it writes is
+    /// byte-identical to `reference`.
+    pub fn assert_each_checkpoint_resumes_to(&self, checkpoints: &[PathBuf], reference: &[u8]) {
+        for file in checkpoints {
+            let name = file.file_name().unwrap().to_string_lossy();
+            let single = self.path(&format!("single-{name}"));
+            std::fs::create_dir(&single).unwrap();
+            std::fs::copy(file, single.join(file.file_name().unwrap())).unwrap();
+            let output = Command::new(BINARY)
+                .current_dir(self.temp.path())
+                .args(["train", "--resume"])
+                .arg(&single)
+                .args(["-o", "resumed.bin"])
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                std::fs::read(self.path("resumed.bin")).unwrap() == reference,
+                "resuming {} gave a different model",
+                file.display()
+            );
+        }
+    }
+
     pub fn new(train: usize) -> Workdir {
         let temp = tempfile::tempdir().unwrap();
         write_dataset(&temp.path().join("data"), train, 64, 7);

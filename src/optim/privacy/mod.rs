@@ -15,7 +15,6 @@ pub use accountant::{
 };
 
 use crate::error::{Error, Result, Setting};
-use crate::train::TrainConfig;
 
 /// δ when the user gives none: 1e-5, below 1/N for MNIST's 60,000 examples (the usual rule: δ
 /// much smaller than the chance of picking any one person).
@@ -23,16 +22,40 @@ pub const DEFAULT_DELTA: f64 = 1e-5;
 
 /// The documented private recipe: what `--dp-target-epsilon` alone trains with. The command line applies each
 /// value only where the user did not give the option.
-/// Tuned on MNIST at ε = 2 (README, "Private accuracy"): large Poisson batches, many epochs, a
-/// cosine decay that quiets the noise at the end, no dropout (clipping already regularizes).
+/// Tuned on MNIST (README, "Private accuracy", three seeds each): large Poisson batches, a cosine
+/// decay that quiets the noise at the end, no dropout (clipping already regularizes); how long to
+/// train and how hard to clip depend on the budget.
 pub mod recipe {
-    pub const EPOCHS: usize = 60;
     pub const BATCH_SIZE: usize = 2048;
     pub const OPTIMIZER: &str = "momentum";
-    pub const LEARNING_RATE: f32 = 1.0;
     pub const MOMENTUM: f32 = 0.9;
     pub const SCHEDULE: &str = "cosine";
     pub const DROPOUT: f32 = 0.0;
+
+    /// The budget-dependent part of the recipe.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct ForBudget {
+        pub epochs: usize,
+        pub clip_norm: f32,
+        pub learning_rate: f32,
+    }
+
+    /// ε < 1: 10 epochs, C 1, lr 1 (measured at ε = 0.5); 1 ≤ ε < 4: 30 epochs, C 0.3, lr 3
+    /// (ε = 2); ε ≥ 4: 60 epochs, C 1, lr 1 (ε = 8).
+    pub fn for_target(epsilon: f64) -> ForBudget {
+        let (epochs, clip_norm, learning_rate) = if epsilon < 1.0 {
+            (10, 1.0, 1.0)
+        } else if epsilon < 4.0 {
+            (30, 0.3, 3.0)
+        } else {
+            (60, 1.0, 1.0)
+        };
+        ForBudget {
+            epochs,
+            clip_norm,
+            learning_rate,
+        }
+    }
 }
 
 /// How a run is made private. Part of the training configuration (checkpoints store it).
@@ -54,6 +77,15 @@ pub enum NoisePlan {
     TargetEpsilon(f64),
 }
 
+/// What the accountant needs to know of a run: its Poisson sampling rate, steps per epoch and
+/// epochs (see `TrainConfig::run_length`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunLength {
+    pub sampling_rate: f64,
+    pub steps_per_epoch: usize,
+    pub epochs: usize,
+}
+
 /// A private run as asked for (validated), before the noise for a target ε is known.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PrivacyPlan {
@@ -63,14 +95,13 @@ pub struct PrivacyPlan {
 }
 
 impl PrivacyPlan {
-    /// The noise, clipping and δ of a run of `config` on `example_count` training examples.
-    pub fn dp_config(&self, config: &TrainConfig, example_count: usize) -> Result<DpConfig> {
+    /// The noise, clipping and δ of a run of length `run`.
+    pub fn dp_config(&self, run: RunLength) -> Result<DpConfig> {
         let noise_multiplier = match self.noise {
             NoisePlan::Multiplier(sigma) => sigma,
             NoisePlan::TargetEpsilon(target) => {
-                let (sampling_rate, steps_per_epoch) = config.sampling(example_count);
-                let steps = (steps_per_epoch * config.epochs) as u64;
-                noise_multiplier_for_epsilon(target, sampling_rate, steps, self.delta).map_err(
+                let steps = (run.steps_per_epoch * run.epochs) as u64;
+                noise_multiplier_for_epsilon(target, run.sampling_rate, steps, self.delta).map_err(
                     |unreachable| {
                         Error::setting(
                             Setting::TargetEpsilon,
@@ -91,17 +122,15 @@ impl PrivacyPlan {
     }
 
     /// `Private training (DP-SGD): …`: the noise (and how it was chosen), clipping and sampling.
-    pub fn describe(
-        &self,
-        privacy: &DpConfig,
-        config: &TrainConfig,
-        example_count: usize,
-    ) -> String {
-        let (sampling_rate, steps_per_epoch) = config.sampling(example_count);
+    pub fn describe(&self, privacy: &DpConfig, run: RunLength) -> String {
+        let RunLength {
+            sampling_rate,
+            steps_per_epoch,
+            epochs,
+        } = run;
         let chosen = match self.noise {
             NoisePlan::TargetEpsilon(target) => format!(
-                " (the smallest keeping {} epochs within ε = {target} at δ = {})",
-                config.epochs,
+                " (the smallest keeping {epochs} epochs within ε = {target} at δ = {})",
                 format_delta(privacy.delta)
             ),
             NoisePlan::Multiplier(_) => String::new(),

@@ -1,0 +1,218 @@
+//! Our own AVX2/AVX-512 FMA matrix products for the shapes training runs (a few to a few hundred
+//! rows against 784×128 and 128×10 weights).
+//!
+//! A general GEMM packs both operands into panels on every call; for a 784×128 weight matrix that
+//! is a third of the product's time, and it allocates. Here the row-major operands already are
+//! in a usable layout: `b` and `c` have contiguous rows, so a tile of `c` (R rows × NV vectors)
+//! lives in registers while `k` runs, each step loading NV vectors of one row of `b` and
+//! broadcasting R single values of `a` (any strides: `a` may be a transposed view). Nothing is
+//! packed, nothing allocated.
+//!
+//! Every element is `c[i,j] = beta·c[i,j] + (((a[i,0]·b[0,j]) + a[i,1]·b[1,j]) + …)` with one FMA
+//! per `k`, in `k` order, whatever the tiling: the AVX2 and AVX-512 paths give bit-identical
+//! results, and so does any split of the rows between threads.
+
+use std::ops::Range;
+
+/// A matrix operand: base pointer and strides in elements (row stride, column stride).
+#[derive(Clone, Copy)]
+pub struct Operand {
+    pub ptr: *const f32,
+    pub row_stride: isize,
+    pub col_stride: isize,
+}
+
+/// `c[m, n] = a[m, k] · b[k, n] + beta · c` (beta 0 or 1) for `b` and `c` with unit column stride.
+pub struct Product {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub a: Operand,
+    /// Row stride of `b` (its column stride is 1).
+    pub b: *const f32,
+    pub b_row_stride: isize,
+    /// Row stride of `c` (its column stride is 1).
+    pub c: *mut f32,
+    pub c_row_stride: isize,
+    pub accumulate: bool,
+}
+
+/// Columns left in a block starting at `j` of `n`, at most `width`.
+#[inline(always)]
+fn columns(j: usize, n: usize, width: usize) -> usize {
+    (n - j).min(width)
+}
+
+/// Rows `rows` of the product, tiled R rows at a time (smaller tiles for the remainder).
+macro_rules! gemm_for {
+    ($feature:literal, $module:ident, $vector:ty, $lanes:literal, $rows:literal,
+     load: $load:path, store: $store:path, splat: $splat:path, fma: $fma:path, add: $add:path,
+     zero: $zero:path) => {
+        pub mod $module {
+            #[allow(unused_imports)]
+            use std::arch::x86_64::*;
+
+            use super::{columns, Product, Range};
+
+            const LANES: usize = $lanes;
+            /// Rows of `c` per register tile.
+            const ROWS: usize = $rows;
+
+            /// Runs the product over all rows.
+            ///
+            /// # Safety
+            /// The CPU supports the feature set; the operands are valid for the stated shapes and
+            /// `c` overlaps neither `a` nor `b`.
+            #[target_feature(enable = $feature)]
+            pub unsafe fn gemm(p: &Product) {
+                gemm_rows(p, 0..p.m)
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn gemm_rows(p: &Product, rows: Range<usize>) {
+                let mut j = 0;
+                while j < p.n {
+                    let width = columns(j, p.n, 2 * LANES);
+                    let mut i = rows.start;
+                    while i < rows.end {
+                        let tile_rows = (rows.end - i).min(ROWS);
+                        if width > LANES {
+                            tile_dispatch::<2>(p, i, tile_rows, j, width);
+                        } else {
+                            tile_dispatch::<1>(p, i, tile_rows, j, width);
+                        }
+                        i += tile_rows;
+                    }
+                    j += width;
+                }
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn tile_dispatch<const NV: usize>(
+                p: &Product,
+                i: usize,
+                rows: usize,
+                j: usize,
+                width: usize,
+            ) {
+                match rows {
+                    1 => tile::<1, NV>(p, i, j, width),
+                    2 => tile::<2, NV>(p, i, j, width),
+                    3 => tile::<3, NV>(p, i, j, width),
+                    4 => tile::<4, NV>(p, i, j, width),
+                    5 => tile::<5, NV>(p, i, j, width),
+                    6 => tile::<6, NV>(p, i, j, width),
+                    7 => tile::<7, NV>(p, i, j, width),
+                    _ => tile::<ROWS, NV>(p, i, j, width),
+                }
+            }
+
+            /// One R × (NV vectors) tile of `c` at row `i`, column `j`, `width` valid columns.
+            #[target_feature(enable = $feature)]
+            unsafe fn tile<const R: usize, const NV: usize>(
+                p: &Product,
+                i: usize,
+                j: usize,
+                width: usize,
+            ) {
+                let valid: [usize; NV] =
+                    std::array::from_fn(|v| width.saturating_sub(v * LANES).min(LANES));
+                let mut acc: [[$vector; NV]; R] = [[$zero(); NV]; R];
+                let a_rows: [*const f32; R] =
+                    std::array::from_fn(|r| p.a.ptr.offset((i + r) as isize * p.a.row_stride));
+                let mut b_row = p.b.add(j);
+                for kk in 0..p.k {
+                    let b: [$vector; NV] =
+                        std::array::from_fn(|v| $load(b_row.add(v * LANES), valid[v]));
+                    let a_offset = kk as isize * p.a.col_stride;
+                    for r in 0..R {
+                        let a = $splat(*a_rows[r].offset(a_offset));
+                        for v in 0..NV {
+                            acc[r][v] = $fma(a, b[v], acc[r][v]);
+                        }
+                    }
+                    b_row = b_row.offset(p.b_row_stride);
+                }
+                for r in 0..R {
+                    let c_row = p.c.offset((i + r) as isize * p.c_row_stride).add(j);
+                    for v in 0..NV {
+                        let c = c_row.add(v * LANES);
+                        let value = if p.accumulate {
+                            $add($load(c, valid[v]), acc[r][v])
+                        } else {
+                            acc[r][v]
+                        };
+                        $store(c, valid[v], value);
+                    }
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512_ops {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn load(ptr: *const f32, valid: usize) -> __m512 {
+        if valid == 16 {
+            _mm512_loadu_ps(ptr)
+        } else {
+            _mm512_maskz_loadu_ps(((1u32 << valid) - 1) as u16, ptr)
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn store(ptr: *mut f32, valid: usize, value: __m512) {
+        if valid == 16 {
+            _mm512_storeu_ps(ptr, value)
+        } else {
+            _mm512_mask_storeu_ps(ptr, ((1u32 << valid) - 1) as u16, value)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_ops {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn mask(valid: usize) -> __m256i {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(valid as i32), lane)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn load(ptr: *const f32, valid: usize) -> __m256 {
+        if valid == 8 {
+            _mm256_loadu_ps(ptr)
+        } else {
+            _mm256_maskload_ps(ptr, mask(valid))
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn store(ptr: *mut f32, valid: usize, value: __m256) {
+        if valid == 8 {
+            _mm256_storeu_ps(ptr, value)
+        } else {
+            _mm256_maskstore_ps(ptr, mask(valid), value)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+gemm_for!("avx512f", avx512, __m512, 16, 8,
+    load: super::avx512_ops::load, store: super::avx512_ops::store, splat: _mm512_set1_ps,
+    fma: _mm512_fmadd_ps, add: _mm512_add_ps, zero: _mm512_setzero_ps);
+
+#[cfg(target_arch = "x86_64")]
+gemm_for!("avx2,fma", avx2, __m256, 8, 6,
+    load: super::avx2_ops::load, store: super::avx2_ops::store, splat: _mm256_set1_ps,
+    fma: _mm256_fmadd_ps, add: _mm256_add_ps, zero: _mm256_setzero_ps);
