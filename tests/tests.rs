@@ -13,6 +13,7 @@ mod cli_optimizers;
 mod cli_plots;
 mod cli_predict_eval;
 mod gradients;
+mod memory_limits;
 mod parsers_proptest;
 mod resume_exact;
 mod speed_determinism;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 
+use crate::cli::memory_args::MemoryArgs;
 use crate::cli::DataArgs;
 use crate::data::{load_split, Dataset, DatasetKind, Split};
 use crate::error::{Error, Result};
@@ -17,6 +18,7 @@ use crate::plot::{save_figure, ConfusionHeatMap, PlotFormat};
 use crate::predict::{fit_width, probabilities, render_half_blocks, tile_grid};
 use crate::report::classification::{most_confused_pairs, ClassificationReport, ConfusedPair};
 use crate::report::{print_json_line, ColorChoice, HumanOutput};
+use crate::train::memory::MemoryEstimate;
 use crate::train::{evaluate, Evaluation};
 
 #[derive(Debug, Clone, Args)]
@@ -26,6 +28,8 @@ pub struct EvalArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Examples per batch when evaluating
     #[arg(long, default_value_t = 1000)]
     pub test_batch_size: usize,
@@ -117,6 +121,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let test_set = load_test_set_for(&model, &args.model, &args.data)?;
     let mlp = Mlp::new(model.architecture.clone());
+    let needed = MemoryEstimate::evaluation(&mlp, args.test_batch_size, test_set.len());
+    args.memory.check(needed)?;
     let evaluation = evaluate(&mlp, &model.parameters, &test_set, args.test_batch_size);
     let report = ClassificationReport::from_confusion(&evaluation.confusion, &model.class_names);
     let pairs = most_confused_pairs(&evaluation.confusion, &model.class_names, args.confused);

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod completions;
 pub mod eval;
 pub mod interop;
+pub mod memory_args;
 pub mod optimizer_args;
 pub mod performance;
 pub mod predict;

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 
+use crate::cli::memory_args::{training_estimate, MemoryArgs};
 use crate::cli::optimizer_args::{describe_optimizer, OptimizerArgs};
 use crate::cli::performance::PerformanceArgs;
 use crate::cli::resume::{self, CheckpointArgs, Safeguards};
@@ -65,6 +66,8 @@ pub struct TrainArgs {
     pub checkpoints: CheckpointArgs,
     #[command(flatten)]
     pub performance: PerformanceArgs,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 /// `"full"` or a positive integer.
@@ -145,6 +148,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .validate()
         .map_err(|error| resume::explain(error, &args.checkpoints))?;
     let plan = resume::prepare(&args.checkpoints, &mut job)?;
+    args.memory.check(training_estimate(&job, None))?;
     let mut sinks = TrainSinks::open(&args.report)?;
     let threads = args.performance.threads()?;
     args.performance.select_kernel()?;
@@ -167,6 +171,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (train_set, validation_set) =
         job.validation
             .hold_out(train_set, job.config.seed, &progress)?;
+    let evaluated = test_set
+        .len()
+        .max(validation_set.as_ref().map_or(0, |v| v.len()));
+    args.memory
+        .check(training_estimate(&job, Some((train_set.len(), evaluated))))?;
     progress.info(&describe_optimizer(&job.config));
 
     let mut trainer = plan.trainer(&job, &train_set, &progress)?;

@@ -35,6 +35,35 @@ pub struct Workspace {
     grad_input: Vec<f32>,
 }
 
+/// Buffer lengths (in elements) of a [`Workspace`]; see [`Mlp::workspace_layout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceLayout {
+    /// f32 inputs: [capacity, inputs].
+    pub inputs: usize,
+    /// u8 labels: [capacity].
+    pub labels: usize,
+    /// f32 output of each dense layer: [capacity, widths[i+1]].
+    pub activations: Vec<usize>,
+    /// f32 dropout mask of each hidden layer: [capacity, hidden[i]].
+    pub masks: Vec<usize>,
+    /// Each of the two f32 gradient ping-pong buffers: [capacity, max width after the input].
+    pub grad: usize,
+}
+
+impl WorkspaceLayout {
+    /// Bytes the workspace occupies (saturating: an estimate must not wrap around).
+    pub fn bytes(&self) -> u64 {
+        let floats = [self.inputs, self.grad, self.grad]
+            .iter()
+            .chain(&self.activations)
+            .chain(&self.masks)
+            .fold(0u64, |sum, &len| sum.saturating_add(len as u64));
+        floats
+            .saturating_mul(std::mem::size_of::<f32>() as u64)
+            .saturating_add(self.labels as u64)
+    }
+}
+
 impl Workspace {
     /// The logits of the last forward pass: [rows, outputs].
     pub fn logits(&self, rows: usize, outputs: usize) -> &[f32] {
@@ -65,25 +94,37 @@ impl Mlp {
         params
     }
 
-    pub fn workspace(&self, capacity: usize) -> Workspace {
+    /// The buffer lengths of a workspace for `capacity` rows: what [`Mlp::workspace`] allocates,
+    /// and what memory estimates count before allocating.
+    pub fn workspace_layout(&self, capacity: usize) -> WorkspaceLayout {
         let widths = self.architecture.widths();
         let max_width = widths[1..].iter().copied().max().unwrap_or(0);
-        Workspace {
-            capacity,
-            inputs: vec![0.0; capacity * self.architecture.inputs],
-            labels: vec![0; capacity],
-            activations: widths[1..]
-                .iter()
-                .map(|&w| vec![0.0; capacity * w])
-                .collect(),
+        let rows_of = |width: usize| capacity.saturating_mul(width);
+        WorkspaceLayout {
+            inputs: rows_of(self.architecture.inputs),
+            labels: capacity,
+            activations: widths[1..].iter().map(|&w| rows_of(w)).collect(),
             masks: self
                 .architecture
                 .hidden
                 .iter()
-                .map(|&w| vec![0.0; capacity * w])
+                .map(|&w| rows_of(w))
                 .collect(),
-            grad_output: vec![0.0; capacity * max_width],
-            grad_input: vec![0.0; capacity * max_width],
+            grad: rows_of(max_width),
+        }
+    }
+
+    pub fn workspace(&self, capacity: usize) -> Workspace {
+        let layout = self.workspace_layout(capacity);
+        let zeros = |len: usize| vec![0.0; len];
+        Workspace {
+            capacity,
+            inputs: zeros(layout.inputs),
+            labels: vec![0; layout.labels],
+            activations: layout.activations.iter().map(|&len| zeros(len)).collect(),
+            masks: layout.masks.iter().map(|&len| zeros(len)).collect(),
+            grad_output: zeros(layout.grad),
+            grad_input: zeros(layout.grad),
         }
     }
 

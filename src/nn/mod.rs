@@ -9,4 +9,4 @@ pub mod loss;
 pub mod mlp;
 
 pub use architecture::Architecture;
-pub use mlp::{Mlp, Workspace};
+pub use mlp::{Mlp, Workspace, WorkspaceLayout};
