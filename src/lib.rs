@@ -19,6 +19,7 @@ pub mod plot;
 pub mod predict;
 pub mod report;
 pub mod rng;
+pub mod run_lock;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -16,5 +16,6 @@ mod gradients;
 mod memory_limits;
 mod parsers_proptest;
 mod resume_exact;
+mod run_locks;
 mod speed_determinism;
 mod training_controls;

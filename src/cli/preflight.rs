@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::model_file::MAGIC;
+use crate::run_lock::{LockError, RunLock};
 
 /// The folder a file path lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> PathBuf {
@@ -58,6 +59,64 @@ pub fn check_output_file(path: &Path, option: &str) -> Result<()> {
             .is_some_and(|own| name == own)
     });
     Ok(())
+}
+
+/// The locks a run holds on what it writes (see [`RunLock`]): a second run aimed at the same
+/// model file or folder is refused naming the holder. Each place is locked once however it is
+/// spelled (`ck`, `./ck`), since a second lock would collide with the first.
+#[derive(Debug, Default)]
+pub struct OutputLocks {
+    held: Vec<(PathBuf, RunLock)>,
+}
+
+impl OutputLocks {
+    /// Locks the model file `path` (the `option`'s value); its folder must exist.
+    pub fn file(&mut self, path: &Path, option: &str) -> Result<()> {
+        let name = path.file_name().unwrap_or_default();
+        let key = absolute(&parent_dir(path)).join(name);
+        self.take(key, || RunLock::file(path), path, option, "file")
+    }
+
+    /// Locks the folder `dir` (the `option`'s value), which must exist.
+    pub fn folder(&mut self, dir: &Path, option: &str) -> Result<()> {
+        self.take(
+            absolute(dir),
+            || RunLock::folder(dir),
+            dir,
+            option,
+            "folder",
+        )
+    }
+
+    fn take(
+        &mut self,
+        key: PathBuf,
+        lock: impl FnOnce() -> std::result::Result<RunLock, LockError>,
+        path: &Path,
+        option: &str,
+        what: &str,
+    ) -> Result<()> {
+        if self.held.iter().any(|(held, _)| *held == key) {
+            return Ok(());
+        }
+        let lock = lock().map_err(|error| match error {
+            LockError::Held { .. } => Error::config(
+                option,
+                format!(
+                    "{} is {error}; wait for that run to finish or choose another {what}",
+                    path.display()
+                ),
+            ),
+            LockError::Io { lock_file, source } => Error::io(lock_file, source),
+        })?;
+        self.held.push((key, lock));
+        Ok(())
+    }
+}
+
+/// `path` resolved (symbolic links, `.`, `..`) when it exists, else as given.
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Creates `dir` if needed and checks that files can be created in it.

@@ -12,7 +12,9 @@ use crate::checkpoint::{
     fingerprint, list_checkpoints, parse_checkpoint_file_name, resolve_resume_path, Checkpoint,
     RunInfo,
 };
-use crate::cli::preflight::{check_output_dir, check_output_file, remove_stale_temp_files};
+use crate::cli::preflight::{
+    check_output_dir, check_output_file, remove_stale_temp_files, OutputLocks,
+};
 use crate::cli::train::TrainJob;
 use crate::cli::Cli;
 use crate::data::{Dataset, DatasetKind};
@@ -48,6 +50,8 @@ pub struct RunPlan {
     pub resume: Option<(PathBuf, Checkpoint)>,
     /// Where an interrupted run without a checkpoint folder saves its checkpoint.
     pub interrupted_path: PathBuf,
+    /// This run's locks on its model file and checkpoint folder, held until the plan is dropped.
+    pub locks: OutputLocks,
 }
 
 /// Validates the checkpoint options, loads the checkpoint to resume (adjusting `job` to it) and
@@ -58,6 +62,15 @@ pub fn prepare(args: &CheckpointArgs, job: &mut TrainJob) -> Result<RunPlan> {
     }
     if args.checkpoint_every == Some(0) {
         return Err(Error::config("--checkpoint-every", "must be at least 1"));
+    }
+    // Lock the folders first: while another run writes them, say so rather than what they hold.
+    let mut locks = OutputLocks::default();
+    if let Some(dir) = &args.checkpoint_dir {
+        check_output_dir(dir, "--checkpoint-dir")?;
+        locks.folder(dir, "--checkpoint-dir")?;
+    }
+    if let Some(dir) = args.resume.as_ref().filter(|path| path.is_dir()) {
+        locks.folder(dir, "--resume")?;
     }
     let mut settings = args.checkpoint_dir.clone().map(|dir| CheckpointSettings {
         dir,
@@ -97,8 +110,11 @@ pub fn prepare(args: &CheckpointArgs, job: &mut TrainJob) -> Result<RunPlan> {
         ));
     }
     check_output_file(&job.output, "--output")?;
+    locks.file(&job.output, "--output")?;
     if let Some(settings) = &settings {
         check_output_dir(&settings.dir, "--checkpoint-dir")?;
+        // The folder a resumed checkpoint file names (the others are locked already).
+        locks.folder(&settings.dir, "--resume")?;
         remove_stale_temp_files(&settings.dir, |name| {
             parse_checkpoint_file_name(name).is_some()
         });
@@ -118,6 +134,7 @@ pub fn prepare(args: &CheckpointArgs, job: &mut TrainJob) -> Result<RunPlan> {
         settings,
         resume,
         interrupted_path: PathBuf::from(interrupted_path),
+        locks,
     })
 }
 
@@ -523,6 +540,7 @@ mod tests {
             }),
             resume: None,
             interrupted_path: PathBuf::from("weights.bin.interrupted.ckpt"),
+            locks: OutputLocks::default(),
         };
         let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
         let message = plan
