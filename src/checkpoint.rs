@@ -22,12 +22,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::validation_args::ValidationPlan;
-use crate::data::Dataset;
+use crate::data::{Dataset, DatasetKind};
 use crate::error::{Error, Result};
 use crate::model_file::{decode_container, encode_container, validate_architecture, write_atomic};
 use crate::model_file::{read_bounded, TensorInfo};
 use crate::optim::Optimizer;
+use crate::run::spec::{CheckpointPolicy, RunSpec, ValidationPlan};
 use crate::train::{CallbackState, EpochRecord, RunningMetrics, TrainConfig, Trainer};
 
 const KIND: &str = "checkpoint";
@@ -35,33 +35,92 @@ const FILE_PREFIX: &str = "ckpt-e";
 const FILE_SUFFIX: &str = ".ckpt";
 const PARAMETERS_TENSOR: &str = "parameters";
 
-/// The run's settings that are not part of the model's mathematics but that a resume needs:
-/// which data it was trained on and where its outputs go.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunInfo {
-    /// "mnist" or "fashion".
-    pub dataset: String,
-    pub data_dir: PathBuf,
-    pub limit: Option<usize>,
-    /// Number of training examples the run iterates over.
-    pub train_examples: usize,
-    /// [`fingerprint`] of the training set: a resume refuses different data.
-    pub data_fingerprint: String,
-    pub output: PathBuf,
-    pub test_batch_size: usize,
-    /// Validation split, early stopping and restore-best settings.
-    pub validation: ValidationPlan,
-    pub checkpoint_dir: Option<PathBuf>,
-    pub checkpoint_every: Option<usize>,
-    pub keep_checkpoints: usize,
+/// Which training set a checkpointed run iterates over: a resume refuses different data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrainingData {
+    /// Number of training examples (after the limit and the validation hold-out).
+    pub examples: usize,
+    /// [`fingerprint`] of the training set.
+    pub fingerprint: String,
+}
+
+impl TrainingData {
+    pub fn of(dataset: &Dataset) -> TrainingData {
+        TrainingData {
+            examples: dataset.len(),
+            fingerprint: fingerprint(dataset),
+        }
+    }
+}
+
+/// The header's `run` object: the [`RunSpec`] beside its training configuration (which the
+/// header stores as `config`), flat, as every version so far has written it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunRecord {
+    dataset: DatasetKind,
+    data_dir: PathBuf,
+    limit: Option<usize>,
+    train_examples: usize,
+    data_fingerprint: String,
+    output: Option<PathBuf>,
+    test_batch_size: usize,
+    validation: ValidationPlan,
+    checkpoint_dir: Option<PathBuf>,
+    checkpoint_every: Option<usize>,
+    keep_checkpoints: usize,
+}
+
+impl RunRecord {
+    fn new(spec: &RunSpec, data: &TrainingData) -> RunRecord {
+        RunRecord {
+            dataset: spec.dataset,
+            data_dir: spec.data_dir.clone(),
+            limit: spec.limit,
+            train_examples: data.examples,
+            data_fingerprint: data.fingerprint.clone(),
+            output: spec.output.clone(),
+            test_batch_size: spec.test_batch_size,
+            validation: spec.validation.clone(),
+            checkpoint_dir: spec.checkpoints.dir.clone(),
+            checkpoint_every: spec.checkpoints.every_steps,
+            keep_checkpoints: spec.checkpoints.keep,
+        }
+    }
+
+    fn into_spec(self, training: TrainConfig) -> (RunSpec, TrainingData) {
+        let spec = RunSpec {
+            training,
+            dataset: self.dataset,
+            data_dir: self.data_dir,
+            limit: self.limit,
+            test_batch_size: self.test_batch_size,
+            validation: self.validation,
+            validate_on_test_set: false,
+            output: self.output,
+            checkpoints: CheckpointPolicy {
+                dir: self.checkpoint_dir,
+                every_steps: self.checkpoint_every,
+                keep: self.keep_checkpoints,
+            },
+            threads: None,
+            memory_limit: None,
+        };
+        let data = TrainingData {
+            examples: self.train_examples,
+            fingerprint: self.data_fingerprint,
+        };
+        (spec, data)
+    }
 }
 
 /// A training run frozen between two steps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     pub program_version: String,
-    pub config: TrainConfig,
-    pub run: RunInfo,
+    /// The run being checkpointed; `spec.training` is the trainer's configuration.
+    pub spec: RunSpec,
+    /// What it trains on.
+    pub data: TrainingData,
     /// Completed epochs.
     pub epoch: usize,
     /// Completed steps of the current epoch.
@@ -79,7 +138,7 @@ struct Header {
     kind: String,
     program_version: String,
     config: TrainConfig,
-    run: RunInfo,
+    run: RunRecord,
     epoch: usize,
     step_in_epoch: usize,
     optimizer_steps: u64,
@@ -96,12 +155,15 @@ struct KindOnly {
 }
 
 impl Checkpoint {
-    /// Captures a trainer's complete state.
-    pub fn capture(trainer: &Trainer, run: RunInfo) -> Checkpoint {
+    /// Captures a trainer's complete state, running `spec` on `data`.
+    pub fn capture(trainer: &Trainer, spec: &RunSpec, data: &TrainingData) -> Checkpoint {
         Checkpoint {
             program_version: env!("CARGO_PKG_VERSION").to_string(),
-            config: trainer.config.clone(),
-            run,
+            spec: RunSpec {
+                training: trainer.config.clone(),
+                ..spec.clone()
+            },
+            data: data.clone(),
             epoch: trainer.epoch,
             step_in_epoch: trainer.step_in_epoch,
             running: trainer.running.clone(),
@@ -114,7 +176,7 @@ impl Checkpoint {
 
     /// A trainer positioned exactly where this checkpoint was taken.
     pub fn into_trainer(self) -> Trainer {
-        let mut trainer = Trainer::new(self.config);
+        let mut trainer = Trainer::new(self.spec.training);
         trainer.params = self.params;
         trainer.optimizer = self.optimizer;
         trainer.epoch = self.epoch;
@@ -167,8 +229,8 @@ impl Checkpoint {
         let header = Header {
             kind: KIND.to_string(),
             program_version: self.program_version.clone(),
-            config: self.config.clone(),
-            run: self.run.clone(),
+            config: self.spec.training.clone(),
+            run: RunRecord::new(&self.spec, &self.data),
             epoch: self.epoch,
             step_in_epoch: self.step_in_epoch,
             optimizer_steps: self.optimizer.steps,
@@ -189,7 +251,7 @@ impl Checkpoint {
         if !all_finite(&self.params) || self.optimizer.slots.iter().any(|s| !all_finite(s)) {
             return Err(Error::model(
                 path,
-                "refusing to save a checkpoint with NaN or infinite weights (training diverged; try a smaller --learning-rate)",
+                "refusing to save a checkpoint with NaN or infinite weights (training diverged; try a smaller learning rate)",
             ));
         }
         let bytes = self.encode();
@@ -300,10 +362,11 @@ impl Checkpoint {
         if !all_finite(&params) {
             return Err("contains NaN or infinite weights".to_string());
         }
+        let (spec, training_data) = header.run.into_spec(header.config);
         let checkpoint = Checkpoint {
             program_version: header.program_version,
-            config: header.config,
-            run: header.run,
+            spec,
+            data: training_data,
             epoch: header.epoch,
             step_in_epoch: header.step_in_epoch,
             running: header.running,
@@ -318,12 +381,13 @@ impl Checkpoint {
 
     /// The position fields must agree with each other and with the data the run used.
     fn check_position(&self) -> std::result::Result<(), String> {
-        let batch_size = self.config.batch_size.resolve(self.run.train_examples);
-        let steps_per_epoch = self.run.train_examples.div_ceil(batch_size);
-        if self.run.train_examples == 0
+        let examples = self.data.examples;
+        let batch_size = self.spec.training.batch_size.resolve(examples);
+        let steps_per_epoch = examples.div_ceil(batch_size);
+        if examples == 0
             || self.step_in_epoch > steps_per_epoch
             || self.history.len() != self.epoch
-            || self.running.seen > self.run.train_examples
+            || self.running.seen > examples
         {
             return Err("its training position is inconsistent (epoch, step, history)".to_string());
         }

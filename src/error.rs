@@ -1,5 +1,6 @@
-//! The library's one error type. Every variant carries enough context (a file, an option,
-//! an epoch) for `main` to print a single helpful line.
+//! The library's one error type. Every variant carries enough context (a file, a setting, an
+//! epoch) for the program to print a single helpful line. Errors speak in the library's terms
+//! ([`Setting`]); the command line names the options behind them.
 
 use std::path::{Path, PathBuf};
 
@@ -19,22 +20,84 @@ pub enum Error {
     /// A model or checkpoint file is malformed, corrupt or does not fit.
     #[error("{}: {message}", path.display())]
     Model { path: PathBuf, message: String },
-    /// A command-line option has a value we cannot use.
+    /// A command-line option has a value we cannot use (raised by the command line, which
+    /// knows the option's name).
     #[error("invalid value for {option}: {message}")]
     Config { option: String, message: String },
+    /// A setting of the run has a value we cannot use, named in the library's terms; the
+    /// command line names the option behind it.
+    #[error("invalid {setting}: {message}")]
+    Setting { setting: Setting, message: String },
+    /// A fresh run was given a checkpoint folder that holds another run's checkpoints.
+    #[error("invalid {}: {} already holds checkpoints of another run", Setting::CheckpointDir, dir.display())]
+    CheckpointFolderInUse { dir: PathBuf },
+    /// The final model could not be written, but the newest checkpoint holds the weights.
+    #[error("{}: {source}; the trained weights are safe in {}: resuming it writes the model", path.display(), checkpoint.display())]
+    SaveFailedWeightsSafe {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        checkpoint: PathBuf,
+    },
     /// Training diverged.
-    #[error("loss became {value} at epoch {epoch}, step {step}; try a smaller --learning-rate")]
+    #[error("loss became {value} at epoch {epoch}, step {step}; try a smaller learning rate")]
     NonFinite {
         epoch: usize,
         step: usize,
         value: f32,
     },
     /// The weights became NaN or infinite although the loss was still finite.
-    #[error("the weights became NaN or infinite at epoch {epoch}, step {step}; try a smaller --learning-rate")]
+    #[error("the weights became NaN or infinite at epoch {epoch}, step {step}; try a smaller learning rate")]
     NonFiniteWeights { epoch: usize, step: usize },
-    /// The user asked us to stop (Ctrl-C / SIGTERM).
+    /// The user asked us to stop (Ctrl-C / SIGTERM); `checkpoint` holds the run's state.
     #[error("interrupted")]
-    Interrupted,
+    Interrupted { checkpoint: Option<PathBuf> },
+}
+
+/// A setting of a run that a library error can be about (the command line maps each to its
+/// option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// How many training images to use.
+    Limit,
+    /// The fraction held out for validation.
+    ValidationSplit,
+    /// The CSV history file.
+    History,
+    /// A picture file (curves, confusion matrix).
+    Plot,
+    /// Where the model is saved.
+    Output,
+    /// Where checkpoints go.
+    CheckpointDir,
+    /// Where the dataset is read from.
+    DataDir,
+    /// The checkpoint (file or folder) a run continues.
+    Resume,
+    /// The widths of the hidden layers.
+    HiddenWidths,
+    /// Examples per optimization step.
+    BatchSize,
+    /// Examples per evaluation batch.
+    TestBatchSize,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Setting::Limit => "training-set limit",
+            Setting::ValidationSplit => "validation split",
+            Setting::History => "history file",
+            Setting::Plot => "picture file",
+            Setting::Output => "model path",
+            Setting::CheckpointDir => "checkpoint folder",
+            Setting::DataDir => "data folder",
+            Setting::Resume => "checkpoint to resume",
+            Setting::HiddenWidths => "hidden layer widths",
+            Setting::BatchSize => "batch size",
+            Setting::TestBatchSize => "evaluation batch size",
+        })
+    }
 }
 
 impl Error {
@@ -59,6 +122,13 @@ impl Error {
         }
     }
 
+    pub fn setting(setting: Setting, message: impl Into<String>) -> Self {
+        Error::Setting {
+            setting,
+            message: message.into(),
+        }
+    }
+
     pub fn config(option: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config {
             option: option.into(),
@@ -69,8 +139,10 @@ impl Error {
     /// The process exit code documented in the README.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config { .. } => exit_code::USAGE,
-            Error::Interrupted => exit_code::INTERRUPTED,
+            Error::Config { .. } | Error::Setting { .. } | Error::CheckpointFolderInUse { .. } => {
+                exit_code::USAGE
+            }
+            Error::Interrupted { .. } => exit_code::INTERRUPTED,
             _ => exit_code::ERROR,
         }
     }

@@ -1,14 +1,13 @@
-use mnist_train::cli;
-use mnist_train::error::exit_code;
+//! The `mnist-train` program. The command line (`cli/`) belongs to the program, not to the
+//! library: it parses arguments into the library's plain specs (`mnist_train::run::RunSpec`),
+//! calls the library and turns an error into one line and an exit code.
+
+mod cli;
+
+// The command-line modules name the library's modules as `crate::data`, `crate::run`, … .
+#[allow(unused_imports)]
+use mnist_train::*;
 
 fn main() {
-    let cli = match cli::parse_from(std::env::args_os()) {
-        Ok(cli) => cli,
-        Err(error) => std::process::exit(cli::report_parse_error(error)),
-    };
-    if let Err(error) = cli::run(cli) {
-        eprintln!("error: {error}");
-        std::process::exit(error.exit_code());
-    }
-    std::process::exit(exit_code::SUCCESS);
+    std::process::exit(cli::main(std::env::args_os()));
 }

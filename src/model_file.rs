@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::Architecture;
 
@@ -68,8 +69,8 @@ impl Default for Normalization {
 pub struct Model {
     pub architecture: Architecture,
     pub normalization: Normalization,
-    /// "mnist" or "fashion".
-    pub dataset: String,
+    /// The dataset it was trained on (decides which test set `eval` reads).
+    pub dataset: DatasetKind,
     pub class_names: Vec<String>,
     /// The flat parameter buffer, laid out as [`Architecture::dense_layouts`] says.
     pub parameters: Vec<f32>,
@@ -81,7 +82,7 @@ struct ModelHeader {
     kind: String,
     architecture: Architecture,
     normalization: Normalization,
-    dataset: String,
+    dataset: DatasetKind,
     class_names: Vec<String>,
     tensors: Vec<TensorInfo>,
 }
@@ -93,7 +94,7 @@ impl Model {
         if !self.parameters.iter().all(|v| v.is_finite()) {
             return Err(Error::model(
                 path,
-                "refusing to save NaN or infinite weights (training diverged; try a smaller --learning-rate); the previous file is untouched",
+                "refusing to save NaN or infinite weights (training diverged; try a smaller learning rate); the previous file is untouched",
             ));
         }
         write_atomic(path, &self.encode())
@@ -111,7 +112,7 @@ impl Model {
             kind: "model".to_string(),
             architecture: self.architecture.clone(),
             normalization: self.normalization,
-            dataset: self.dataset.clone(),
+            dataset: self.dataset,
             class_names: self.class_names.clone(),
             tensors,
         };
@@ -342,10 +343,22 @@ mod tests {
         Model {
             architecture,
             normalization: Normalization::default(),
-            dataset: "mnist".into(),
+            dataset: DatasetKind::Mnist,
             class_names: vec!["zero".into(), "one".into()],
             parameters,
         }
+    }
+
+    #[test]
+    fn an_unknown_dataset_name_is_refused_not_read_as_mnist() {
+        let (header, data) = decode_container(&sample_model().encode()).unwrap();
+        let header = String::from_utf8(header)
+            .unwrap()
+            .replace(r#""dataset":"mnist""#, r#""dataset":"kmnist""#);
+        assert!(header.contains("kmnist"), "the test edits the header");
+        let bytes = encode_container(header.as_bytes(), &[&data]);
+        let message = Model::decode(&bytes).unwrap_err();
+        assert!(message.contains(r#"unknown dataset "kmnist""#), "{message}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use mnist_train::checkpoint::{list_checkpoints, Checkpoint};
+use mnist_train::data::DatasetKind;
 use mnist_train::model_file::{Model, Normalization};
 use mnist_train::nn::Architecture;
 use support::{gzip, idx_bytes, random_examples, Workdir};
@@ -308,7 +309,7 @@ fn a_model_whose_architecture_does_not_fit_the_data_is_refused() {
         parameters: vec![0.5; architecture.parameter_count()],
         architecture,
         normalization: Normalization::default(),
-        dataset: "mnist".to_string(),
+        dataset: DatasetKind::Mnist,
         class_names: (0..10).map(|c| c.to_string()).collect(),
     };
     model.save(&work.path("small.bin")).unwrap();
@@ -322,8 +323,8 @@ fn a_model_whose_architecture_does_not_fit_the_data_is_refused() {
     trained_model(&work);
     let path = list_checkpoints(&work.path("ck")).unwrap().pop().unwrap();
     let mut checkpoint = Checkpoint::load(&path).unwrap();
-    checkpoint.config.architecture.inputs = 100;
-    checkpoint.params = vec![0.1; checkpoint.config.architecture.parameter_count()];
+    checkpoint.spec.training.architecture.inputs = 100;
+    checkpoint.params = vec![0.1; checkpoint.spec.training.architecture.parameter_count()];
     checkpoint.optimizer.slots = vec![vec![0.0; checkpoint.params.len()]; 2];
     checkpoint.save(&work.path("small.ckpt")).unwrap();
     assert_refused(

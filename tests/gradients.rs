@@ -4,7 +4,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use mnist_train::nn::activation::{relu_backward, relu_forward};
+use mnist_train::kernels::{relu_backward, relu_forward};
 use mnist_train::nn::architecture::Architecture;
 use mnist_train::nn::dropout::{dropout_backward, dropout_forward};
 use mnist_train::nn::loss::softmax_cross_entropy;

@@ -61,8 +61,7 @@ fn two_wide_layers_are_refused_with_an_estimate_matching_a_hand_count() {
         2,
         &[
             "--hidden",
-            "more than the 16.0 GiB available",
-            "--max-memory",
+            "more than the 16.0 GiB allowed by the memory limit",
         ],
     );
     // 784·65536 + 65536 + 65536·65536 + 65536 + 65536·10 + 10 parameters of 4 bytes; Adam keeps
@@ -107,7 +106,7 @@ fn a_batch_whose_step_workspaces_do_not_fit_is_refused_naming_batch_size() {
         &[
             "--batch-size",
             "step workspaces",
-            "more than the 100.0 MiB available",
+            "more than the 100.0 MiB allowed",
         ],
     );
     let small = run("32").output().unwrap();

@@ -8,13 +8,15 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use mnist_train::checkpoint::{Checkpoint, RunInfo};
+use mnist_train::checkpoint::Checkpoint;
 use mnist_train::data::idx::read_idx_bytes;
+use mnist_train::data::DatasetKind;
 use mnist_train::model_file::{Model, Normalization};
 use mnist_train::nn::Architecture;
 use mnist_train::optim::{Optimizer, OptimizerConfig};
+use mnist_train::run::RunSpec;
 use mnist_train::train::{BatchSize, CallbackState, EpochRecord, RunningMetrics, TrainConfig};
-use support::{gzip, idx_bytes, test_run_info};
+use support::{gzip, idx_bytes, test_run};
 
 /// Dimensions (1–3 of them, small) and matching data.
 fn idx_array() -> impl Strategy<Value = (Vec<u32>, Vec<u8>)> {
@@ -103,7 +105,7 @@ fn model() -> impl Strategy<Value = Model> {
             .prop_map(|(parameters, class_names, architecture)| Model {
                 architecture,
                 normalization: Normalization::default(),
-                dataset: "mnist".to_string(),
+                dataset: DatasetKind::Mnist,
                 class_names,
                 parameters,
             })
@@ -186,21 +188,23 @@ fn checkpoint() -> impl Strategy<Value = Checkpoint> {
                 };
                 state.tensors.insert("params".to_string(), callback_tensor);
                 callback_state.insert("best_weights".to_string(), state);
+                let (spec, data) = test_run(train_examples);
                 Checkpoint {
                     program_version: "0.1.0".to_string(),
-                    config: TrainConfig {
-                        architecture,
-                        optimizer,
-                        learning_rate,
-                        epochs: epoch + 1,
-                        batch_size: BatchSize::Examples(batch),
-                        seed,
-                        ..TrainConfig::default()
-                    },
-                    run: RunInfo {
+                    spec: RunSpec {
+                        training: TrainConfig {
+                            architecture,
+                            optimizer,
+                            learning_rate,
+                            epochs: epoch + 1,
+                            batch_size: BatchSize::Examples(batch),
+                            seed,
+                            ..TrainConfig::default()
+                        },
                         limit: Some(train_examples),
-                        ..test_run_info(train_examples)
+                        ..spec
                     },
+                    data,
                     epoch,
                     step_in_epoch,
                     running: RunningMetrics {
@@ -350,7 +354,7 @@ proptest! {
     ) {
         let bytes = reseal(apply(&checkpoint.encode(), &mutations));
         if let Ok(decoded) = Checkpoint::decode(&bytes) {
-            prop_assert_eq!(decoded.params.len(), decoded.config.architecture.parameter_count());
+            prop_assert_eq!(decoded.params.len(), decoded.spec.training.architecture.parameter_count());
         }
     }
 }

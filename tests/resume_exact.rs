@@ -11,7 +11,7 @@ use mnist_train::train::{
     BatchSize, Callback, CallbackState, Control, EpochRecord, Progress, ProgressMode, TrainConfig,
     Trainer,
 };
-use support::{random_dataset, test_run_info, timeless};
+use support::{random_dataset, test_run, timeless};
 
 /// Asks the loop to stop once `stop_after` optimization steps are done.
 struct StopAfter {
@@ -132,7 +132,8 @@ fn resuming_after_every_possible_step_is_bit_identical() {
                 .unwrap();
             assert_eq!(first.optimizer.steps as usize, stop_after);
 
-            let bytes = Checkpoint::capture(&first, test_run_info(train.len())).encode();
+            let (spec, data) = test_run(train.len());
+            let bytes = Checkpoint::capture(&first, &spec, &data).encode();
             let checkpoint = Checkpoint::decode(&bytes).unwrap();
             let mut resumed = checkpoint.into_trainer();
             let mut counter = EpochCounter::default();
@@ -180,7 +181,8 @@ fn checkpoint_round_trips_every_field() {
     trainer
         .fit(&train, &mut progress, &mut [&mut counter, &mut stop])
         .unwrap();
-    let original = Checkpoint::capture(&trainer, test_run_info(train.len()));
+    let (spec, data) = test_run(train.len());
+    let original = Checkpoint::capture(&trainer, &spec, &data);
     let decoded = Checkpoint::decode(&original.encode()).unwrap();
     assert_eq!(decoded, original);
     assert_eq!(decoded.epoch, 1);

@@ -5,15 +5,17 @@
 pub mod report;
 pub mod stats;
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::data::{load_train_and_test, DatasetKind};
+use crate::data::DatasetKind;
 use crate::error::Result;
 use crate::optim::OptimizerConfig;
-use crate::train::{evaluate, BatchSize, Progress, ProgressMode, TrainConfig, Trainer};
+use crate::run::{self, Observers, RunSpec, Source};
+use crate::train::{BatchSize, Progress, ProgressMode, TrainConfig};
 
 pub use stats::Stats;
 
@@ -59,46 +61,48 @@ pub struct RunMeasurement {
     pub test_accuracy: f64,
 }
 
+impl BenchCase {
+    /// The run this case measures.
+    pub fn spec(&self, settings: &BenchSettings) -> RunSpec {
+        let training = TrainConfig {
+            optimizer: self.optimizer,
+            learning_rate: self.learning_rate,
+            epochs: settings.epochs,
+            batch_size: self.batch_size,
+            seed: settings.seed,
+            ..TrainConfig::default()
+        };
+        RunSpec {
+            data_dir: settings.data_dir.clone(),
+            limit: settings.limit,
+            test_batch_size: settings.test_batch_size,
+            threads: NonZeroUsize::new(self.threads),
+            ..RunSpec::new(training, settings.dataset)
+        }
+    }
+}
+
 /// Runs the whole job once for `case`: load the data, train, evaluate on the test set.
 pub fn run_once(case: &BenchCase, settings: &BenchSettings) -> Result<RunMeasurement> {
     let started = Instant::now();
-    let (mut train_set, test_set) = load_train_and_test(&settings.data_dir, settings.dataset)?;
-    if let Some(limit) = settings.limit {
-        train_set.truncate(limit);
-    }
-    let load_seconds = started.elapsed().as_secs_f64();
-
-    let config = TrainConfig {
-        optimizer: case.optimizer,
-        learning_rate: case.learning_rate,
-        epochs: settings.epochs,
-        batch_size: case.batch_size,
-        seed: settings.seed,
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(config);
-    trainer.threads = case.threads;
     let mut progress = Progress::new(ProgressMode::None, settings.epochs);
-    trainer.fit(&train_set, &mut progress, &mut [])?;
-
-    let eval_started = Instant::now();
-    let evaluation = evaluate(
-        &trainer.mlp,
-        &trainer.params,
-        &test_set,
-        settings.test_batch_size,
-    );
-    let eval_seconds = eval_started.elapsed().as_secs_f64();
-    let last = trainer.history.last();
+    let outcome = run::execute(
+        &case.spec(settings),
+        Source::Load,
+        None,
+        Observers::quiet(&mut progress),
+    )?;
+    let history = &outcome.trainer.history;
+    let last = history.last();
     Ok(RunMeasurement {
-        load_seconds,
-        epoch_seconds: trainer.history.iter().map(|r| r.seconds).collect(),
-        eval_seconds,
+        load_seconds: outcome.load_seconds,
+        epoch_seconds: history.iter().map(|r| r.seconds).collect(),
+        eval_seconds: outcome.eval_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
-        train_examples: train_set.len(),
+        train_examples: outcome.train.len(),
         final_loss: last.map_or(f64::NAN, |r| r.loss),
         final_accuracy: last.map_or(f64::NAN, |r| r.accuracy),
-        test_accuracy: evaluation.accuracy,
+        test_accuracy: outcome.evaluation.accuracy,
     })
 }
 
@@ -157,7 +161,7 @@ pub fn measure_case(
     let pick = |field: fn(&RunMeasurement) -> f64| -> Vec<f64> { runs.iter().map(field).collect() };
     let last = runs.last().cloned().expect("at least one run");
     Ok(CaseReport {
-        batch_size: batch_label(case.batch_size),
+        batch_size: case.batch_size.label(),
         threads: case.threads,
         optimizer: case.optimizer_name.clone(),
         learning_rate: case.learning_rate,
@@ -173,14 +177,6 @@ pub fn measure_case(
         test_accuracy: last.test_accuracy,
         runs,
     })
-}
-
-/// "32" or "full".
-pub fn batch_label(batch_size: BatchSize) -> String {
-    match batch_size {
-        BatchSize::Examples(n) => n.to_string(),
-        BatchSize::Full => "full".to_string(),
-    }
 }
 
 /// Peak resident memory of this process so far (Linux: VmHWM in /proc/self/status).

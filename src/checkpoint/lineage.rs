@@ -52,18 +52,18 @@ pub fn check_single_run(dir: &Path, chosen_path: &Path, chosen: &Checkpoint) -> 
 
 /// The settings that make a run what it is, as JSON.
 fn identity(checkpoint: &Checkpoint) -> Value {
-    let mut config = serde_json::to_value(&checkpoint.config).unwrap_or(Value::Null);
+    let spec = &checkpoint.spec;
+    let mut config = serde_json::to_value(&spec.training).unwrap_or(Value::Null);
     if let Some(fields) = config.as_object_mut() {
         fields.remove("epochs");
     }
-    let run = &checkpoint.run;
     serde_json::json!({
         "config": config,
-        "dataset": run.dataset,
-        "limit": run.limit,
-        "train_examples": run.train_examples,
-        "data_fingerprint": run.data_fingerprint,
-        "validation_split": run.validation.split,
+        "dataset": spec.dataset.name(),
+        "limit": spec.limit,
+        "train_examples": checkpoint.data.examples,
+        "data_fingerprint": checkpoint.data.fingerprint,
+        "validation_split": spec.validation.split,
     })
 }
 
@@ -119,26 +119,10 @@ fn histories_agree(a: &Checkpoint, b: &Checkpoint) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::RunInfo;
+    use crate::checkpoint::TrainingData;
+    use crate::data::DatasetKind;
+    use crate::run::RunSpec;
     use crate::train::{EpochRecord, TrainConfig, Trainer};
-
-    /// Run settings without a validation split (built from JSON like a checkpoint header).
-    fn run_info() -> RunInfo {
-        serde_json::from_value(serde_json::json!({
-            "dataset": "mnist",
-            "data_dir": "data",
-            "limit": null,
-            "train_examples": 100,
-            "data_fingerprint": "crc32:01234567",
-            "output": "weights.bin",
-            "test_batch_size": 1000,
-            "validation": {"split": null, "early_stopping": null, "restore_best": null},
-            "checkpoint_dir": null,
-            "checkpoint_every": null,
-            "keep_checkpoints": 2
-        }))
-        .unwrap()
-    }
 
     fn record(epoch: usize, seconds: f64) -> EpochRecord {
         EpochRecord {
@@ -158,7 +142,12 @@ mod tests {
         let mut trainer = Trainer::new(config.clone());
         trainer.epoch = history.len();
         trainer.history = history;
-        let checkpoint = Checkpoint::capture(&trainer, run_info());
+        let spec = RunSpec::new(config.clone(), DatasetKind::Mnist);
+        let data = TrainingData {
+            examples: 100,
+            fingerprint: "crc32:01234567".to_string(),
+        };
+        let checkpoint = Checkpoint::capture(&trainer, &spec, &data);
         let path = dir.join(checkpoint.file_name());
         checkpoint.save(&path).unwrap();
         path

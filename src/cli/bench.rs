@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::bench::report::{BenchReport, SCHEMA};
-use crate::bench::{batch_label, measure_case, BenchCase, BenchSettings};
+use crate::bench::{measure_case, BenchCase, BenchSettings};
 use crate::cli::optimizer_args::OptimizerName;
 use crate::cli::{DataArgs, DatasetArg};
 use crate::data::DatasetKind;
@@ -65,23 +65,6 @@ pub struct BenchArgs {
     pub quiet: bool,
 }
 
-/// Each optimizer with its usual default learning rate (as `train` uses).
-fn optimizer_case(name: OptimizerName) -> (OptimizerConfig, f32) {
-    match name {
-        OptimizerName::Sgd => (OptimizerConfig::Sgd, 0.01),
-        OptimizerName::Momentum => (OptimizerConfig::Momentum { momentum: 0.9 }, 0.01),
-        OptimizerName::Nesterov => (OptimizerConfig::Nesterov { momentum: 0.9 }, 0.01),
-        OptimizerName::Adam => (OptimizerConfig::adam_default(), 0.001),
-        OptimizerName::Rmsprop => (
-            OptimizerConfig::Rmsprop {
-                rho: 0.9,
-                epsilon: 1e-7,
-            },
-            0.001,
-        ),
-    }
-}
-
 impl BenchArgs {
     fn validate(&self) -> Result<(BenchSettings, Vec<BenchCase>)> {
         if self.epochs == 0 {
@@ -116,7 +99,9 @@ impl BenchArgs {
         for &batch_size in &self.batch_sizes {
             for &thread_count in &threads {
                 for &name in &self.optimizers {
-                    let (optimizer, learning_rate) = optimizer_case(name);
+                    // Keras' defaults, as `train` uses them.
+                    let optimizer = OptimizerConfig::defaults(name.kind());
+                    let learning_rate = optimizer.default_learning_rate();
                     cases.push(BenchCase {
                         batch_size,
                         threads: thread_count,
@@ -163,7 +148,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "[{}/{}] batch {}, {} thread(s), {}",
             index + 1,
             cases.len(),
-            batch_label(case.batch_size),
+            case.batch_size.label(),
             case.threads,
             case.optimizer_name
         );

@@ -15,7 +15,7 @@ use crate::compare::report::{
 };
 use crate::compare::{default_variants, run_variants, CompareConfig, Variant, VARIANT_NAMES};
 use crate::data::{load_split, DatasetKind, Split};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::model_file::write_atomic;
 use crate::nn::Architecture;
 use crate::plot::{save_figure, PlotFormat};
@@ -102,7 +102,7 @@ impl CompareArgs {
         if self.test_batch_size == 0 {
             return Err(Error::config("--test-batch-size", "must be at least 1"));
         }
-        PlotFormat::from_path("--plot", &self.plot_path())?;
+        PlotFormat::from_path(Setting::Plot, &self.plot_path())?;
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(Error::config("--momentum", "must be in [0, 1)"));
         }
@@ -125,6 +125,7 @@ impl CompareArgs {
             seed: self.seed,
             test_batch_size: self.test_batch_size,
             threads: self.performance.threads()?,
+            dataset: DatasetKind::from(self.dataset),
         };
         Ok((config, variants))
     }
@@ -193,7 +194,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         results: &results,
     };
     let plot = args.plot_path();
-    save_figure("--plot", &plot, &figure)?;
+    save_figure(Setting::Plot, &plot, &figure)?;
     intro.info(&format!(
         "Wrote history.csv, history.json and table.md to {}, and the curves to {}",
         args.output_dir.display(),

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::cli::memory_args::MemoryArgs;
 use crate::cli::DataArgs;
-use crate::data::{load_split, Dataset, DatasetKind, Split};
-use crate::error::{Error, Result};
+use crate::data::{load_split, Dataset, Split};
+use crate::error::{Error, Result, Setting};
 use crate::interop::load_model;
 use crate::model_file::Model;
 use crate::nn::Mlp;
@@ -18,6 +18,7 @@ use crate::plot::{save_figure, ConfusionHeatMap, PlotFormat};
 use crate::predict::{fit_width, probabilities, render_half_blocks, tile_grid};
 use crate::report::classification::{most_confused_pairs, ClassificationReport, ConfusedPair};
 use crate::report::{print_json_line, ColorChoice, HumanOutput};
+use crate::run;
 use crate::train::memory::MemoryEstimate;
 use crate::train::{evaluate, Evaluation};
 
@@ -53,10 +54,7 @@ pub struct EvalArgs {
 
 /// Loads the test split of the dataset `model` was trained on, and checks that it fits the model.
 pub fn load_test_set_for(model: &Model, model_path: &Path, data: &DataArgs) -> Result<Dataset> {
-    let dataset = match model.dataset.as_str() {
-        "fashion" => DatasetKind::Fashion,
-        _ => DatasetKind::Mnist,
-    };
+    let dataset = model.dataset;
     let data_dir = data.dir_for(dataset);
     let mut test_set = load_split(&data_dir, Split::Test, dataset)?;
     if test_set.pixels_per_image() != model.architecture.inputs
@@ -115,14 +113,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
         return Err(Error::config("--test-batch-size", "must be at least 1"));
     }
     if let Some(path) = &args.plot {
-        PlotFormat::from_path("--plot", path)?;
+        PlotFormat::from_path(Setting::Plot, path)?;
     }
     let human = HumanOutput::new(args.json);
     let model = load_model(&args.model)?;
     let test_set = load_test_set_for(&model, &args.model, &args.data)?;
     let mlp = Mlp::new(model.architecture.clone());
     let needed = MemoryEstimate::evaluation(&mlp, args.test_batch_size, test_set.len());
-    args.memory.check(needed)?;
+    run::budget::check(needed, args.memory.max_memory)?;
     let evaluation = evaluate(&mlp, &model.parameters, &test_set, args.test_batch_size);
     let report = ClassificationReport::from_confusion(&evaluation.confusion, &model.class_names);
     let pairs = most_confused_pairs(&evaluation.confusion, &model.class_names, args.confused);
@@ -172,14 +170,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
             class_names: model.class_names.clone(),
             confusion: evaluation.confusion.clone(),
         };
-        save_figure("--plot", path, &heat_map)?;
+        save_figure(Setting::Plot, path, &heat_map)?;
         eprintln!("Saved confusion matrix plot to {}", path.display());
     }
     if args.json {
         print_json_line(&EvaluationJson {
             kind: "evaluation",
             model: args.model.display().to_string(),
-            dataset: model.dataset.clone(),
+            dataset: model.dataset.to_string(),
             class_names: model.class_names.clone(),
             loss: evaluation.loss,
             accuracy: evaluation.accuracy,

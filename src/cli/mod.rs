@@ -4,16 +4,15 @@
 pub mod bench;
 pub mod compare;
 pub mod completions;
+pub mod errors;
 pub mod eval;
 pub mod interop;
 pub mod memory_args;
 pub mod optimizer_args;
 pub mod performance;
 pub mod predict;
-pub mod preflight;
 pub mod resume;
 pub mod train;
-pub mod train_report;
 pub mod validation_args;
 
 use std::path::PathBuf;
@@ -154,6 +153,29 @@ where
         .map(|id| id.to_string())
         .collect();
     Ok(cli)
+}
+
+/// The whole program: parses `args`, runs the command, prints an error as one line. Returns the
+/// process exit code.
+pub fn main<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => return report_parse_error(error),
+    };
+    match run(cli) {
+        Ok(()) => crate::error::exit_code::SUCCESS,
+        Err(error) => {
+            if let Some(hint) = errors::how_to_continue(&error) {
+                eprintln!("{hint}");
+            }
+            eprintln!("error: {}", errors::message(&error));
+            error.exit_code()
+        }
+    }
 }
 
 /// Runs the parsed command line.

@@ -5,16 +5,7 @@ use clap::{Args, ValueEnum};
 
 use crate::error::{Error, Result};
 use crate::optim::schedule::{LrSchedule, ScheduleKind, Warmup};
-use crate::optim::OptimizerConfig;
-use crate::train::TrainConfig;
-
-pub const DEFAULT_MOMENTUM: f32 = 0.9;
-pub const DEFAULT_BETA1: f32 = 0.9;
-pub const DEFAULT_BETA2: f32 = 0.999;
-pub const DEFAULT_EPSILON: f32 = 1e-7;
-pub const DEFAULT_RHO: f32 = 0.9;
-pub const DEFAULT_LR_STEP_SIZE: usize = 2;
-pub const DEFAULT_LR_DECAY: f32 = 0.5;
+use crate::optim::{OptimizerConfig, OptimizerKind};
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Optimizer")]
@@ -133,21 +124,32 @@ impl OptimizerArgs {
         given("--epsilon", self.epsilon, &[Adam, Rmsprop])?;
         given("--rho", self.rho, &[Rmsprop])?;
 
-        let momentum = unit_interval("--momentum", self.momentum.unwrap_or(DEFAULT_MOMENTUM))?;
-        let epsilon = positive("--epsilon", self.epsilon.unwrap_or(DEFAULT_EPSILON))?;
-        let config = match name {
-            Sgd => OptimizerConfig::Sgd,
-            Momentum => OptimizerConfig::Momentum { momentum },
-            Nesterov => OptimizerConfig::Nesterov { momentum },
-            Adam => OptimizerConfig::Adam {
-                beta1: unit_interval("--beta1", self.beta1.unwrap_or(DEFAULT_BETA1))?,
-                beta2: unit_interval("--beta2", self.beta2.unwrap_or(DEFAULT_BETA2))?,
-                epsilon,
-                weight_decay: non_negative("--weight-decay", self.weight_decay.unwrap_or(0.0))?,
+        // Keras' defaults (one place: `OptimizerConfig::defaults`), with the given values.
+        let config = match OptimizerConfig::defaults(name.kind()) {
+            OptimizerConfig::Sgd => OptimizerConfig::Sgd,
+            OptimizerConfig::Momentum { momentum } => OptimizerConfig::Momentum {
+                momentum: unit_interval("--momentum", self.momentum.unwrap_or(momentum))?,
             },
-            Rmsprop => OptimizerConfig::Rmsprop {
-                rho: unit_interval("--rho", self.rho.unwrap_or(DEFAULT_RHO))?,
+            OptimizerConfig::Nesterov { momentum } => OptimizerConfig::Nesterov {
+                momentum: unit_interval("--momentum", self.momentum.unwrap_or(momentum))?,
+            },
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
                 epsilon,
+                weight_decay,
+            } => OptimizerConfig::Adam {
+                beta1: unit_interval("--beta1", self.beta1.unwrap_or(beta1))?,
+                beta2: unit_interval("--beta2", self.beta2.unwrap_or(beta2))?,
+                epsilon: positive("--epsilon", self.epsilon.unwrap_or(epsilon))?,
+                weight_decay: non_negative(
+                    "--weight-decay",
+                    self.weight_decay.unwrap_or(weight_decay),
+                )?,
+            },
+            OptimizerConfig::Rmsprop { rho, epsilon } => OptimizerConfig::Rmsprop {
+                rho: unit_interval("--rho", self.rho.unwrap_or(rho))?,
+                epsilon: positive("--epsilon", self.epsilon.unwrap_or(epsilon))?,
             },
         };
         let learning_rate = positive(
@@ -186,14 +188,14 @@ impl OptimizerArgs {
         )?;
         only_for("--lr-min", self.lr_min.is_some(), &[ScheduleName::Cosine])?;
 
-        let gamma = self.lr_decay.unwrap_or(DEFAULT_LR_DECAY);
+        let gamma = self.lr_decay.unwrap_or(ScheduleKind::DEFAULT_GAMMA);
         if !(gamma > 0.0 && gamma <= 1.0) {
             return Err(Error::config("--lr-decay", "must be in (0, 1]"));
         }
         let kind = match schedule {
             ScheduleName::Constant => ScheduleKind::Constant,
             ScheduleName::Step => {
-                let step_size = self.lr_step_size.unwrap_or(DEFAULT_LR_STEP_SIZE);
+                let step_size = self.lr_step_size.unwrap_or(ScheduleKind::DEFAULT_STEP_SIZE);
                 if step_size == 0 {
                     return Err(Error::config("--lr-step-size", "must be at least 1 epoch"));
                 }
@@ -232,14 +234,18 @@ impl OptimizerArgs {
 }
 
 impl OptimizerName {
-    pub fn as_str(self) -> &'static str {
+    pub fn kind(self) -> OptimizerKind {
         match self {
-            OptimizerName::Sgd => "sgd",
-            OptimizerName::Momentum => "momentum",
-            OptimizerName::Nesterov => "nesterov",
-            OptimizerName::Adam => "adam",
-            OptimizerName::Rmsprop => "rmsprop",
+            OptimizerName::Sgd => OptimizerKind::Sgd,
+            OptimizerName::Momentum => OptimizerKind::Momentum,
+            OptimizerName::Nesterov => OptimizerKind::Nesterov,
+            OptimizerName::Adam => OptimizerKind::Adam,
+            OptimizerName::Rmsprop => OptimizerKind::Rmsprop,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.kind().name()
     }
 }
 
@@ -252,16 +258,6 @@ impl ScheduleName {
             ScheduleName::Cosine => "cosine",
         }
     }
-}
-
-/// One line for the log, e.g. `Optimizer: adam (beta1 0.9, beta2 0.999, epsilon 1e-7), learning rate 0.001, constant schedule`.
-pub fn describe_optimizer(config: &TrainConfig) -> String {
-    format!(
-        "Optimizer: {}, learning rate {}, {} schedule",
-        config.optimizer.describe(),
-        config.learning_rate,
-        config.schedule.describe()
-    )
 }
 
 /// A finite value > 0.

@@ -1,22 +1,22 @@
 //! `mnist-train train`: load data, train, save the model, evaluate on the test set.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Args;
 
-use crate::cli::memory_args::{training_estimate, MemoryArgs};
-use crate::cli::optimizer_args::{describe_optimizer, OptimizerArgs};
+use crate::cli::memory_args::MemoryArgs;
+use crate::cli::optimizer_args::OptimizerArgs;
 use crate::cli::performance::PerformanceArgs;
-use crate::cli::resume::{self, CheckpointArgs, Safeguards};
-use crate::cli::train_report::{TrainReportArgs, TrainSinks};
-use crate::cli::validation_args::{ValidationArgs, ValidationPlan};
+use crate::cli::resume::{self, CheckpointArgs};
+use crate::cli::validation_args::ValidationArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
-use crate::data::{load_train_and_test, DatasetKind};
-use crate::error::{Error, Result};
-use crate::model_file::{Model, Normalization};
+use crate::data::DatasetKind;
+use crate::error::{Error, Result, Setting};
 use crate::nn::Architecture;
-use crate::train::{evaluate, BatchSize, Progress, TrainConfig, Validation};
+use crate::run::preflight::{self, OutputLocks};
+use crate::run::sinks::{ReportSpec, TrainSinks};
+use crate::run::{self, budget, Observers, RunSpec, Source};
+use crate::train::{BatchSize, Progress, TrainConfig};
 
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
@@ -82,21 +82,33 @@ pub fn parse_batch_size(value: &str) -> std::result::Result<BatchSize, String> {
     }
 }
 
-/// A validated training job.
-#[derive(Debug, Clone)]
-pub struct TrainJob {
-    pub config: TrainConfig,
-    pub dataset: DatasetKind,
-    pub data_dir: PathBuf,
-    pub limit: Option<usize>,
-    pub test_batch_size: usize,
-    pub output: PathBuf,
-    pub validation: ValidationPlan,
+/// `train`'s reporting options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrainReportArgs {
+    /// Print JSON lines on stdout: one per epoch, then a summary (human text goes to stderr)
+    #[arg(long)]
+    pub json: bool,
+    /// Append per-epoch metrics to this CSV file as training runs (created with a header if new)
+    #[arg(long, value_name = "PATH.csv")]
+    pub history: Option<PathBuf>,
+    /// After training, draw loss and accuracy curves (train and validation) to this SVG or PNG file
+    #[arg(long, value_name = "PATH.svg|PATH.png")]
+    pub plot: Option<PathBuf>,
+}
+
+impl TrainReportArgs {
+    pub fn to_spec(&self) -> ReportSpec {
+        ReportSpec {
+            json: self.json,
+            history: self.history.clone(),
+            plot: self.plot.clone(),
+        }
+    }
 }
 
 impl TrainArgs {
-    /// Checks every option and builds the job; errors name the option.
-    pub fn validate(&self) -> Result<TrainJob> {
+    /// Checks every option and builds the run; errors name the option.
+    pub fn to_spec(&self) -> Result<RunSpec> {
         if self.epochs == 0 {
             return Err(Error::config("--epochs", "must be at least 1"));
         }
@@ -123,99 +135,65 @@ impl TrainArgs {
             dropout: self.dropout,
             ..Architecture::tutorial()
         };
-        Ok(TrainJob {
-            config: TrainConfig {
-                architecture,
-                optimizer,
-                learning_rate,
-                schedule,
-                epochs: self.epochs,
-                batch_size: self.batch_size,
-                seed: self.seed,
-            },
-            dataset,
+        let training = TrainConfig {
+            architecture,
+            optimizer,
+            learning_rate,
+            schedule,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed: self.seed,
+        };
+        Ok(RunSpec {
             data_dir: self.data.dir_for(dataset),
             limit: self.limit,
             test_batch_size: self.test_batch_size,
-            output: self.output.clone(),
             validation,
+            output: Some(self.output.clone()),
+            checkpoints: self.checkpoints.policy()?,
+            memory_limit: self.memory.max_memory,
+            ..RunSpec::new(training, dataset)
         })
     }
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let mut job = args
-        .validate()
+    let mut spec = args
+        .to_spec()
         .map_err(|error| resume::explain(error, &args.checkpoints))?;
-    let plan = resume::prepare(&args.checkpoints, &mut job)?;
-    args.memory.check(training_estimate(&job, None))?;
-    let mut sinks = TrainSinks::open(&args.report)?;
-    let threads = args.performance.threads()?;
+    // A folder being resumed is locked before it is read: while another run writes it, say so.
+    let mut locks = OutputLocks::default();
+    if let Some(dir) = args
+        .checkpoints
+        .resume
+        .as_ref()
+        .filter(|path| path.is_dir())
+    {
+        locks.folder(dir, Setting::Resume)?;
+    }
+    let resume = resume::prepare(&args.checkpoints, &mut spec)?;
+    budget::check_training(&spec, None)?;
+    if spec.checkpoints.every_steps.is_some() && spec.checkpoints.dir.is_none() {
+        return Err(Error::config(
+            "--checkpoint-every",
+            "needs --checkpoint-dir (where to write the checkpoints)",
+        ));
+    }
+    preflight::check_run_outputs(&spec, resume.is_some(), &mut locks)?;
+    let mut sinks = TrainSinks::open(&args.report.to_spec())?;
+    spec.threads = std::num::NonZeroUsize::new(args.performance.threads()?);
     args.performance.select_kernel()?;
-    let mut progress = Progress::new(args.output_args.progress_mode(), job.config.epochs);
-
-    let load_started = Instant::now();
-    let (mut train_set, test_set) = load_train_and_test(&job.data_dir, job.dataset)?;
-    if let Some(limit) = job.limit {
-        train_set.truncate(limit);
-    }
-    progress.info(&format!(
-        "Loaded {} from {}: {} training and {} test images ({:.2}s)",
-        job.dataset.name(),
-        job.data_dir.display(),
-        train_set.len(),
-        test_set.len(),
-        load_started.elapsed().as_secs_f64()
-    ));
-
-    let (train_set, validation_set) =
-        job.validation
-            .hold_out(train_set, job.config.seed, &progress)?;
-    let evaluated = test_set
-        .len()
-        .max(validation_set.as_ref().map_or(0, |v| v.len()));
-    args.memory
-        .check(training_estimate(&job, Some((train_set.len(), evaluated))))?;
-    progress.info(&describe_optimizer(&job.config));
-
-    let mut trainer = plan.trainer(&job, &train_set, &progress)?;
-    trainer.threads = threads;
-    let mut controls = job.validation.controls();
-    let validation = validation_set.as_ref().map(|data| Validation {
-        data,
-        batch_size: job.test_batch_size,
-    });
-    let mut safeguards = Safeguards::install(&plan, &job, &train_set)?;
-    let mut callbacks = sinks.callbacks();
-    callbacks.extend(controls.callbacks());
-    // Last, so the checkpoints it writes include the other callbacks' state of this epoch.
-    callbacks.push(&mut safeguards);
-    trainer.fit_with_validation(&train_set, validation, &mut progress, &mut callbacks)?;
-    drop(callbacks);
-    safeguards.finish(&trainer)?;
-    for line in controls.finish(&mut trainer.params) {
-        progress.info(&line);
-    }
-
-    let model = Model {
-        architecture: job.config.architecture.clone(),
-        normalization: Normalization::default(),
-        dataset: job.dataset.name().to_string(),
-        class_names: train_set.class_names.clone(),
-        parameters: trainer.params.clone(),
+    let mut progress = Progress::new(args.output_args.progress_mode(), spec.training.epochs);
+    let observers = Observers {
+        progress: &mut progress,
+        sinks: sinks.callbacks(),
+        announce: true,
+        keep_diverged: false,
     };
-    model
-        .save(&job.output)
-        .map_err(|error| plan.explain_save_failure(error))?;
-    plan.finish();
-
-    let evaluation = evaluate(
-        &trainer.mlp,
-        &trainer.params,
-        &test_set,
-        job.test_batch_size,
-    );
-    sinks.finish(&job, &trainer, &evaluation, &progress)?;
-    progress.info(&format!("Saved model to {}", job.output.display()));
+    let outcome = run::execute(&spec, Source::Load, resume.as_ref(), observers)?;
+    sinks.finish(&spec, &outcome.trainer, &outcome.evaluation, &progress)?;
+    if let Some(output) = &spec.output {
+        progress.info(&format!("Saved model to {}", output.display()));
+    }
     Ok(())
 }

@@ -2,11 +2,9 @@
 
 use clap::{Args, ValueEnum};
 
-use crate::data::split::hold_out_validation;
-use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::train::callbacks::{BestWeights, EarlyStopping, Metric, Monitor, TrainingControls};
-use crate::train::Progress;
+use crate::run::ValidationPlan;
+use crate::train::callbacks::{Metric, Monitor};
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Validation and early stopping")]
@@ -52,16 +50,6 @@ impl From<MetricArg> for Metric {
             MetricArg::Accuracy => Metric::Accuracy,
         }
     }
-}
-
-/// Validated validation and early-stopping settings (checkpoints store them: they decide what
-/// a resumed run trains on).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ValidationPlan {
-    pub split: Option<f64>,
-    /// The monitor and the patience.
-    pub early_stopping: Option<(Monitor, usize)>,
-    pub restore_best: Option<Monitor>,
 }
 
 impl ValidationArgs {
@@ -119,46 +107,5 @@ impl ValidationArgs {
             early_stopping: self.early_stopping.map(|patience| (monitor, patience)),
             restore_best: self.restore_best.then_some(monitor),
         })
-    }
-}
-
-impl ValidationPlan {
-    /// Holds out the validation set if asked, saying how it was drawn.
-    /// Returns (what to train on, what to validate on).
-    pub fn hold_out(
-        &self,
-        dataset: Dataset,
-        seed: u64,
-        progress: &Progress,
-    ) -> Result<(Dataset, Option<Dataset>)> {
-        let Some(fraction) = self.split else {
-            return Ok((dataset, None));
-        };
-        let held = hold_out_validation(&dataset, fraction, seed)?;
-        let per_class: Vec<String> = held
-            .validation_per_class
-            .iter()
-            .map(|count| count.to_string())
-            .collect();
-        progress.info(&format!(
-            "Validation: held out {} of {} training images ({:.1}%), drawn at random within each class \
-             (stratified) with seed {seed}; per class {}; training on {}",
-            held.validation.len(),
-            dataset.len(),
-            100.0 * held.validation.len() as f64 / dataset.len() as f64,
-            per_class.join(" "),
-            held.train.len()
-        ));
-        Ok((held.train, Some(held.validation)))
-    }
-
-    /// The callbacks these settings ask for.
-    pub fn controls(&self) -> TrainingControls {
-        TrainingControls {
-            early_stopping: self
-                .early_stopping
-                .map(|(monitor, patience)| EarlyStopping::new(monitor, patience)),
-            best_weights: self.restore_best.map(BestWeights::new),
-        }
     }
 }

@@ -4,11 +4,14 @@
 pub mod plot;
 pub mod report;
 
-use crate::data::Dataset;
-use crate::error::{Error, Result};
+use std::num::NonZeroUsize;
+
+use crate::data::{Dataset, DatasetKind};
+use crate::error::Result;
 use crate::nn::Architecture;
 use crate::optim::OptimizerConfig;
-use crate::train::{evaluate, BatchSize, EpochRecord, Progress, TrainConfig, Trainer, Validation};
+use crate::run::{self, Observers, RunSpec, Source};
+use crate::train::{evaluate, BatchSize, EpochRecord, Progress, TrainConfig};
 
 /// One way to train: an update rule, a batch size and a learning rate.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,17 +68,9 @@ impl Variant {
         format!(
             "{}, batch {}, lr {}",
             self.optimizer.describe(),
-            batch_label(self.batch_size),
+            self.batch_size.label(),
             self.learning_rate
         )
-    }
-}
-
-/// `32`, or `full`.
-pub fn batch_label(batch_size: BatchSize) -> String {
-    match batch_size {
-        BatchSize::Examples(n) => n.to_string(),
-        BatchSize::Full => "full".to_string(),
     }
 }
 
@@ -88,6 +83,29 @@ pub struct CompareConfig {
     pub test_batch_size: usize,
     /// Training threads (results do not depend on it).
     pub threads: usize,
+    /// Which dataset the variants train on (data is passed in loaded).
+    pub dataset: DatasetKind,
+}
+
+impl CompareConfig {
+    /// The run of `variant`: validated on the test set after every epoch, nothing saved.
+    pub fn spec(&self, variant: &Variant) -> RunSpec {
+        let training = TrainConfig {
+            architecture: self.architecture.clone(),
+            optimizer: variant.optimizer,
+            learning_rate: variant.learning_rate,
+            epochs: self.epochs,
+            batch_size: variant.batch_size,
+            seed: self.seed,
+            ..TrainConfig::default()
+        };
+        RunSpec {
+            test_batch_size: self.test_batch_size,
+            validate_on_test_set: true,
+            threads: NonZeroUsize::new(self.threads),
+            ..RunSpec::new(training, self.dataset)
+        }
+    }
 }
 
 /// How one variant did.
@@ -120,29 +138,19 @@ pub fn run_variants(
 ) -> Result<Vec<VariantResult>> {
     let mut results = Vec::with_capacity(variants.len());
     for (index, variant) in variants.iter().enumerate() {
-        let mut trainer = Trainer::new(TrainConfig {
-            architecture: config.architecture.clone(),
-            optimizer: variant.optimizer,
-            learning_rate: variant.learning_rate,
-            epochs: config.epochs,
-            batch_size: variant.batch_size,
-            seed: config.seed,
-            ..TrainConfig::default()
-        });
-        trainer.threads = config.threads;
-        let validation = Validation {
-            data: test,
-            batch_size: config.test_batch_size,
-        };
         let mut progress = progress(index, variant);
-        let outcome = trainer.fit_with_validation(train, Some(validation), &mut progress, &mut []);
-        let diverged = match outcome {
-            Ok(()) => None,
-            Err(error @ Error::NonFinite { .. }) => Some(error.to_string()),
-            Err(error) => return Err(error),
+        let observers = Observers {
+            keep_diverged: true,
+            ..Observers::quiet(&mut progress)
         };
+        let outcome = run::execute(
+            &config.spec(variant),
+            Source::Loaded { train, test },
+            None,
+            observers,
+        )?;
+        let trainer = outcome.trainer;
         let final_train = evaluate(&trainer.mlp, &trainer.params, train, config.test_batch_size);
-        let final_test = evaluate(&trainer.mlp, &trainer.params, test, config.test_batch_size);
         let train_seconds: f64 = trainer.history.iter().map(|r| r.seconds).sum();
         let samples = train.len() as f64 * trainer.history.len() as f64;
         results.push(VariantResult {
@@ -150,12 +158,12 @@ pub fn run_variants(
             steps: trainer.optimizer.steps,
             final_train_loss: final_train.loss,
             final_train_accuracy: final_train.accuracy,
-            test_loss: final_test.loss,
-            test_accuracy: final_test.accuracy,
+            test_loss: outcome.evaluation.loss,
+            test_accuracy: outcome.evaluation.accuracy,
             train_seconds,
             samples_per_second: samples / train_seconds.max(1e-9),
             history: trainer.history,
-            diverged,
+            diverged: outcome.diverged.map(|error| error.to_string()),
         });
     }
     Ok(results)

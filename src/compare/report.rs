@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::compare::{batch_label, VariantResult};
+use crate::compare::VariantResult;
 use crate::report::history::{format_history_line, HISTORY_HEADER};
 use crate::train::EpochRecord;
 
@@ -31,7 +31,7 @@ fn cells(result: &VariantResult) -> [String; 9] {
     [
         variant.name.clone(),
         variant.optimizer.name().to_string(),
-        batch_label(variant.batch_size),
+        variant.batch_size.label(),
         variant.learning_rate.to_string(),
         result.steps.to_string(),
         loss,
@@ -164,7 +164,7 @@ impl<'a> VariantJson<'a> {
         VariantJson {
             name: &result.variant.name,
             optimizer: result.variant.optimizer,
-            batch_size: batch_label(result.variant.batch_size),
+            batch_size: result.variant.batch_size.label(),
             learning_rate: result.variant.learning_rate,
             steps: result.steps,
             final_train_loss: result.final_train_loss,

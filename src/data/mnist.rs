@@ -65,14 +65,18 @@ impl Dataset {
     }
 }
 
-/// Which dataset a folder holds; decides the class names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which dataset a folder holds; decides the class names. Model files and checkpoints store it
+/// by [`DatasetKind::name`]; a name this version does not know is refused when they are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DatasetKind {
     Mnist,
     Fashion,
 }
 
 impl DatasetKind {
+    pub const ALL: [DatasetKind; 2] = [DatasetKind::Mnist, DatasetKind::Fashion];
+
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Mnist => "mnist",
@@ -115,6 +119,43 @@ impl DatasetKind {
             }
             DatasetKind::Fashion => PathBuf::from("/usr/share/datasets/fashion-mnist"),
         }
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = String;
+
+    /// The stored name (`mnist`, `fashion`); anything else is an error naming the known ones.
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        DatasetKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = DatasetKind::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown dataset {name:?} (this version knows {})",
+                    known.join(" and ")
+                )
+            })
+    }
+}
+
+impl TryFrom<String> for DatasetKind {
+    type Error = String;
+    fn try_from(name: String) -> std::result::Result<Self, String> {
+        name.parse()
+    }
+}
+
+impl From<DatasetKind> for String {
+    fn from(kind: DatasetKind) -> String {
+        kind.name().to_string()
     }
 }
 

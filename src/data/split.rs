@@ -8,7 +8,7 @@
 use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::rng::{stream, Stream};
 
 /// Which examples (dataset indices, ascending) train and which validate.
@@ -76,12 +76,12 @@ pub struct HeldOut {
 }
 
 /// Holds out `fraction` of `dataset` for validation (see [`stratified_split`]). Fails, naming
-/// `--validation-split`, when either part would be empty.
+/// the validation split, when either part would be empty.
 pub fn hold_out_validation(dataset: &Dataset, fraction: f64, seed: u64) -> Result<HeldOut> {
     let split = stratified_split(&dataset.labels, dataset.num_classes(), fraction, seed);
     if split.validation.is_empty() {
-        return Err(Error::config(
-            "--validation-split",
+        return Err(Error::setting(
+            Setting::ValidationSplit,
             format!(
                 "{fraction} of {} training images leaves no validation images; use a larger fraction or more data",
                 dataset.len()
@@ -89,8 +89,8 @@ pub fn hold_out_validation(dataset: &Dataset, fraction: f64, seed: u64) -> Resul
         ));
     }
     if split.train.is_empty() {
-        return Err(Error::config(
-            "--validation-split",
+        return Err(Error::setting(
+            Setting::ValidationSplit,
             format!(
                 "{fraction} of {} training images leaves nothing to train on; use a smaller fraction or more data",
                 dataset.len()
@@ -186,10 +186,16 @@ mod tests {
             cols: 2,
             class_names: vec!["a".into(), "b".into()],
         };
-        let error = hold_out_validation(&dataset, 0.1, 1)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("--validation-split") && error.contains("no validation"));
+        let error = hold_out_validation(&dataset, 0.1, 1).unwrap_err();
+        assert!(matches!(
+            error,
+            Error::Setting {
+                setting: Setting::ValidationSplit,
+                ..
+            }
+        ));
+        let error = error.to_string();
+        assert!(error.contains("validation split") && error.contains("no validation"));
         let error = hold_out_validation(&dataset, 0.9, 1)
             .unwrap_err()
             .to_string();

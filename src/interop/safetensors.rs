@@ -95,7 +95,7 @@ pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
         ),
         ("architecture".to_string(), to_json(&model.architecture)),
         ("normalization".to_string(), to_json(&model.normalization)),
-        ("dataset".to_string(), model.dataset.clone()),
+        ("dataset".to_string(), model.dataset.name().to_string()),
         ("class_names".to_string(), to_json(&model.class_names)),
         (
             "pytorch_module".to_string(),
@@ -217,10 +217,14 @@ pub fn import_bytes(
             .map_err(|error| format!("invalid normalization metadata: {error}"))?,
         None => Normalization::default(),
     };
-    let dataset_kind = match (dataset, info.get("dataset").map(String::as_str)) {
+    // A file without metadata (PyTorch's) is for MNIST unless told otherwise; a name we do not
+    // know is refused rather than read as MNIST.
+    let dataset_kind = match (dataset, info.get("dataset")) {
         (Some(kind), _) => kind,
-        (None, Some("fashion")) => DatasetKind::Fashion,
-        _ => DatasetKind::Mnist,
+        (None, Some(name)) => name
+            .parse::<DatasetKind>()
+            .map_err(|error| format!("invalid dataset metadata: {error}"))?,
+        (None, None) => DatasetKind::Mnist,
     };
     let class_names = match (dataset, info.get("class_names")) {
         (None, Some(text)) => serde_json::from_str::<Vec<String>>(text)
@@ -248,7 +252,7 @@ pub fn import_bytes(
     Ok(Model {
         architecture,
         normalization,
-        dataset: dataset_kind.name().to_string(),
+        dataset: dataset_kind,
         class_names,
         parameters,
     })
@@ -297,7 +301,7 @@ mod tests {
         Model {
             architecture,
             normalization: Normalization::default(),
-            dataset: "fashion".to_string(),
+            dataset: DatasetKind::Fashion,
             class_names: DatasetKind::Fashion.class_names(),
             parameters,
         }
@@ -356,10 +360,30 @@ mod tests {
         let bytes = safetensors::serialize(views, None).unwrap();
         let imported = import_bytes(&bytes, None).unwrap();
         assert_eq!(imported.architecture.widths(), [784, 32, 10]);
-        assert_eq!(imported.dataset, "mnist");
+        assert_eq!(imported.dataset, DatasetKind::Mnist);
         assert_eq!(imported.parameters.len(), original.parameters.len());
         let fashion = import_bytes(&bytes, Some(DatasetKind::Fashion)).unwrap();
         assert_eq!(fashion.class_names[9], "Ankle boot");
+    }
+
+    #[test]
+    fn an_unknown_dataset_in_the_metadata_is_refused_not_read_as_mnist() {
+        let bytes = export_bytes(&model(vec![16])).unwrap();
+        // Same length, so the header's length prefix stays right.
+        let (from, to) = (br#""dataset":"fashion""#, br#""dataset":"kuzushi""#);
+        let at = bytes
+            .windows(from.len())
+            .position(|window| window == from)
+            .expect("the export records the dataset");
+        let mut edited = bytes.clone();
+        edited[at..at + to.len()].copy_from_slice(to);
+        let message = import_bytes(&edited, None).unwrap_err();
+        assert!(
+            message.contains(r#"unknown dataset "kuzushi""#),
+            "{message}"
+        );
+        // Saying which dataset the weights are for still works.
+        assert!(import_bytes(&edited, Some(DatasetKind::Mnist)).is_ok());
     }
 
     #[test]

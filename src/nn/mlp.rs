@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::nn::activation::{relu_backward, relu_forward};
+use crate::kernels::{relu_backward, relu_forward};
 use crate::nn::architecture::Architecture;
 use crate::nn::dense::Dense;
 use crate::nn::dropout::{dropout_backward, dropout_forward};

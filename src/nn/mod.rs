@@ -1,7 +1,6 @@
 //! The network: layers (each with its forward and backward pass), the loss, and the MLP that
 //! strings them together over one flat parameter buffer.
 
-pub mod activation;
 pub mod architecture;
 pub mod dense;
 pub mod dropout;

@@ -3,9 +3,7 @@
 //! moments) so checkpoints can save and restore it uniformly.
 
 pub mod adam;
-pub mod rmsprop;
 pub mod schedule;
-pub mod sgd;
 #[cfg(test)]
 mod tests;
 
@@ -14,7 +12,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::pool::{split_by_ranges, split_evenly};
-use crate::kernels::WorkerPool;
+use crate::kernels::{momentum_update, rmsprop_update, sgd_update, WorkerPool};
 
 /// Which update rule, with its hyperparameters (Keras defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -37,13 +35,72 @@ pub enum OptimizerConfig {
     Rmsprop { rho: f32, epsilon: f32 },
 }
 
+/// The update rules, without their hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Sgd,
+    Momentum,
+    Nesterov,
+    Adam,
+    Rmsprop,
+}
+
+impl OptimizerKind {
+    pub const ALL: [OptimizerKind; 5] = [
+        OptimizerKind::Sgd,
+        OptimizerKind::Momentum,
+        OptimizerKind::Nesterov,
+        OptimizerKind::Adam,
+        OptimizerKind::Rmsprop,
+    ];
+
+    pub fn name(self) -> &'static str {
+        OptimizerConfig::defaults(self).name()
+    }
+}
+
+impl Default for OptimizerConfig {
+    /// Adam with Keras' defaults.
+    fn default() -> Self {
+        OptimizerConfig::defaults(OptimizerKind::Adam)
+    }
+}
+
 impl OptimizerConfig {
+    /// The rule `kind` with Keras' default hyperparameters: the one place they are written
+    /// (`train`, `bench` and `compare` start from them; options override single values).
+    pub fn defaults(kind: OptimizerKind) -> Self {
+        const MOMENTUM: f32 = 0.9;
+        const EPSILON: f32 = 1e-7;
+        match kind {
+            OptimizerKind::Sgd => OptimizerConfig::Sgd,
+            OptimizerKind::Momentum => OptimizerConfig::Momentum { momentum: MOMENTUM },
+            OptimizerKind::Nesterov => OptimizerConfig::Nesterov { momentum: MOMENTUM },
+            OptimizerKind::Adam => OptimizerConfig::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: EPSILON,
+                weight_decay: 0.0,
+            },
+            OptimizerKind::Rmsprop => OptimizerConfig::Rmsprop {
+                rho: 0.9,
+                epsilon: EPSILON,
+            },
+        }
+    }
+
+    /// Adam with Keras' defaults.
     pub fn adam_default() -> Self {
-        OptimizerConfig::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            weight_decay: 0.0,
+        OptimizerConfig::default()
+    }
+
+    pub fn kind(&self) -> OptimizerKind {
+        match self {
+            OptimizerConfig::Sgd => OptimizerKind::Sgd,
+            OptimizerConfig::Momentum { .. } => OptimizerKind::Momentum,
+            OptimizerConfig::Nesterov { .. } => OptimizerKind::Nesterov,
+            OptimizerConfig::Adam { .. } => OptimizerKind::Adam,
+            OptimizerConfig::Rmsprop { .. } => OptimizerKind::Rmsprop,
         }
     }
 
@@ -209,7 +266,9 @@ const GRADIENT_BLOCK: usize = 4096;
 
 /// One update of `params` (any contiguous part of the buffer, with the matching part of the
 /// gradient); `within` is that part's range inside each of `slots`. `steps` counts updates
-/// including this one.
+/// including this one. The element-wise rules are Keras' formulas, written once in
+/// [`crate::kernels`] (SGD `p -= lr·g`; momentum and Nesterov; RMSprop with ε inside the root);
+/// Adam derives its bias-corrected step size first ([`adam::adam`]).
 fn update(
     config: OptimizerConfig,
     steps: u64,
@@ -220,8 +279,8 @@ fn update(
     learning_rate: f32,
 ) {
     match (config, slots) {
-        (OptimizerConfig::Sgd, _) => sgd::sgd(params, grads, learning_rate),
-        (OptimizerConfig::Momentum { momentum }, [velocity]) => sgd::momentum(
+        (OptimizerConfig::Sgd, _) => sgd_update(params, grads, learning_rate),
+        (OptimizerConfig::Momentum { momentum }, [velocity]) => momentum_update(
             params,
             grads,
             &mut velocity[within],
@@ -229,7 +288,7 @@ fn update(
             momentum,
             false,
         ),
-        (OptimizerConfig::Nesterov { momentum }, [velocity]) => sgd::momentum(
+        (OptimizerConfig::Nesterov { momentum }, [velocity]) => momentum_update(
             params,
             grads,
             &mut velocity[within],
@@ -259,7 +318,7 @@ fn update(
                 step: steps,
             },
         ),
-        (OptimizerConfig::Rmsprop { rho, epsilon }, [mean_square]) => rmsprop::rmsprop(
+        (OptimizerConfig::Rmsprop { rho, epsilon }, [mean_square]) => rmsprop_update(
             params,
             grads,
             &mut mean_square[within],

@@ -27,6 +27,13 @@ pub enum ScheduleKind {
     Cosine { min_learning_rate: f32 },
 }
 
+impl ScheduleKind {
+    /// Epochs between decays of `step` when nothing else is said.
+    pub const DEFAULT_STEP_SIZE: usize = 2;
+    /// The factor of `step` and `exponential` when nothing else is said.
+    pub const DEFAULT_GAMMA: f32 = 0.5;
+}
+
 /// How long the linear warm-up lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "unit", content = "length", rename_all = "lowercase")]

@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::model_file::write_atomic;
 
 pub use confusion::ConfusionHeatMap;
@@ -31,7 +31,7 @@ pub enum PlotFormat {
 
 impl PlotFormat {
     /// `.svg` or `.png` (any case); the error names the option.
-    pub fn from_path(option: &str, path: &Path) -> Result<PlotFormat> {
+    pub fn from_path(setting: Setting, path: &Path) -> Result<PlotFormat> {
         let extension = path
             .extension()
             .and_then(|e| e.to_str())
@@ -39,8 +39,8 @@ impl PlotFormat {
         match extension.as_deref() {
             Some("svg") => Ok(PlotFormat::Svg),
             Some("png") => Ok(PlotFormat::Png),
-            _ => Err(Error::config(
-                option,
+            _ => Err(Error::setting(
+                setting,
                 format!("{}: the file name must end in .svg or .png", path.display()),
             )),
         }
@@ -58,8 +58,8 @@ pub trait Figure {
 }
 
 /// Renders `figure` to `path` (SVG or PNG by extension), atomically.
-pub fn save_figure(option: &str, path: &Path, figure: &impl Figure) -> Result<()> {
-    let format = PlotFormat::from_path(option, path)?;
+pub fn save_figure(setting: Setting, path: &Path, figure: &impl Figure) -> Result<()> {
+    let format = PlotFormat::from_path(setting, path)?;
     let failed = |message: String| Error::io(path, std::io::Error::other(message));
     register_font();
     let (width, height) = figure.size();

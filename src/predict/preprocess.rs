@@ -131,7 +131,7 @@ pub fn to_mnist_frame(
             if invert {
                 ""
             } else {
-                "; dark ink on light paper needs --invert yes or auto"
+                "; dark ink on light paper needs inverting (invert: yes or auto)"
             }
         ));
     }
@@ -311,7 +311,7 @@ mod tests {
         // Dark ink on white with inversion disabled is refused with a hint.
         let paper = canvas(40, 40, 255, 0, (10, 10, 5, 5));
         let error = to_mnist_frame(&paper, InvertMode::No).unwrap_err();
-        assert!(error.contains("--invert"), "{error}");
+        assert!(error.contains("invert: yes or auto"), "{error}");
         let forced = to_mnist_frame(&paper, InvertMode::Yes).unwrap();
         assert_eq!(forced, to_mnist_frame(&paper, InvertMode::Auto).unwrap());
     }

@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::train::{Callback, Control, EpochRecord, Trainer};
 
 /// Larger history files are never rewound (see [`CsvHistory::append`]).
@@ -31,8 +31,8 @@ impl CsvHistory {
     /// it with the header. A file with other contents is refused, never overwritten.
     pub fn open(path: &Path) -> Result<CsvHistory> {
         if path.is_dir() {
-            return Err(Error::config(
-                "--history",
+            return Err(Error::setting(
+                Setting::History,
                 format!(
                     "{} is a directory, expected a CSV file path",
                     path.display()
@@ -60,8 +60,8 @@ impl CsvHistory {
             let first_line = start[..read].split(|&b| b == b'\n').next().unwrap_or(&[]);
             let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
             if first_line != HISTORY_HEADER.as_bytes() {
-                return Err(Error::config(
-                    "--history",
+                return Err(Error::setting(
+                    Setting::History,
                     format!(
                         "{} exists but is not a training history (its first line is not \"{HISTORY_HEADER}\"); \
                          choose another path or remove it",
@@ -290,7 +290,16 @@ mod tests {
         let path = dir.path().join("notes.csv");
         std::fs::write(&path, "name,value\na,1\n").unwrap();
         let error = CsvHistory::open(&path).unwrap_err();
-        assert!(error.to_string().contains("--history"), "{error}");
+        assert!(
+            matches!(
+                error,
+                Error::Setting {
+                    setting: Setting::History,
+                    ..
+                }
+            ),
+            "{error}"
+        );
         assert!(error.to_string().contains("notes.csv"), "{error}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "name,value\na,1\n");
     }

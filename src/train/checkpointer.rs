@@ -3,40 +3,33 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{
-    checkpoint_file_name, fingerprint, prune_checkpoints, Checkpoint, RunInfo,
-};
+use crate::checkpoint::{checkpoint_file_name, prune_checkpoints, Checkpoint, TrainingData};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+pub use crate::run::spec::CheckpointSettings;
+use crate::run::spec::RunSpec;
 use crate::train::{Callback, Control, EpochRecord, Trainer};
-
-/// Where and how often to write checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointSettings {
-    pub dir: PathBuf,
-    /// Also write one every this many optimization steps.
-    pub every_steps: Option<usize>,
-    /// How many of the newest checkpoints to keep (the best one is kept in addition).
-    pub keep: usize,
-}
 
 /// Writes checkpoints of one run. Put it last in the callback list, so the state of every other
 /// callback is already up to date when it saves.
 pub struct Checkpointer<'a> {
     settings: Option<CheckpointSettings>,
-    run: RunInfo,
+    spec: RunSpec,
     train: &'a Dataset,
+    /// Computed at the first save (a CRC of the whole training set).
+    data: Option<TrainingData>,
     /// (epoch, step_in_epoch) and file of the newest checkpoint written, to avoid writing twice.
     last_saved: Option<((usize, usize), PathBuf)>,
 }
 
 impl<'a> Checkpointer<'a> {
-    /// `run.data_fingerprint` is filled in here from `train`, the set `fit` trains on.
-    pub fn new(settings: Option<CheckpointSettings>, run: RunInfo, train: &'a Dataset) -> Self {
+    /// Checkpoints of `spec` running on `train`, the set `fit` trains on.
+    pub fn new(spec: &RunSpec, train: &'a Dataset) -> Self {
         Checkpointer {
-            settings,
-            run,
+            settings: spec.checkpoints.settings(),
+            spec: spec.clone(),
             train,
+            data: None,
             last_saved: None,
         }
     }
@@ -49,11 +42,9 @@ impl<'a> Checkpointer<'a> {
                 step: trainer.step_in_epoch,
             });
         }
-        if self.run.data_fingerprint.is_empty() {
-            self.run.data_fingerprint = fingerprint(self.train);
-        }
-        self.run.train_examples = self.train.len();
-        Checkpoint::capture(trainer, self.run.clone()).save(path)?;
+        let train = self.train;
+        let data = self.data.get_or_insert_with(|| TrainingData::of(train));
+        Checkpoint::capture(trainer, &self.spec, data).save(path)?;
         self.last_saved = Some(((trainer.epoch, trainer.step_in_epoch), path.to_path_buf()));
         Ok(())
     }

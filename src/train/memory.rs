@@ -141,14 +141,16 @@ impl MemoryEstimate {
             .0
     }
 
-    /// Ok when the estimate fits in `available` bytes.
-    pub fn check(self, available: u64) -> Result<(), MemoryShortfall> {
+    /// Ok when the estimate fits in `available` bytes (`limited`: a limit the user set rather
+    /// than what the system reports).
+    pub fn check(self, available: u64, limited: bool) -> Result<(), MemoryShortfall> {
         if self.total() <= available {
             Ok(())
         } else {
             Err(MemoryShortfall {
                 estimate: self,
                 available,
+                limited,
             })
         }
     }
@@ -159,6 +161,8 @@ impl MemoryEstimate {
 pub struct MemoryShortfall {
     pub estimate: MemoryEstimate,
     pub available: u64,
+    /// `available` is a limit that was set, not what the system reports.
+    pub limited: bool,
 }
 
 impl fmt::Display for MemoryShortfall {
@@ -172,10 +176,15 @@ impl fmt::Display for MemoryShortfall {
             .collect();
         write!(
             f,
-            "the run would need about {} of memory ({}), more than the {} available",
+            "the run would need about {} of memory ({}), more than the {} {}",
             format_bytes(self.estimate.total()),
             parts.join(", "),
-            format_bytes(self.available)
+            format_bytes(self.available),
+            if self.limited {
+                "allowed by the memory limit"
+            } else {
+                "available"
+            }
         )
     }
 }
@@ -391,14 +400,19 @@ mod tests {
             784 * 65_536 + 65_536 + 5 * (65_536 * 65_536 + 65_536) + 65_536 * 10 + 10;
         assert_eq!(estimate.parameters, parameters * 4);
         assert_eq!(estimate.largest(), MemoryUse::Saving);
-        let shortfall = estimate.check(16 << 30).unwrap_err();
+        let shortfall = estimate.check(16 << 30, false).unwrap_err();
         let message = shortfall.to_string();
         assert!(
             message.contains("more than the 16.0 GiB available"),
             "{message}"
         );
         assert!(message.contains("parameters 80.2 GiB"), "{message}");
-        assert!(estimate.check(estimate.total()).is_ok());
+        let limited = estimate.check(1 << 30, true).unwrap_err().to_string();
+        assert!(
+            limited.contains("1.0 GiB allowed by the memory limit"),
+            "{limited}"
+        );
+        assert!(estimate.check(estimate.total(), false).is_ok());
     }
 
     #[test]

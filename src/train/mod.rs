@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{epoch_permutation, Dataset};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::kernels::DenormalGuard;
 use crate::nn::{Architecture, Mlp};
 use crate::optim::schedule::LrSchedule;
@@ -36,6 +36,14 @@ pub enum BatchSize {
 }
 
 impl BatchSize {
+    /// `32`, or `full`: as it is typed and shown in tables.
+    pub fn label(self) -> String {
+        match self {
+            BatchSize::Examples(n) => n.to_string(),
+            BatchSize::Full => "full".to_string(),
+        }
+    }
+
     pub fn resolve(self, example_count: usize) -> usize {
         match self {
             BatchSize::Examples(n) => n.min(example_count).max(1),
@@ -63,8 +71,8 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             architecture: Architecture::tutorial(),
-            optimizer: OptimizerConfig::adam_default(),
-            learning_rate: 0.001,
+            optimizer: OptimizerConfig::default(),
+            learning_rate: OptimizerConfig::default().default_learning_rate(),
             schedule: LrSchedule::default(),
             epochs: 5,
             batch_size: BatchSize::Examples(32),
@@ -191,7 +199,10 @@ impl Trainer {
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<()> {
         if train.is_empty() {
-            return Err(Error::config("--limit", "no training examples to train on"));
+            return Err(Error::setting(
+                Setting::Limit,
+                "no training examples to train on",
+            ));
         }
         let batch_size = self.config.batch_size.resolve(train.len());
         let steps_per_epoch = train.len().div_ceil(batch_size);

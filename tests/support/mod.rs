@@ -8,12 +8,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use mnist_train::checkpoint::RunInfo;
-use mnist_train::cli::validation_args::ValidationPlan;
+use mnist_train::checkpoint::TrainingData;
 use mnist_train::data::idx::encode_idx;
-use mnist_train::data::Dataset;
+use mnist_train::data::{Dataset, DatasetKind};
 use mnist_train::rng::Rng;
-use mnist_train::train::EpochRecord;
+use mnist_train::run::RunSpec;
+use mnist_train::train::{EpochRecord, TrainConfig};
 
 /// Path of the binary under test, for tests that spawn it as a child process.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_mnist-train");
@@ -249,23 +249,17 @@ pub fn timeless(history: &[EpochRecord]) -> Vec<EpochRecord> {
         .collect()
 }
 
-/// Run settings for checkpoints built in tests (no validation, no checkpoint folder).
-pub fn test_run_info(train_examples: usize) -> RunInfo {
-    RunInfo {
-        dataset: "mnist".to_string(),
+/// A run and its training data for checkpoints built in tests (no validation, no checkpoint
+/// folder).
+pub fn test_run(train_examples: usize) -> (RunSpec, TrainingData) {
+    let spec = RunSpec {
         data_dir: "data".into(),
-        limit: None,
-        train_examples,
-        data_fingerprint: "crc32:01234567".to_string(),
-        output: "weights.bin".into(),
-        test_batch_size: 1000,
-        validation: ValidationPlan {
-            split: None,
-            early_stopping: None,
-            restore_best: None,
-        },
-        checkpoint_dir: None,
-        checkpoint_every: None,
-        keep_checkpoints: 2,
-    }
+        output: Some("weights.bin".into()),
+        ..RunSpec::new(TrainConfig::default(), DatasetKind::Mnist)
+    };
+    let data = TrainingData {
+        examples: train_examples,
+        fingerprint: "crc32:01234567".to_string(),
+    };
+    (spec, data)
 }

@@ -1,29 +1,25 @@
-//! `train`'s reporting options (`--json`, `--history`, `--plot`) and the sinks they open.
-//! Kept apart from `train.rs` so the training options and these outputs evolve independently.
+//! A `train` run's reports: JSON lines, the CSV history, the curves, and the summary line.
 
 use std::path::PathBuf;
 
-use clap::Args;
 use serde::Serialize;
 
-use crate::cli::train::TrainJob;
-use crate::error::Result;
+use crate::error::{Result, Setting};
 use crate::optim::schedule::LrSchedule;
 use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
 use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines};
+use crate::run::spec::RunSpec;
 use crate::train::{BatchSize, Callback, Evaluation, Progress, Trainer};
 
-#[derive(Debug, Clone, Default, Args)]
-pub struct TrainReportArgs {
-    /// Print JSON lines on stdout: one per epoch, then a summary (human text goes to stderr)
-    #[arg(long)]
+/// Which reports a `train` run writes besides the human-readable lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSpec {
+    /// JSON lines on stdout: one per epoch, then a summary (human text goes to stderr).
     pub json: bool,
-    /// Append per-epoch metrics to this CSV file as training runs (created with a header if new)
-    #[arg(long, value_name = "PATH.csv")]
+    /// A CSV file of per-epoch metrics, appended as training runs.
     pub history: Option<PathBuf>,
-    /// After training, draw loss and accuracy curves (train and validation) to this SVG or PNG file
-    #[arg(long, value_name = "PATH.svg|PATH.png")]
+    /// Loss and accuracy curves drawn after training (SVG or PNG).
     pub plot: Option<PathBuf>,
 }
 
@@ -37,9 +33,9 @@ pub struct TrainSinks {
 
 impl TrainSinks {
     /// Opens every sink before training starts, so a bad path fails before any work is done.
-    pub fn open(args: &TrainReportArgs) -> Result<TrainSinks> {
+    pub fn open(args: &ReportSpec) -> Result<TrainSinks> {
         if let Some(path) = &args.plot {
-            PlotFormat::from_path("--plot", path)?;
+            PlotFormat::from_path(Setting::Plot, path)?;
         }
         let history = match &args.history {
             Some(path) => Some(CsvHistory::open(path)?),
@@ -68,7 +64,7 @@ impl TrainSinks {
     /// Reports the finished run: the test result as text, and the summary line with `--json`.
     pub fn finish(
         &self,
-        job: &TrainJob,
+        spec: &RunSpec,
         trainer: &Trainer,
         evaluation: &Evaluation,
         progress: &Progress,
@@ -80,24 +76,21 @@ impl TrainSinks {
         if let Some(path) = &self.plot {
             let title = format!(
                 "{} - {} epochs, batch {}, {} - test accuracy {:.4}",
-                job.dataset.name(),
+                spec.dataset.name(),
                 trainer.history.len(),
-                match job.config.batch_size {
-                    BatchSize::Examples(n) => n.to_string(),
-                    BatchSize::Full => "full".to_string(),
-                },
-                job.config.optimizer.name(),
+                spec.training.batch_size.label(),
+                spec.training.optimizer.name(),
                 evaluation.accuracy
             );
             save_figure(
-                "--plot",
+                Setting::Plot,
                 path,
                 &TrainingCurves::single(title, &trainer.history),
             )?;
             progress.info(&format!("Saved plot to {}", path.display()));
         }
         if self.json.is_some() {
-            print_json_line(&TrainSummaryJson::new(job, trainer, evaluation))?;
+            print_json_line(&TrainSummaryJson::new(spec, trainer, evaluation))?;
         }
         Ok(())
     }
@@ -145,8 +138,8 @@ pub struct TrainConfigJson {
 }
 
 impl TrainSummaryJson {
-    pub fn new(job: &TrainJob, trainer: &Trainer, evaluation: &Evaluation) -> Self {
-        let config = &job.config;
+    pub fn new(spec: &RunSpec, trainer: &Trainer, evaluation: &Evaluation) -> Self {
+        let config = &spec.training;
         TrainSummaryJson {
             kind: "summary",
             test_loss: evaluation.loss,
@@ -155,9 +148,13 @@ impl TrainSummaryJson {
             test_count: evaluation.count,
             epochs_completed: trainer.history.len(),
             train_seconds: trainer.history.iter().map(|record| record.seconds).sum(),
-            model: job.output.display().to_string(),
-            dataset: job.dataset.name().to_string(),
-            class_names: job.dataset.class_names(),
+            model: spec
+                .output
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default(),
+            dataset: spec.dataset.name().to_string(),
+            class_names: spec.dataset.class_names(),
             config: TrainConfigJson {
                 epochs: config.epochs,
                 batch_size: match config.batch_size {
@@ -168,14 +165,14 @@ impl TrainSummaryJson {
                 optimizer: config.optimizer.name().to_string(),
                 optimizer_settings: config.optimizer,
                 schedule: config.schedule,
-                validation_split: job.validation.split,
-                early_stopping: job.validation.early_stopping.map(|(_, patience)| patience),
-                restore_best: job.validation.restore_best.is_some(),
+                validation_split: spec.validation.split,
+                early_stopping: spec.validation.early_stopping.map(|(_, patience)| patience),
+                restore_best: spec.validation.restore_best.is_some(),
                 seed: config.seed,
                 hidden: config.architecture.hidden.clone(),
                 dropout: config.architecture.dropout,
-                limit: job.limit,
-                data_dir: job.data_dir.display().to_string(),
+                limit: spec.limit,
+                data_dir: spec.data_dir.display().to_string(),
             },
         }
     }

@@ -5,8 +5,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::checkpoint::{list_checkpoints, parse_checkpoint_file_name};
+use crate::error::{Error, Result, Setting};
 use crate::model_file::MAGIC;
+use crate::run::spec::RunSpec;
 use crate::run_lock::{LockError, RunLock};
 
 /// The folder a file path lives in (`.` for a bare file name).
@@ -17,18 +19,18 @@ pub fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// `path` (the `option`'s value) can be written later: its folder exists and accepts new
+/// `path` (the value of `setting`) can be written later: its folder exists and accepts new
 /// files, it is not a folder, and it is not some other file we would destroy.
-pub fn check_output_file(path: &Path, option: &str) -> Result<()> {
+pub fn check_output_file(path: &Path, setting: Setting) -> Result<()> {
     if path.file_name().is_none() {
-        return Err(Error::config(
-            option,
+        return Err(Error::setting(
+            setting,
             format!("{} is not a file path", path.display()),
         ));
     }
     if path.is_dir() {
-        return Err(Error::config(
-            option,
+        return Err(Error::setting(
+            setting,
             format!("{} is a directory, expected a file path", path.display()),
         ));
     }
@@ -42,8 +44,8 @@ pub fn check_output_file(path: &Path, option: &str) -> Result<()> {
             }
         }
         if read > 0 && (read < magic.len() || &magic != MAGIC) {
-            return Err(Error::config(
-                option,
+            return Err(Error::setting(
+                setting,
                 format!(
                     "{} exists and is not an mnist-train file; refusing to overwrite it",
                     path.display()
@@ -63,29 +65,25 @@ pub fn check_output_file(path: &Path, option: &str) -> Result<()> {
 
 /// The locks a run holds on what it writes (see [`RunLock`]): a second run aimed at the same
 /// model file or folder is refused naming the holder. Each place is locked once however it is
-/// spelled (`ck`, `./ck`), since a second lock would collide with the first.
+/// spelled (`ck`, `./ck`), since a second lock would collide with the first. Released when
+/// dropped.
 #[derive(Debug, Default)]
 pub struct OutputLocks {
     held: Vec<(PathBuf, RunLock)>,
 }
 
 impl OutputLocks {
-    /// Locks the model file `path` (the `option`'s value); its folder must exist.
-    pub fn file(&mut self, path: &Path, option: &str) -> Result<()> {
+    /// Locks the model file `path` (the value of `setting`); its folder must exist.
+    pub fn file(&mut self, path: &Path, setting: Setting) -> Result<()> {
         let name = path.file_name().unwrap_or_default();
         let key = absolute(&parent_dir(path)).join(name);
-        self.take(key, || RunLock::file(path), path, option, "file")
+        self.take(key, || RunLock::file(path), path, setting, "file")
     }
 
-    /// Locks the folder `dir` (the `option`'s value), which must exist.
-    pub fn folder(&mut self, dir: &Path, option: &str) -> Result<()> {
-        self.take(
-            absolute(dir),
-            || RunLock::folder(dir),
-            dir,
-            option,
-            "folder",
-        )
+    /// Locks the folder `dir` (the value of `setting`), which must exist.
+    pub fn folder(&mut self, dir: &Path, setting: Setting) -> Result<()> {
+        let key = absolute(dir);
+        self.take(key, || RunLock::folder(dir), dir, setting, "folder")
     }
 
     fn take(
@@ -93,15 +91,15 @@ impl OutputLocks {
         key: PathBuf,
         lock: impl FnOnce() -> std::result::Result<RunLock, LockError>,
         path: &Path,
-        option: &str,
+        setting: Setting,
         what: &str,
     ) -> Result<()> {
         if self.held.iter().any(|(held, _)| *held == key) {
             return Ok(());
         }
         let lock = lock().map_err(|error| match error {
-            LockError::Held { .. } => Error::config(
-                option,
+            LockError::Held { .. } => Error::setting(
+                setting,
                 format!(
                     "{} is {error}; wait for that run to finish or choose another {what}",
                     path.display()
@@ -120,10 +118,10 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// Creates `dir` if needed and checks that files can be created in it.
-pub fn check_output_dir(dir: &Path, option: &str) -> Result<()> {
+pub fn check_output_dir(dir: &Path, setting: Setting) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
-        return Err(Error::config(
-            option,
+        return Err(Error::setting(
+            setting,
             format!("{} exists and is not a directory", dir.display()),
         ));
     }
@@ -188,4 +186,24 @@ pub fn remove_stale_temp_files(dir: &Path, is_ours: impl Fn(&str) -> bool) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Before any data is loaded: every place the run will write to accepts files and is locked
+/// for this run (into `locks`), and a fresh run does not mix its checkpoints into another run's
+/// folder.
+pub fn check_run_outputs(spec: &RunSpec, resuming: bool, locks: &mut OutputLocks) -> Result<()> {
+    if let Some(output) = &spec.output {
+        check_output_file(output, Setting::Output)?;
+        locks.file(output, Setting::Output)?;
+    }
+    if let Some(dir) = &spec.checkpoints.dir {
+        check_output_dir(dir, Setting::CheckpointDir)?;
+        // Before looking at its contents: while another run writes them, say so.
+        locks.folder(dir, Setting::CheckpointDir)?;
+        remove_stale_temp_files(dir, |name| parse_checkpoint_file_name(name).is_some());
+        if !resuming && !list_checkpoints(dir)?.is_empty() {
+            return Err(Error::CheckpointFolderInUse { dir: dir.clone() });
+        }
+    }
+    Ok(())
 }
