@@ -104,6 +104,8 @@ impl RunRecord {
             },
             threads: None,
             memory_limit: None,
+            // A checkpointed run's noise is in `training.privacy` already.
+            privacy: None,
         };
         let data = TrainingData {
             examples: self.train_examples,
@@ -483,16 +485,48 @@ pub fn resolve_resume_path(path: &Path) -> Result<Resolved> {
     Err(Error::model(path, reason))
 }
 
-/// Deletes all but the newest `keep` checkpoints of `dir`, never deleting `protect` (the best
-/// one). Called after a new checkpoint is safely on disk, so a crash here loses nothing.
-pub fn prune_checkpoints(dir: &Path, keep: usize, protect: Option<&Path>) -> Result<()> {
-    let all = list_checkpoints(dir)?;
+/// Which of a folder's checkpoints (`all`, oldest first) to delete so that the newest `keep`
+/// remain, never `protect` (the best one).
+pub fn checkpoints_to_delete(all: &[PathBuf], keep: usize, protect: Option<&Path>) -> Vec<PathBuf> {
     let remove_count = all.len().saturating_sub(keep);
-    for path in &all[..remove_count] {
-        if Some(path.as_path()) == protect {
-            continue;
-        }
-        std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+    all[..remove_count]
+        .iter()
+        .filter(|path| Some(path.as_path()) != protect)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Architecture;
+
+    #[test]
+    fn an_unknown_dataset_name_is_refused_not_read_as_mnist() {
+        let training = TrainConfig {
+            architecture: Architecture {
+                inputs: 4,
+                hidden: vec![3],
+                outputs: 2,
+                ..Architecture::tutorial()
+            },
+            ..TrainConfig::default()
+        };
+        let spec = RunSpec::new(training.clone(), DatasetKind::Mnist);
+        let data = TrainingData {
+            examples: 10,
+            fingerprint: "crc32:00000000".to_string(),
+        };
+        let bytes = Checkpoint::capture(&Trainer::new(training), &spec, &data).encode();
+        assert!(Checkpoint::decode(&bytes).is_ok());
+        let (header, tensors) = decode_container(&bytes).unwrap();
+        let header = String::from_utf8(header)
+            .unwrap()
+            .replace(r#""dataset":"mnist""#, r#""dataset":"emnist""#);
+        assert!(header.contains("emnist"), "the test edits the header");
+        let slices: Vec<&[f32]> = vec![&tensors];
+        let edited = encode_container(header.as_bytes(), &slices);
+        let message = Checkpoint::decode(&edited).unwrap_err();
+        assert!(message.contains(r#"unknown dataset "emnist""#), "{message}");
     }
-    Ok(())
 }

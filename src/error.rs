@@ -80,6 +80,16 @@ pub enum Setting {
     BatchSize,
     /// Examples per evaluation batch.
     TestBatchSize,
+    /// The ε a private run must stay within.
+    TargetEpsilon,
+    /// Integrated gradients' number of path points.
+    IgSteps,
+    /// The occlusion patch's side.
+    OcclusionPatch,
+    /// The pixel value removed pixels take in attributions and their check.
+    AttributionBaseline,
+    /// The explanation picture file.
+    ExplanationPicture,
 }
 
 impl std::fmt::Display for Setting {
@@ -96,6 +106,11 @@ impl std::fmt::Display for Setting {
             Setting::HiddenWidths => "hidden layer widths",
             Setting::BatchSize => "batch size",
             Setting::TestBatchSize => "evaluation batch size",
+            Setting::TargetEpsilon => "target ε",
+            Setting::IgSteps => "integrated-gradients steps",
+            Setting::OcclusionPatch => "occlusion patch",
+            Setting::AttributionBaseline => "attribution baseline",
+            Setting::ExplanationPicture => "explanation picture",
         })
     }
 }

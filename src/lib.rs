@@ -12,7 +12,8 @@
 //!   ─▶ nn::Mlp forward/backward over one flat parameter buffer ─▶ optim::Optimizer step
 //!   ─▶ one train::EpochRecord per epoch ─▶ callbacks: progress, JSON lines, CSV history,
 //!      early stopping, best weights, checkpoints, Ctrl-C
-//!   ─▶ model_file::Model (atomic write) ─▶ evaluation; interop exports, predict reads it
+//!   ─▶ model_file::Model (atomic write) ─▶ evaluation; interop exports, predict reads it,
+//!      explain attributes its predictions to pixels (and checks the attributions)
 //! ```
 //!
 //! # Public entry points
@@ -24,6 +25,9 @@
 //! - [`data::load_split`] / [`data::load_train_and_test`] read MNIST-format folders;
 //!   [`model_file::Model`] saves and loads trained models; [`interop`] converts them.
 //! - [`bench`] and [`compare`] build specs for the `bench` and `compare` commands.
+//! - [`explain::attribute`] explains one prediction (integrated gradients, saliency,
+//!   input × gradient, occlusion); [`explain::run_checks`] measures how faithful the maps are.
+//!   A network takes part through [`explain::Differentiable`].
 //! - Errors are one [`Error`] enum in the library's terms ([`error::Setting`]).
 //!
 //! # Training from Rust
@@ -62,6 +66,7 @@ pub mod checkpoint;
 pub mod compare;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod interop;
 pub mod kernels;
 pub mod model_file;

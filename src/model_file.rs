@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::Architecture;
+use crate::optim::privacy::PrivacyGuarantee;
 
 pub const MAGIC: &[u8; 8] = b"MNISTTRN";
 pub const FORMAT_VERSION: u32 = 1;
@@ -74,6 +75,9 @@ pub struct Model {
     pub class_names: Vec<String>,
     /// The flat parameter buffer, laid out as [`Architecture::dense_layouts`] says.
     pub parameters: Vec<f32>,
+    /// The (ε, δ) guarantee of a privately trained model; `None` otherwise (and in files written
+    /// before private training existed).
+    pub privacy: Option<PrivacyGuarantee>,
 }
 
 /// The model file's JSON header.
@@ -85,6 +89,8 @@ struct ModelHeader {
     dataset: DatasetKind,
     class_names: Vec<String>,
     tensors: Vec<TensorInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    privacy: Option<PrivacyGuarantee>,
 }
 
 impl Model {
@@ -102,12 +108,7 @@ impl Model {
 
     /// The file's bytes (header, tensors, checksum).
     pub fn encode(&self) -> Vec<u8> {
-        let tensors: Vec<TensorInfo> = self
-            .architecture
-            .tensor_names()
-            .into_iter()
-            .map(|(name, shape, _)| TensorInfo { name, shape })
-            .collect();
+        let tensors = tensor_list(&self.architecture);
         let header = ModelHeader {
             kind: "model".to_string(),
             architecture: self.architecture.clone(),
@@ -115,6 +116,7 @@ impl Model {
             dataset: self.dataset,
             class_names: self.class_names.clone(),
             tensors,
+            privacy: self.privacy.clone(),
         };
         let header = serde_json::to_vec(&header).expect("header serializes");
         encode_container(&header, &[&self.parameters])
@@ -145,13 +147,7 @@ impl Model {
             Error::Model { message, .. } => message,
             other => other.to_string(),
         })?;
-        let expected: Vec<TensorInfo> = header
-            .architecture
-            .tensor_names()
-            .into_iter()
-            .map(|(name, shape, _)| TensorInfo { name, shape })
-            .collect();
-        if header.tensors != expected {
+        if header.tensors != tensor_list(&header.architecture) {
             return Err("tensor list does not match the architecture".to_string());
         }
         if data.len() != header.architecture.parameter_count() {
@@ -173,8 +169,18 @@ impl Model {
             dataset: header.dataset,
             class_names: header.class_names,
             parameters: data,
+            privacy: header.privacy,
         })
     }
+}
+
+/// The tensors a model file of `architecture` lists, in data-section order.
+fn tensor_list(architecture: &Architecture) -> Vec<TensorInfo> {
+    architecture
+        .tensor_names()
+        .into_iter()
+        .map(|(name, shape, _)| TensorInfo { name, shape })
+        .collect()
 }
 
 /// Checks an architecture read from a file before anything is sized by it.
@@ -346,6 +352,7 @@ mod tests {
             dataset: DatasetKind::Mnist,
             class_names: vec!["zero".into(), "one".into()],
             parameters,
+            privacy: None,
         }
     }
 
@@ -361,12 +368,18 @@ mod tests {
         assert!(message.contains(r#"unknown dataset "kmnist""#), "{message}");
     }
 
-    #[test]
-    fn save_then_load_round_trips_exactly() {
+    /// `sample_model()` saved in a new temporary folder: (the folder, the file, the model).
+    fn saved_sample() -> (tempfile::TempDir, PathBuf, Model) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.bin");
         let model = sample_model();
         model.save(&path).unwrap();
+        (dir, path, model)
+    }
+
+    #[test]
+    fn save_then_load_round_trips_exactly() {
+        let (dir, path, model) = saved_sample();
         assert_eq!(Model::load(&path).unwrap(), model);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -374,9 +387,7 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        sample_model().save(&path).unwrap();
+        let (dir, path, _) = saved_sample();
         let original = std::fs::read(&path).unwrap();
         let corrupt_path = dir.path().join("corrupt.bin");
         for index in 0..original.len() {
@@ -390,9 +401,7 @@ mod tests {
 
     #[test]
     fn truncated_files_are_rejected_with_a_clear_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        sample_model().save(&path).unwrap();
+        let (_dir, path, _) = saved_sample();
         let original = std::fs::read(&path).unwrap();
         for length in [0, 5, 8, 15, 20, original.len() / 2, original.len() - 1] {
             std::fs::write(&path, &original[..length]).unwrap();
@@ -423,10 +432,7 @@ mod tests {
 
     #[test]
     fn failed_save_leaves_the_previous_model_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.bin");
-        let model = sample_model();
-        model.save(&path).unwrap();
+        let (_dir, path, model) = saved_sample();
         let before = std::fs::read(&path).unwrap();
         // A path whose parent is a regular file cannot be created, even by root.
         let impossible = path.join("nested.bin");

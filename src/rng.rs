@@ -82,6 +82,10 @@ pub enum Stream {
     Shuffle = 2,
     Dropout = 3,
     ValidationSplit = 4,
+    /// Private training: which examples a step samples.
+    PoissonSample = 5,
+    /// Private training: the Gaussian noise added to a step's gradient.
+    DpNoise = 6,
 }
 
 /// The generator for one use of randomness, identified by `(seed, kind, a, b)`,

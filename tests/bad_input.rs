@@ -311,6 +311,7 @@ fn a_model_whose_architecture_does_not_fit_the_data_is_refused() {
         normalization: Normalization::default(),
         dataset: DatasetKind::Mnist,
         class_names: (0..10).map(|c| c.to_string()).collect(),
+        privacy: None,
     };
     model.save(&work.path("small.bin")).unwrap();
     assert_refused(

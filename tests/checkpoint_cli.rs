@@ -78,18 +78,21 @@ fn sigint_saves_a_checkpoint_and_the_resumed_run_ends_byte_identical() {
     assert_eq!(timeless(&resumed_history), timeless(&reference_history));
 }
 
+/// A run that would go on for ever, writing a checkpoint into `ck` after every step.
+const ENDLESS_CHECKPOINTING_EVERY_STEP: [&str; 6] = [
+    "--epochs",
+    "1000000",
+    "--checkpoint-dir",
+    "ck",
+    "--checkpoint-every",
+    "1",
+];
+
 #[test]
 fn a_second_signal_exits_at_once_leaving_only_valid_checkpoints() {
     let work = Workdir::new(200);
     let (mut child, stderr) = spawn_until(
-        work.train().args([
-            "--epochs",
-            "1000000",
-            "--checkpoint-dir",
-            "ck",
-            "--checkpoint-every",
-            "1",
-        ]),
+        work.train().args(ENDLESS_CHECKPOINTING_EVERY_STEP),
         "Epoch 1/",
     );
     // SIGTERM asks to stop like Ctrl-C does; the second signal exits at once.
@@ -121,16 +124,9 @@ fn sigkill_at_random_moments_never_leaves_a_broken_newest_checkpoint() {
     let mut kills_with_checkpoints = 0;
     for round in 0..16 {
         let mut command = work.train();
-        command.args([
-            "--epochs",
-            "1000000",
-            "--checkpoint-dir",
-            "ck",
-            "--checkpoint-every",
-            "1",
-            "--keep-checkpoints",
-            "3",
-        ]);
+        command
+            .args(ENDLESS_CHECKPOINTING_EVERY_STEP)
+            .args(["--keep-checkpoints", "3"]);
         if dir.exists() && !list_checkpoints(&dir).unwrap().is_empty() {
             command.args(["--resume", "ck"]);
         }
@@ -182,16 +178,11 @@ fn sigkill_at_random_moments_never_leaves_a_broken_newest_checkpoint() {
 /// A finished 2-epoch run with checkpoints in `ck` (3 steps per epoch, one every 2 steps).
 fn finished_run() -> Workdir {
     let work = Workdir::new(40);
-    run_ok(work.train().args([
-        "--epochs",
-        "2",
-        "--checkpoint-dir",
-        "ck",
-        "--checkpoint-every",
-        "2",
-        "--keep-checkpoints",
-        "10",
-    ]));
+    run_ok(
+        work.train()
+            .args(["--epochs", "2", "--checkpoint-dir", "ck"])
+            .args(["--checkpoint-every", "2", "--keep-checkpoints", "10"]),
+    );
     work
 }
 

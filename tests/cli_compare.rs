@@ -3,29 +3,27 @@
 
 use crate::support;
 
-use support::{assert_one_line_error, mnist_train};
+use support::{assert_one_line_error, mnist_train, stdout_of};
+
+/// `mnist-train compare --quiet` on the dataset in `data`, writing into `out`.
+fn compare_on(data: &std::path::Path, out: &std::path::Path) -> assert_cmd::Command {
+    let mut compare = mnist_train();
+    compare.args(["compare", "--quiet", "--data-dir"]).arg(data);
+    compare.arg("--output-dir").arg(out);
+    compare
+}
 
 #[test]
 fn compare_prints_a_table_and_writes_history_table_and_plot() {
     let dir = tempfile::tempdir().unwrap();
     support::write_synthetic_dataset(dir.path(), 120, 30, true);
     let out = dir.path().join("results");
-    let output = mnist_train()
-        .args(["compare", "--quiet", "--epochs", "2", "--limit", "100"])
-        .args([
-            "--variants",
-            "full-batch-gd,momentum-sgd,adam",
-            "--lr",
-            "adam=0.003",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--output-dir")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = stdout_of(
+        compare_on(dir.path(), &out)
+            .args(["--epochs", "2", "--limit", "100"])
+            .args(["--variants", "full-batch-gd,momentum-sgd,adam"])
+            .args(["--lr", "adam=0.003"]),
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(lines[0].starts_with("variant") && lines[0].contains("test accuracy"));
@@ -93,22 +91,12 @@ fn compare_prints_a_table_and_writes_history_table_and_plot() {
 fn a_diverging_variant_is_reported_and_the_others_still_run() {
     let dir = tempfile::tempdir().unwrap();
     support::write_synthetic_dataset(dir.path(), 64, 20, false);
-    let output = mnist_train()
-        .args(["compare", "--quiet", "--epochs", "3", "--limit", "64"])
-        .args([
-            "--variants",
-            "mini-batch-gd,adam",
-            "--lr",
-            "mini-batch-gd=1e30",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--output-dir")
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = stdout_of(
+        compare_on(dir.path(), &dir.path().join("out"))
+            .args(["--epochs", "3", "--limit", "64"])
+            .args(["--variants", "mini-batch-gd,adam"])
+            .args(["--lr", "mini-batch-gd=1e30"]),
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[1].starts_with("mini-batch-gd") && lines[1].contains("diverged"),

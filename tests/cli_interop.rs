@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::support::mnist_train;
+use crate::support::{mnist_train, stderr_of, succeeded};
 use mnist_train::data::{load_split, DatasetKind, Split};
 use mnist_train::model_file::Model;
 use serde_json::Value;
@@ -105,12 +105,19 @@ fn pytorch_forward(
     exps.iter().map(|e| e / sum).collect()
 }
 
-#[test]
-fn export_writes_pytorch_sequential_keys_transposed_weights_and_metadata() {
+/// A default model trained in a new folder and exported there as `name`:
+/// (the folder, the model file, the exported file).
+fn trained_and_exported(name: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let model_path = train(dir.path(), "model.bin", &[]);
-    let out = dir.path().join("model.safetensors");
-    export(&model_path, &out);
+    let exported = dir.path().join(name);
+    export(&model_path, &exported);
+    (dir, model_path, exported)
+}
+
+#[test]
+fn export_writes_pytorch_sequential_keys_transposed_weights_and_metadata() {
+    let (_dir, model_path, out) = trained_and_exported("model.safetensors");
     let (tensors, metadata) = read_safetensors(&out);
     let names: Vec<&str> = tensors.keys().map(String::as_str).collect();
     assert_eq!(names, ["1.bias", "1.weight", "4.bias", "4.weight"]);
@@ -157,14 +164,13 @@ fn export_writes_pytorch_sequential_keys_transposed_weights_and_metadata() {
         DatasetKind::Mnist,
     )
     .unwrap();
-    let output = mnist_train()
-        .arg("predict")
-        .arg("--model")
-        .arg(&model_path)
-        .args(["--index", "0,1,2,3,4,5,6,7", "--json"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let output = succeeded(
+        mnist_train()
+            .arg("predict")
+            .arg("--model")
+            .arg(&model_path)
+            .args(["--index", "0,1,2,3,4,5,6,7", "--json"]),
+    );
     for (index, line) in String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -195,19 +201,10 @@ fn deeper_mlps_continue_the_index_pattern() {
 
 #[test]
 fn safetensors_models_work_everywhere_and_import_round_trips_byte_for_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let model_path = train(dir.path(), "model.bin", &[]);
     // A name that does not say what the file is: detection is by content.
-    let exported = dir.path().join("exported.weights");
-    export(&model_path, &exported);
+    let (dir, model_path, exported) = trained_and_exported("exported.weights");
     let accuracy_line = |model: &Path| {
-        let output = mnist_train()
-            .arg("eval")
-            .arg("-m")
-            .arg(model)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
+        let output = succeeded(mnist_train().arg("eval").arg("-m").arg(model));
         String::from_utf8(output.stdout)
             .unwrap()
             .lines()
@@ -226,14 +223,13 @@ fn safetensors_models_work_everywhere_and_import_round_trips_byte_for_byte() {
     assert!(predict.status.success());
 
     let imported = dir.path().join("imported.bin");
-    let output = mnist_train()
-        .arg("import")
-        .arg(&exported)
-        .arg("--output")
-        .arg(&imported)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
+    succeeded(
+        mnist_train()
+            .arg("import")
+            .arg(&exported)
+            .arg("--output")
+            .arg(&imported),
+    );
     assert_eq!(
         std::fs::read(&imported).unwrap(),
         std::fs::read(&model_path).unwrap(),
@@ -245,15 +241,14 @@ fn safetensors_models_work_everywhere_and_import_round_trips_byte_for_byte() {
 fn import_rejects_files_that_are_not_safetensors() {
     let dir = tempfile::tempdir().unwrap();
     let model_path = train(dir.path(), "model.bin", &[]);
-    let output = mnist_train()
-        .arg("import")
-        .arg(&model_path)
-        .arg("--output")
-        .arg(dir.path().join("x.bin"))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = stderr_of(
+        mnist_train()
+            .arg("import")
+            .arg(&model_path)
+            .arg("--output")
+            .arg(dir.path().join("x.bin")),
+        1,
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("model.bin") && stderr.contains("safetensors"),

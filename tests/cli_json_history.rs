@@ -1,7 +1,7 @@
 //! `train --json` and `train --history`: the JSON lines parsed field by field, and the CSV history
 //! keeping one header across two runs into the same file (what a resumed run does).
 
-use crate::support::mnist_train;
+use crate::support::{mnist_train, succeeded};
 use serde_json::Value;
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
@@ -16,13 +16,12 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
 fn train_json_prints_one_line_per_epoch_and_a_summary_with_text_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.bin");
-    let output = mnist_train()
-        .args(["--limit", "600", "--epochs", "2", "--seed", "5", "--json"])
-        .arg("--output")
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
+    let output = succeeded(
+        mnist_train()
+            .args(["--limit", "600", "--epochs", "2", "--seed", "5", "--json"])
+            .arg("--output")
+            .arg(&model),
+    );
     let lines = json_lines(&output.stdout);
     assert_eq!(lines.len(), 3, "2 epochs + summary: {lines:?}");
     for (index, line) in lines[..2].iter().enumerate() {
@@ -134,26 +133,19 @@ fn resumed_run_continues_the_history_without_a_second_header() {
     let history = dir.path().join("history.csv");
     let checkpoints = dir.path().join("checkpoints");
     let model = dir.path().join("model.bin");
-    mnist_train()
-        .args(["--limit", "400", "--epochs", "2", "--quiet"])
-        .arg("--checkpoint-dir")
-        .arg(&checkpoints)
-        .arg("--history")
-        .arg(&history)
-        .arg("--output")
-        .arg(&model)
-        .assert()
-        .success();
-    mnist_train()
-        .args(["--limit", "400", "--epochs", "4", "--quiet"])
-        .arg("--resume")
-        .arg(&checkpoints)
-        .arg("--history")
-        .arg(&history)
-        .arg("--output")
-        .arg(&model)
-        .assert()
-        .success();
+    // Two epochs writing checkpoints, then two more resumed from them, into one history.
+    for (epochs, folder_option) in [("2", "--checkpoint-dir"), ("4", "--resume")] {
+        mnist_train()
+            .args(["--limit", "400", "--epochs", epochs, "--quiet"])
+            .arg(folder_option)
+            .arg(&checkpoints)
+            .arg("--history")
+            .arg(&history)
+            .arg("--output")
+            .arg(&model)
+            .assert()
+            .success();
+    }
     let text = std::fs::read_to_string(&history).unwrap();
     assert_eq!(text.matches("epoch,loss").count(), 1, "{text}");
     let epochs: Vec<&str> = text
@@ -166,26 +158,22 @@ fn resumed_run_continues_the_history_without_a_second_header() {
 
 #[test]
 fn bench_json_is_one_typed_line_like_every_json_output() {
-    let output = mnist_train()
-        .args([
-            "bench",
-            "--limit",
-            "200",
-            "--epochs",
-            "1",
-            "--warmup",
-            "0",
-            "--runs",
-            "1",
-            "--batch-sizes",
-            "32",
-            "--threads",
-            "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
+    let output = succeeded(mnist_train().args([
+        "bench",
+        "--limit",
+        "200",
+        "--epochs",
+        "1",
+        "--warmup",
+        "0",
+        "--runs",
+        "1",
+        "--batch-sizes",
+        "32",
+        "--threads",
+        "1",
+        "--json",
+    ]));
     let lines = json_lines(&output.stdout);
     assert_eq!(lines.len(), 1, "one line on stdout");
     assert_eq!(lines[0]["type"], "bench");

@@ -2,7 +2,7 @@
 //! text and shapes checked, PNG decoded and checked for size and drawn pixels), and a bad file
 //! name is refused before any training.
 
-use crate::support::mnist_train;
+use crate::support::{mnist_train, stderr_of, succeeded, train_model};
 use serde_json::Value;
 
 /// The contents of every `<text>` element of an SVG, trimmed.
@@ -57,23 +57,17 @@ fn train_plot_draws_loss_and_accuracy_curves_as_svg_and_png() {
 fn eval_plot_writes_the_confusion_heat_map_with_counts_and_class_names() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.bin");
-    mnist_train()
-        .args(["--limit", "500", "--epochs", "1", "--quiet"])
-        .arg("--output")
-        .arg(&model)
-        .assert()
-        .success();
+    train_model(&model, &["--limit", "500", "--epochs", "1"]);
     let svg = dir.path().join("confusion.svg");
-    let output = mnist_train()
-        .arg("eval")
-        .arg("-m")
-        .arg(&model)
-        .arg("--json")
-        .arg("--plot")
-        .arg(&svg)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let output = succeeded(
+        mnist_train()
+            .arg("eval")
+            .arg("-m")
+            .arg(&model)
+            .arg("--json")
+            .arg("--plot")
+            .arg(&svg),
+    );
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     let matrix: Vec<Vec<u64>> = serde_json::from_value(json["confusion_matrix"].clone()).unwrap();
     let text = std::fs::read_to_string(&svg).unwrap();
@@ -111,16 +105,15 @@ fn eval_plot_writes_the_confusion_heat_map_with_counts_and_class_names() {
 #[test]
 fn plot_with_an_unknown_extension_is_refused_before_training() {
     let dir = tempfile::tempdir().unwrap();
-    let output = mnist_train()
-        .args(["--limit", "100", "--epochs", "1"])
-        .arg("--output")
-        .arg(dir.path().join("model.bin"))
-        .arg("--plot")
-        .arg(dir.path().join("curves.gif"))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = stderr_of(
+        mnist_train()
+            .args(["--limit", "100", "--epochs", "1"])
+            .arg("--output")
+            .arg(dir.path().join("model.bin"))
+            .arg("--plot")
+            .arg(dir.path().join("curves.gif")),
+        2,
+    );
     assert!(
         stderr.contains("--plot") && stderr.contains(".svg or .png"),
         "{stderr}"

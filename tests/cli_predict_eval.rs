@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::support::{self, mnist_train};
+use crate::support::{self, mnist_train, stdout_of, succeeded};
 use image::imageops::FilterType;
 use image::{GrayImage, Luma};
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
@@ -15,18 +15,20 @@ fn data_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data"))
 }
 
+/// `mnist-train COMMAND --model <the trained model>`.
+fn with_trained_model(command: &str) -> assert_cmd::Command {
+    let mut with_model = mnist_train();
+    with_model.arg(command).arg("--model").arg(trained_model());
+    with_model
+}
+
 /// A model trained once for this test binary: one epoch on the full MNIST training set (≈97 %).
 fn trained_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
         let model = dir.join("model.bin");
-        mnist_train()
-            .args(["--epochs", "1", "--quiet", "--seed", "7"])
-            .arg("--output")
-            .arg(&model)
-            .assert()
-            .success();
+        support::train_model(&model, &["--epochs", "1", "--seed", "7"]);
         model
     })
 }
@@ -76,16 +78,8 @@ fn predict_classifies_hand_made_dark_on_light_off_centre_images() {
         page.save(&path).unwrap();
         files.push(path);
     }
-    let output = mnist_train()
-        .arg("predict")
-        .arg("--model")
-        .arg(trained_model())
-        .arg("--json")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let lines = json_lines(&output.stdout);
+    let lines =
+        json_lines(stdout_of(with_trained_model("predict").arg("--json").args(&files)).as_bytes());
     assert_eq!(lines.len(), count);
     let mut correct = 0;
     for (index, line) in lines.iter().enumerate() {
@@ -122,14 +116,7 @@ fn predict_human_output_lists_top_three_per_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seven.png");
     hand_made(&test, 0, 50, 3, 45).save(&path).unwrap();
-    let output = mnist_train()
-        .arg("predict")
-        .arg("-m")
-        .arg(trained_model())
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let output = succeeded(with_trained_model("predict").arg(&path));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let line = stdout.lines().next().unwrap();
     assert!(
@@ -142,15 +129,11 @@ fn predict_human_output_lists_top_three_per_file() {
 #[test]
 fn predict_index_show_draws_the_digit_beside_the_prediction() {
     let test = test_set();
-    let output = mnist_train()
-        .arg("predict")
-        .arg("-m")
-        .arg(trained_model())
-        .args(["--index", "0", "--show"])
-        .env_remove("NO_COLOR")
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let output = succeeded(
+        with_trained_model("predict")
+            .args(["--index", "0", "--show"])
+            .env_remove("NO_COLOR"),
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let true_label = test.labels[0];
     assert!(
@@ -187,14 +170,8 @@ fn predict_index_show_draws_the_digit_beside_the_prediction() {
 #[test]
 fn predict_index_json_reports_the_true_class() {
     let test = test_set();
-    let output = mnist_train()
-        .arg("predict")
-        .arg("-m")
-        .arg(trained_model())
-        .args(["--index", "1,2", "--json", "--top", "2"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let output =
+        succeeded(with_trained_model("predict").args(["--index", "1,2", "--json", "--top", "2"]));
     let lines = json_lines(&output.stdout);
     assert_eq!(lines.len(), 2);
     for (line, index) in lines.iter().zip([1usize, 2]) {
@@ -224,13 +201,7 @@ fn predict_rejects_bad_inputs_with_one_line() {
         (vec![], 2, "IMAGE".into()),
     ];
     for (args, code, needle) in cases {
-        let output = mnist_train()
-            .arg("predict")
-            .arg("-m")
-            .arg(trained_model())
-            .args(&args)
-            .output()
-            .unwrap();
+        let output = with_trained_model("predict").args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(code), "{args:?}: {output:?}");
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
@@ -240,14 +211,7 @@ fn predict_rejects_bad_inputs_with_one_line() {
 
 #[test]
 fn eval_prints_per_class_metrics_confusions_and_the_most_confident_mistakes() {
-    let output = mnist_train()
-        .arg("eval")
-        .arg("--model")
-        .arg(trained_model())
-        .args(["--show-errors", "4"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    let output = succeeded(with_trained_model("eval").args(["--show-errors", "4"]));
     let stdout = String::from_utf8(output.stdout).unwrap();
     for needle in [
         "precision",
@@ -269,15 +233,16 @@ fn eval_prints_per_class_metrics_confusions_and_the_most_confident_mistakes() {
 #[test]
 fn eval_json_is_complete_and_consistent() {
     let test = test_set();
-    let output = mnist_train()
-        .arg("eval")
-        .arg("--model")
-        .arg(trained_model())
-        .args(["--json", "--show-errors", "3", "--confused", "4"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let lines = json_lines(&output.stdout);
+    let lines = json_lines(
+        stdout_of(with_trained_model("eval").args([
+            "--json",
+            "--show-errors",
+            "3",
+            "--confused",
+            "4",
+        ]))
+        .as_bytes(),
+    );
     assert_eq!(lines.len(), 1);
     let json = &lines[0];
     assert_eq!(json["type"], "evaluation");
@@ -330,17 +295,10 @@ fn eval_json_is_complete_and_consistent() {
 }
 
 /// Fashion-MNIST's class names in label order, as published with the dataset (Zalando's README).
+#[rustfmt::skip]
 const FASHION_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ];
 
 /// `--dataset fashion` on a small synthetic dataset in the Fashion-MNIST layout (the same four
@@ -353,15 +311,14 @@ fn fashion_class_names_appear_in_train_eval_and_predict() {
     support::write_synthetic_dataset(&data, 300, 50, true);
     let test = load_split(&data, Split::Test, DatasetKind::Mnist).unwrap();
     let model = dir.path().join("fashion.bin");
-    let output = mnist_train()
-        .args(["--dataset", "fashion", "--epochs", "1", "--json"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--output")
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
+    let output = succeeded(
+        mnist_train()
+            .args(["--dataset", "fashion", "--epochs", "1", "--json"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--output")
+            .arg(&model),
+    );
     let summary = json_lines(&output.stdout).pop().unwrap();
     assert_eq!(summary["dataset"], "fashion");
     for (label, name) in FASHION_CLASSES.iter().enumerate() {
@@ -407,14 +364,9 @@ fn fashion_class_names_appear_in_train_eval_and_predict() {
 #[test]
 fn color_flag_forces_or_suppresses_grey_levels() {
     let run = |color: &str| {
-        let output = mnist_train()
-            .arg("predict")
-            .arg("-m")
-            .arg(trained_model())
-            .args(["--index", "0", "--show", "--color", color])
-            .output()
-            .unwrap();
-        assert!(output.status.success());
+        let output = succeeded(
+            with_trained_model("predict").args(["--index", "0", "--show", "--color", color]),
+        );
         String::from_utf8(output.stdout).unwrap()
     };
     let always = run("always");
@@ -537,15 +489,7 @@ fn predict_reads_pen_drawings_with_thin_and_thick_strokes() {
             labels.push(*label);
         }
     }
-    let output = mnist_train()
-        .arg("predict")
-        .arg("-m")
-        .arg(trained_model())
-        .arg("--json")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
+    let output = succeeded(with_trained_model("predict").arg("--json").args(&files));
     let predicted: Vec<u64> = json_lines(&output.stdout)
         .iter()
         .map(|line| line["predicted_index"].as_u64().unwrap())

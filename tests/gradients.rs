@@ -33,6 +33,26 @@ fn central_difference(
     (plus - minus) / (2.0 * step as f64)
 }
 
+/// An element-wise layer's input gradient `grad` of `sum(layer(x) · r)` against central
+/// differences of `layer` (applied in place), coordinate by coordinate.
+fn check_elementwise(
+    grad: &[f32],
+    x: &mut [f32],
+    r: &[f32],
+    step: f32,
+    layer: &dyn Fn(&mut [f32]),
+) {
+    let mut loss = |x: &[f32]| -> f64 {
+        let mut y = x.to_vec();
+        layer(&mut y);
+        y.iter().zip(r).map(|(&y, &r)| (y * r) as f64).sum()
+    };
+    for index in 0..x.len() {
+        let numeric = central_difference(x, index, step, &mut loss);
+        assert_close(grad[index] as f64, numeric, &format!("x {index}"));
+    }
+}
+
 fn assert_close(analytic: f64, numeric: f64, what: &str) {
     let tolerance = 2e-3 + 2e-2 * numeric.abs();
     assert!(
@@ -98,19 +118,11 @@ fn relu_backward_matches_finite_differences() {
         .map(|v| if v.abs() < 0.1 { v + 0.2 } else { v })
         .collect();
     let r = random_values(20, 5);
-    let loss = |x: &[f32]| -> f64 {
-        let mut y = x.to_vec();
-        relu_forward(&mut y);
-        y.iter().zip(&r).map(|(&y, &r)| (y * r) as f64).sum()
-    };
     let mut output = x.clone();
     relu_forward(&mut output);
     let mut grad = r.clone();
     relu_backward(&output, &mut grad);
-    for index in 0..x.len() {
-        let numeric = central_difference(&mut x, index, 1e-3, &mut |x| loss(x));
-        assert_close(grad[index] as f64, numeric, &format!("x {index}"));
-    }
+    check_elementwise(&grad, &mut x, &r, 1e-3, &|y| relu_forward(y));
 }
 
 #[test]
@@ -118,13 +130,6 @@ fn dropout_backward_matches_finite_differences_and_scales_survivors() {
     let rate = 0.5;
     let mut x = random_values(64, 6);
     let r = random_values(64, 7);
-    // The same seed gives the same mask, so the forward pass is a fixed function of x.
-    let loss = |x: &[f32]| -> f64 {
-        let mut y = x.to_vec();
-        let mut mask = vec![0.0; y.len()];
-        dropout_forward(&mut y, &mut mask, rate, &mut Rng::from_u64(9));
-        y.iter().zip(&r).map(|(&y, &r)| (y * r) as f64).sum()
-    };
     let mut y = x.clone();
     let mut mask = vec![0.0; x.len()];
     dropout_forward(&mut y, &mut mask, rate, &mut Rng::from_u64(9));
@@ -136,10 +141,12 @@ fn dropout_backward_matches_finite_differences_and_scales_survivors() {
     );
     let mut grad = r.clone();
     dropout_backward(&mask, &mut grad);
-    for index in 0..x.len() {
-        let numeric = central_difference(&mut x, index, 1e-2, &mut |x| loss(x));
-        assert_close(grad[index] as f64, numeric, &format!("x {index}"));
-    }
+    // The same seed gives the same mask, so the forward pass is a fixed function of x.
+    let forward = |y: &mut [f32]| {
+        let mut mask = vec![0.0; y.len()];
+        dropout_forward(y, &mut mask, rate, &mut Rng::from_u64(9));
+    };
+    check_elementwise(&grad, &mut x, &r, 1e-2, &forward);
 }
 
 #[test]

@@ -108,6 +108,7 @@ fn model() -> impl Strategy<Value = Model> {
                 dataset: DatasetKind::Mnist,
                 class_names,
                 parameters,
+                privacy: None,
             })
     })
 }
@@ -131,6 +132,7 @@ fn record(epoch: usize) -> impl Strategy<Value = EpochRecord> {
                     val_accuracy: val_loss.map(|v| v / 2.0),
                     learning_rate,
                     seconds,
+                    epsilon: None,
                     samples_per_second,
                 }
             },

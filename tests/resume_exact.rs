@@ -6,6 +6,7 @@ use crate::support;
 
 use mnist_train::checkpoint::Checkpoint;
 use mnist_train::nn::Architecture;
+use mnist_train::optim::privacy::DpConfig;
 use mnist_train::optim::OptimizerConfig;
 use mnist_train::train::{
     BatchSize, Callback, CallbackState, Control, EpochRecord, Progress, ProgressMode, TrainConfig,
@@ -109,8 +110,32 @@ fn resuming_after_every_possible_step_is_bit_identical() {
         ),
         (OptimizerConfig::Sgd, BatchSize::Examples(50)),
     ];
-    for (optimizer, batch_size) in cases {
-        let config = config(optimizer, batch_size);
+    // The same, privately (Poisson sampling, clipping, noise; ε in every record).
+    let private = DpConfig {
+        noise_multiplier: 1.1,
+        clip_norm: 0.5,
+        delta: 1e-5,
+    };
+    let cases = cases
+        .map(|(optimizer, batch_size)| (optimizer, batch_size, None))
+        .into_iter()
+        .chain([
+            (
+                OptimizerConfig::Momentum { momentum: 0.9 },
+                BatchSize::Examples(16),
+                Some(private),
+            ),
+            (
+                OptimizerConfig::adam_default(),
+                BatchSize::Examples(7),
+                Some(private),
+            ),
+        ]);
+    for (optimizer, batch_size, privacy) in cases {
+        let config = TrainConfig {
+            privacy,
+            ..config(optimizer, batch_size)
+        };
         let mut progress = Progress::new(ProgressMode::None, config.epochs);
         let mut reference = Trainer::new(config.clone());
         let mut counter = EpochCounter::default();
@@ -141,7 +166,8 @@ fn resuming_after_every_possible_step_is_bit_identical() {
                 .fit(&train, &mut progress, &mut [&mut counter])
                 .unwrap();
 
-            let context = format!("{optimizer:?} {batch_size:?} stopped after {stop_after}");
+            let context =
+                format!("{optimizer:?} {batch_size:?} {privacy:?} stopped after {stop_after}");
             assert_eq!(bits(&resumed.params), bits(&reference.params), "{context}");
             assert_eq!(
                 resumed.optimizer.steps, reference.optimizer.steps,

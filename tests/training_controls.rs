@@ -120,6 +120,7 @@ fn replay(trainer: &mut Trainer, losses: &[f64], controls: &mut TrainingControls
             val_accuracy: Some(0.5),
             learning_rate: 0.001,
             seconds: 1.0,
+            epsilon: None,
             samples_per_second: 1.0,
         };
         let mut stop = false;
@@ -140,13 +141,18 @@ fn val_loss_monitor(min_delta: f64) -> Monitor {
     }
 }
 
+/// Early stopping on val_loss with patience 2, and restore-best on the same metric.
+fn patience_two_and_restore_best() -> TrainingControls {
+    TrainingControls {
+        early_stopping: Some(EarlyStopping::new(val_loss_monitor(0.0), 2)),
+        best_weights: Some(BestWeights::new(val_loss_monitor(0.0))),
+    }
+}
+
 #[test]
 fn early_stopping_on_a_scripted_sequence_and_restore_best_returns_that_epochs_weights() {
     let mut trainer = Trainer::new(small_config(OptimizerConfig::Sgd, 0.1, 10));
-    let mut controls = TrainingControls {
-        early_stopping: Some(EarlyStopping::new(val_loss_monitor(0.0), 2)),
-        best_weights: Some(BestWeights::new(val_loss_monitor(0.0))),
-    };
+    let mut controls = patience_two_and_restore_best();
     // Best at epoch 4; epochs 5 and 6 are worse: patience 2 stops after epoch 6.
     let losses = [0.8, 0.6, 0.5, 0.45, 0.47, 0.46, 0.3];
     assert_eq!(replay(&mut trainer, &losses, &mut controls), Some(6));
@@ -219,10 +225,7 @@ fn fit_stops_when_early_stopping_asks_and_the_best_weights_come_back() {
 fn patience_running_out_on_the_last_epoch_is_not_called_an_early_stop() {
     // The same sequence as above, but the run has only 6 epochs.
     let mut trainer = Trainer::new(small_config(OptimizerConfig::Sgd, 0.1, 6));
-    let mut controls = TrainingControls {
-        early_stopping: Some(EarlyStopping::new(val_loss_monitor(0.0), 2)),
-        best_weights: Some(BestWeights::new(val_loss_monitor(0.0))),
-    };
+    let mut controls = patience_two_and_restore_best();
     replay(
         &mut trainer,
         &[0.8, 0.6, 0.5, 0.45, 0.47, 0.46],

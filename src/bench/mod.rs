@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::data::DatasetKind;
 use crate::error::Result;
+use crate::optim::privacy::{DpConfig, DEFAULT_DELTA};
 use crate::optim::OptimizerConfig;
 use crate::run::{self, Observers, RunSpec, Source};
 use crate::train::{BatchSize, Progress, ProgressMode, TrainConfig};
@@ -28,7 +29,17 @@ pub struct BenchCase {
     pub optimizer_name: String,
     pub optimizer: OptimizerConfig,
     pub learning_rate: f32,
+    /// Train privately (DP-SGD with [`BENCH_PRIVACY`]) instead.
+    pub private: bool,
 }
+
+/// What `bench --dp` measures: DP-SGD with noise multiplier 1 and clip norm 1 (the speed does
+/// not depend on the values).
+pub const BENCH_PRIVACY: DpConfig = DpConfig {
+    noise_multiplier: 1.0,
+    clip_norm: 1.0,
+    delta: DEFAULT_DELTA,
+};
 
 /// What every case shares.
 #[derive(Debug, Clone)]
@@ -70,6 +81,7 @@ impl BenchCase {
             epochs: settings.epochs,
             batch_size: self.batch_size,
             seed: settings.seed,
+            privacy: self.private.then_some(BENCH_PRIVACY),
             ..TrainConfig::default()
         };
         RunSpec {
@@ -114,6 +126,8 @@ pub struct CaseReport {
     pub threads: usize,
     pub optimizer: String,
     pub learning_rate: f32,
+    /// Trained privately (DP-SGD: Poisson sampling, per-example clipping, noise).
+    pub private: bool,
     /// Over every epoch of every measured run.
     pub epoch_seconds: Stats,
     /// Training examples per second of each epoch.
@@ -165,6 +179,7 @@ pub fn measure_case(
         threads: case.threads,
         optimizer: case.optimizer_name.clone(),
         learning_rate: case.learning_rate,
+        private: case.private,
         epoch_seconds: Stats::of(&epochs),
         samples_per_second: Stats::of(&throughput),
         load_seconds: Stats::of(&pick(|r| r.load_seconds)),

@@ -67,7 +67,11 @@ fn row(case: &CaseReport) -> [String; 11] {
     [
         case.batch_size.clone(),
         case.threads.to_string(),
-        case.optimizer.clone(),
+        if case.private {
+            format!("{} (DP-SGD)", case.optimizer)
+        } else {
+            case.optimizer.clone()
+        },
         mean_sd(&case.epoch_seconds),
         seconds(case.epoch_seconds.median),
         format!(

@@ -134,6 +134,7 @@ mod tests {
             learning_rate: 0.001,
             seconds,
             samples_per_second: 100.0 / seconds,
+            epsilon: None,
         }
     }
 

@@ -8,10 +8,11 @@ use clap::Args;
 use crate::bench::report::{BenchReport, SCHEMA};
 use crate::bench::{measure_case, BenchCase, BenchSettings};
 use crate::cli::optimizer_args::OptimizerName;
+use crate::cli::performance::KernelArgs;
 use crate::cli::{DataArgs, DatasetArg};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
-use crate::kernels::{self, KernelChoice};
+use crate::kernels;
 use crate::model_file::write_atomic;
 use crate::optim::OptimizerConfig;
 use crate::report::print_json_line;
@@ -28,6 +29,10 @@ pub struct BenchArgs {
     /// Optimizers to measure, comma-separated, each with its default learning rate
     #[arg(long, value_delimiter = ',', value_enum, default_value = "adam")]
     pub optimizers: Vec<OptimizerName>,
+    /// Also measure every case with private training (DP-SGD: Poisson sampling, per-example
+    /// clipping, noise multiplier 1, clip norm 1), right after its ordinary run
+    #[arg(long)]
+    pub dp: bool,
     /// Epochs per run
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
@@ -48,9 +53,8 @@ pub struct BenchArgs {
     pub dataset: DatasetArg,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Compute kernels: the fastest the CPU supports, or a specific one
-    #[arg(long, value_enum, env = "MNIST_TRAIN_KERNEL", default_value_t = KernelChoice::Auto)]
-    pub kernel: KernelChoice,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
     /// Print the report as JSON on stdout (progress and the table go to stderr)
     #[arg(long)]
     pub json: bool,
@@ -102,13 +106,19 @@ impl BenchArgs {
                     // Keras' defaults, as `train` uses them.
                     let optimizer = OptimizerConfig::defaults(name.kind());
                     let learning_rate = optimizer.default_learning_rate();
-                    cases.push(BenchCase {
-                        batch_size,
-                        threads: thread_count,
-                        optimizer_name: name.as_str().to_string(),
-                        optimizer,
-                        learning_rate,
-                    });
+                    for private in [false, true] {
+                        if private && !self.dp {
+                            continue;
+                        }
+                        cases.push(BenchCase {
+                            batch_size,
+                            threads: thread_count,
+                            optimizer_name: name.as_str().to_string(),
+                            optimizer,
+                            learning_rate,
+                            private,
+                        });
+                    }
                 }
             }
         }
@@ -118,11 +128,7 @@ impl BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let (settings, cases) = args.validate()?;
-    let backend = args
-        .kernel
-        .resolve()
-        .map_err(|message| Error::config("--kernel (MNIST_TRAIN_KERNEL)", message))?;
-    kernels::set_backend(backend);
+    let backend = args.kernel.select()?;
     let mut report = BenchReport {
         kind: "bench",
         schema: SCHEMA,
@@ -145,12 +151,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     say(&report.header());
     for (index, case) in cases.iter().enumerate() {
         let label = format!(
-            "[{}/{}] batch {}, {} thread(s), {}",
+            "[{}/{}] batch {}, {} thread(s), {}{}",
             index + 1,
             cases.len(),
             case.batch_size.label(),
             case.threads,
-            case.optimizer_name
+            case.optimizer_name,
+            if case.private { " (DP-SGD)" } else { "" }
         );
         let summary = measure_case(case, &settings, |run, measurement| {
             say(&format!(

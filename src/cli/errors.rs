@@ -19,6 +19,11 @@ pub fn option_for(setting: Setting) -> &'static str {
         Setting::HiddenWidths => "--hidden",
         Setting::BatchSize => "--batch-size",
         Setting::TestBatchSize => "--test-batch-size",
+        Setting::TargetEpsilon => "--dp-target-epsilon",
+        Setting::IgSteps => "--ig-steps",
+        Setting::OcclusionPatch => "--occlusion-patch",
+        Setting::AttributionBaseline => "--baseline",
+        Setting::ExplanationPicture => "--explain-out",
     }
 }
 

@@ -7,13 +7,18 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 
+use crate::cli::explain_args::ExplainSettingsArgs;
 use crate::cli::memory_args::MemoryArgs;
 use crate::cli::DataArgs;
 use crate::data::{load_split, Dataset, Split};
 use crate::error::{Error, Result, Setting};
+use crate::explain::{
+    network_of, run_checks, unit_pixels, CheckReport, Method, PixelInputs, DEFAULT_CHECK_IMAGES,
+};
 use crate::interop::load_model;
 use crate::model_file::Model;
 use crate::nn::Mlp;
+use crate::optim::privacy::PrivacyGuarantee;
 use crate::plot::{save_figure, ConfusionHeatMap, PlotFormat};
 use crate::predict::{fit_width, probabilities, render_half_blocks, tile_grid};
 use crate::report::classification::{most_confused_pairs, ClassificationReport, ConfusedPair};
@@ -50,6 +55,13 @@ pub struct EvalArgs {
     /// Draw the confusion matrix as a heat map with counts to this SVG or PNG file
     #[arg(long, value_name = "PATH.svg|PATH.png")]
     pub plot: Option<PathBuf>,
+    /// Check every attribution method on the first N test images: integrated gradients'
+    /// completeness error, and deletion curves against a random order [default N: 200, or the
+    /// whole test set when smaller]
+    #[arg(long, value_name = "N")]
+    pub explain_check: Option<Option<usize>>,
+    #[command(flatten)]
+    pub explain_settings: ExplainSettingsArgs,
 }
 
 /// Loads the test split of the dataset `model` was trained on, and checks that it fits the model.
@@ -106,6 +118,12 @@ pub struct EvaluationJson {
     pub most_confused: Vec<ConfusedPair>,
     /// The most confident mistakes, most confident first (empty without --show-errors).
     pub errors: Vec<Mistake>,
+    /// A privately trained model's (ε, δ) guarantee, from the model file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyGuarantee>,
+    /// The attribution methods' quality check (with --explain-check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain_check: Option<CheckReport>,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -118,6 +136,26 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let human = HumanOutput::new(args.json);
     let model = load_model(&args.model)?;
     let test_set = load_test_set_for(&model, &args.model, &args.data)?;
+    let check_settings = match args.explain_check {
+        Some(count) => {
+            let count = count.unwrap_or(DEFAULT_CHECK_IMAGES.min(test_set.len()));
+            if count == 0 || count > test_set.len() {
+                return Err(Error::config(
+                    "--explain-check",
+                    format!(
+                        "{count} images: must be between 1 and the test set's {}",
+                        test_set.len()
+                    ),
+                ));
+            }
+            Some((
+                count,
+                args.explain_settings
+                    .settings(test_set.cols, test_set.rows)?,
+            ))
+        }
+        None => None,
+    };
     let mlp = Mlp::new(model.architecture.clone());
     let needed = MemoryEstimate::evaluation(&mlp, args.test_batch_size, test_set.len());
     run::budget::check(needed, args.memory.max_memory)?;
@@ -136,6 +174,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         model.architecture.widths_label(),
         model.dataset
     ));
+    if let Some(privacy) = &model.privacy {
+        human.line(&format!("Trained privately: {}", privacy.describe()));
+    }
     human.line(&format!(
         "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
         evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
@@ -158,6 +199,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
         human.line("");
         let color = human.use_color(args.color);
         human.print(&format_mistakes(&mistakes, &test_set, color));
+    }
+    let explain_check = check_settings.map(|(count, settings)| {
+        let network = network_of(&model);
+        let pixel_model = PixelInputs::new(&network, model.normalization);
+        let images: Vec<Vec<f32>> = (0..count)
+            .map(|index| unit_pixels(test_set.image(index)))
+            .collect();
+        run_checks(
+            &pixel_model,
+            &images,
+            test_set.cols,
+            &settings,
+            &Method::ALL,
+        )
+    });
+    if let Some(report) = &explain_check {
+        human.line("");
+        human.print(&report.format_table());
     }
     if let Some(path) = &args.plot {
         let heat_map = ConfusionHeatMap {
@@ -187,6 +246,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             confusion_matrix: evaluation.confusion.clone(),
             most_confused: pairs,
             errors: mistakes,
+            privacy: model.privacy.clone(),
+            explain_check,
         })?;
     }
     Ok(())

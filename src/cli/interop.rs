@@ -57,6 +57,12 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         safetensors::pytorch_module(&model.architecture),
         args.out.display().to_string()
     );
+    if let Some(privacy) = &model.privacy {
+        println!(
+            "Privacy guarantee (kept in the file's metadata): {}",
+            privacy.describe()
+        );
+    }
     Ok(())
 }
 

@@ -12,9 +12,28 @@ pub struct PerformanceArgs {
     /// Threads to train on [default: all cores]. Results are bit-identical for every thread count
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// `--kernel` (or `MNIST_TRAIN_KERNEL`), for every command that computes.
+#[derive(Debug, Clone, Args)]
+pub struct KernelArgs {
     /// Compute kernels: the fastest the CPU supports, or a specific one (portable runs anywhere)
     #[arg(long, value_enum, env = "MNIST_TRAIN_KERNEL", default_value_t = KernelChoice::Auto)]
     pub kernel: KernelChoice,
+}
+
+impl KernelArgs {
+    /// Checks the kernel choice against this CPU and makes it the process-wide backend.
+    pub fn select(&self) -> Result<Backend> {
+        let backend = self
+            .kernel
+            .resolve()
+            .map_err(|message| Error::config("--kernel (MNIST_TRAIN_KERNEL)", message))?;
+        kernels::set_backend(backend);
+        Ok(backend)
+    }
 }
 
 impl PerformanceArgs {
@@ -30,11 +49,6 @@ impl PerformanceArgs {
 
     /// Checks the kernel choice against this CPU and makes it the process-wide backend.
     pub fn select_kernel(&self) -> Result<Backend> {
-        let backend = self
-            .kernel
-            .resolve()
-            .map_err(|message| Error::config("--kernel (MNIST_TRAIN_KERNEL)", message))?;
-        kernels::set_backend(backend);
-        Ok(backend)
+        self.kernel.select()
     }
 }

@@ -1,16 +1,23 @@
 //! `mnist-train predict`: classify image files (or test-set images) with a saved model and print
 //! the most probable classes, optionally drawing the 28×28 input the network saw.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Serialize;
 
 use crate::cli::eval::load_test_set_for;
+use crate::cli::explain_args::ExplainSettingsArgs;
 use crate::cli::DataArgs;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
+use crate::explain::render::{display_scale, legend, render_attribution, short_number};
+use crate::explain::report::ExplanationJson;
+use crate::explain::{
+    attribute, network_of, unit_pixels, Attribution, Method, PixelInputs, Settings,
+};
 use crate::interop::load_model;
 use crate::nn::Mlp;
+use crate::plot::{save_figure, AttributionFigure, PlotFormat};
 use crate::predict::{
     load_grayscale, probabilities, render_half_blocks, side_by_side, to_mnist_frame, top_classes,
     InvertMode,
@@ -49,6 +56,20 @@ pub struct PredictArgs {
     /// Print one JSON line per image on stdout (human text goes to stderr)
     #[arg(long)]
     pub json: bool,
+    /// Explain each prediction with an attribution map drawn beside the digit:
+    /// integrated-gradients (the default), saliency, input-x-gradient or occlusion
+    #[arg(long, value_name = "METHOD", num_args = 0..=1,
+          default_missing_value = Method::IntegratedGradients.name())]
+    pub explain: Option<String>,
+    /// The class whose score --explain explains, by index or name [default: the predicted class]
+    #[arg(long, value_name = "CLASS")]
+    pub target: Option<String>,
+    /// Write each explanation as a picture (input, map, overlay, colour scale); with several
+    /// images, the image's number is added to the file name (out-1.png, out-2.png, …)
+    #[arg(long, value_name = "PATH.png|PATH.svg")]
+    pub explain_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub explain_settings: ExplainSettingsArgs,
 }
 
 /// One class and its probability in a prediction.
@@ -76,6 +97,16 @@ pub struct PredictionJson {
     pub top: Vec<ScoreJson>,
     /// Every class's probability, in class order.
     pub probabilities: Vec<f32>,
+    /// The attribution map (with --explain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<ExplanationJson>,
+}
+
+/// What `--explain` asked for, validated.
+struct ExplainRequest {
+    method: Method,
+    target: Option<usize>,
+    settings: Settings,
 }
 
 /// One image to classify, already in MNIST form.
@@ -86,7 +117,21 @@ struct Input {
     frame: Vec<u8>,
 }
 
-pub fn run(args: PredictArgs) -> Result<()> {
+pub fn run(mut args: PredictArgs) -> Result<()> {
+    let method = match args.explain.take() {
+        None => None,
+        Some(value) => Some(explain_method(&value, &mut args.images)?),
+    };
+    if method.is_none() {
+        for (option, given) in [
+            ("--target", args.target.is_some()),
+            ("--explain-out", args.explain_out.is_some()),
+        ] {
+            if given {
+                return Err(Error::config(option, "only applies with --explain"));
+            }
+        }
+    }
     if args.images.is_empty() && args.index.is_empty() {
         return Err(Error::config(
             "IMAGE",
@@ -106,6 +151,20 @@ pub fn run(args: PredictArgs) -> Result<()> {
             ),
         ));
     }
+    if let Some(path) = &args.explain_out {
+        PlotFormat::from_path(Setting::ExplanationPicture, path)?;
+    }
+    let explain = match method {
+        Some(method) => Some(ExplainRequest {
+            method,
+            target: match &args.target {
+                Some(text) => Some(parse_target(text, &model.class_names)?),
+                None => None,
+            },
+            settings: args.explain_settings.settings(FRAME, FRAME)?,
+        }),
+        None => None,
+    };
     let mut inputs = Vec::new();
     if !args.index.is_empty() {
         let test_set = load_test_set_for(&model, &args.model, &args.data)?;
@@ -149,8 +208,22 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let human = HumanOutput::new(args.json);
     let color = human.use_color(args.color);
     let top_k = args.top.min(model.architecture.outputs);
-    for (input, probs) in inputs.iter().zip(&all) {
+    let network = network_of(&model);
+    let pixel_model = PixelInputs::new(&network, model.normalization);
+    let several = inputs.len() > 1;
+    for (number, (input, probs)) in inputs.iter().zip(&all).enumerate() {
         let top = top_classes(probs, top_k);
+        let attribution = explain.as_ref().map(|request| {
+            let target = request.target.unwrap_or(top[0].class);
+            attribute(
+                &pixel_model,
+                &unit_pixels(&input.frame),
+                FRAME,
+                target,
+                request.method,
+                &request.settings,
+            )
+        });
         let scores: Vec<ScoreJson> = top
             .iter()
             .map(|score| ScoreJson {
@@ -163,16 +236,48 @@ pub fn run(args: PredictArgs) -> Result<()> {
         if let Some(true_class) = &input.true_class {
             title.push_str(&format!(" (true: {true_class})"));
         }
-        if args.show {
+        if let (Some(request), Some(attribution)) = (&explain, &attribution) {
+            let scale = display_scale(&attribution.values);
+            let mut text = vec![title.clone(), String::new()];
+            text.extend(ranked_lines(&scores));
+            text.push(String::new());
+            text.extend(explanation_lines(
+                attribution,
+                &request.settings,
+                &model.class_names,
+                top[0].class,
+                scale,
+                color,
+            ));
+            let digit = render_half_blocks(&input.frame, FRAME, FRAME, color);
+            let map = render_attribution(&attribution.values, FRAME, FRAME, scale, color);
+            // Both drawings are full-width lines, so the text column stays aligned.
+            let pictures: Vec<String> = digit
+                .iter()
+                .zip(&map)
+                .map(|(digit_line, map_line)| format!("{digit_line}  {map_line}"))
+                .collect();
+            for line in side_by_side(&pictures, 2 * FRAME + 2, &text, 3) {
+                human.line(&line);
+            }
+            human.line("");
+            if let Some(path) = &args.explain_out {
+                let path = numbered(path, several.then_some(number + 1));
+                let figure = AttributionFigure {
+                    title: format!("{title} - predicted {}", scores[0].class),
+                    subtitle: figure_subtitle(attribution, &request.settings, &model.class_names),
+                    pixels: input.frame.clone(),
+                    values: attribution.values.clone(),
+                    width: FRAME,
+                    height: FRAME,
+                    scale,
+                };
+                save_figure(Setting::ExplanationPicture, &path, &figure)?;
+                eprintln!("Saved the explanation picture to {}", path.display());
+            }
+        } else if args.show {
             let mut text = vec![title, String::new()];
-            text.extend(scores.iter().enumerate().map(|(rank, score)| {
-                format!(
-                    "{}. {:<12} {:>6.2}%",
-                    rank + 1,
-                    score.class,
-                    score.probability * 100.0
-                )
-            }));
+            text.extend(ranked_lines(&scores));
             let art = render_half_blocks(&input.frame, FRAME, FRAME, color);
             for line in side_by_side(&art, FRAME, &text, 3) {
                 human.line(&line);
@@ -195,8 +300,160 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 predicted_index: scores[0].index,
                 top: scores,
                 probabilities: probs.clone(),
+                explanation: attribution.as_ref().zip(explain.as_ref()).map(
+                    |(attribution, request)| {
+                        ExplanationJson::new(
+                            attribution,
+                            &request.settings,
+                            &model.class_names,
+                            FRAME,
+                            top[0].class,
+                        )
+                    },
+                ),
             })?;
         }
     }
     Ok(())
+}
+
+/// "1. 7   99.87%" lines, most probable first.
+fn ranked_lines(scores: &[ScoreJson]) -> Vec<String> {
+    scores
+        .iter()
+        .enumerate()
+        .map(|(rank, score)| {
+            format!(
+                "{}. {:<12} {:>6.2}%",
+                rank + 1,
+                score.class,
+                score.probability * 100.0
+            )
+        })
+        .collect()
+}
+
+/// `--explain`'s value: a method's name, or (as `--explain IMAGE` reads naturally) the first image
+/// when it names an existing file, in which case the default method is used.
+fn explain_method(value: &str, images: &mut Vec<PathBuf>) -> Result<Method> {
+    if let Some(method) = Method::from_name(value) {
+        return Ok(method);
+    }
+    let path = PathBuf::from(value);
+    if path.is_file() {
+        images.insert(0, path);
+        return Ok(Method::IntegratedGradients);
+    }
+    Err(Error::config(
+        "--explain",
+        format!(
+            "'{value}' is neither a method ({}) nor an image file",
+            Method::names()
+        ),
+    ))
+}
+
+/// `--target`: a class name, or else a class index.
+fn parse_target(text: &str, class_names: &[String]) -> Result<usize> {
+    if let Some(index) = class_names.iter().position(|name| name == text) {
+        return Ok(index);
+    }
+    match text.parse::<usize>() {
+        Ok(index) if index < class_names.len() => Ok(index),
+        _ => Err(Error::config(
+            "--target",
+            format!(
+                "'{text}' is not a class: give an index 0-{} or a class name ({})",
+                class_names.len().saturating_sub(1),
+                class_names.join(", ")
+            ),
+        )),
+    }
+}
+
+/// `path` with `-N` before its extension when there are several pictures to write.
+fn numbered(path: &Path, number: Option<usize>) -> PathBuf {
+    let Some(number) = number else {
+        return path.to_path_buf();
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(extension) => format!("{stem}-{number}.{}", extension.to_string_lossy()),
+        None => format!("{stem}-{number}"),
+    };
+    path.with_file_name(name)
+}
+
+/// The method, its parameters and the explained class, in words.
+fn method_description(attribution: &Attribution, settings: &Settings) -> String {
+    match attribution.method {
+        Method::IntegratedGradients => format!(
+            "integrated gradients ({} steps, {}, baseline {})",
+            settings.ig_steps,
+            settings.quadrature.name(),
+            settings.baseline
+        ),
+        Method::Occlusion => format!(
+            "occlusion ({0}×{0} patch, baseline {1})",
+            settings.occlusion_patch, settings.baseline
+        ),
+        Method::Saliency => "saliency |∂logit/∂pixel|".to_string(),
+        Method::InputXGradient => "input × gradient".to_string(),
+    }
+}
+
+fn figure_subtitle(
+    attribution: &Attribution,
+    settings: &Settings,
+    class_names: &[String],
+) -> String {
+    let mut subtitle = format!(
+        "{} of the logit of {}",
+        method_description(attribution, settings),
+        class_names[attribution.target]
+    );
+    if let Some(error) = attribution.completeness.and_then(|c| c.relative_error()) {
+        subtitle.push_str(&format!("; completeness error {:.3}%", error * 100.0));
+    }
+    subtitle
+}
+
+/// The text beside the map: method, target, sums and how to read the colours.
+fn explanation_lines(
+    attribution: &Attribution,
+    settings: &Settings,
+    class_names: &[String],
+    predicted: usize,
+    scale: f32,
+    color: bool,
+) -> Vec<String> {
+    let target = &class_names[attribution.target];
+    let mut lines = vec![
+        method_description(attribution, settings),
+        format!(
+            "of the logit of {target} ({})",
+            if attribution.target == predicted {
+                "predicted"
+            } else {
+                "--target"
+            }
+        ),
+    ];
+    let sum: f64 = attribution.values.iter().map(|&v| v as f64).sum();
+    lines.push(format!("Σ attributions {sum:.4}"));
+    if let Some(c) = attribution.completeness {
+        lines.push(format!(
+            "logit {:.4} − baseline's {:.4}",
+            c.score_input, c.score_baseline
+        ));
+        if let Some(error) = c.relative_error() {
+            lines.push(format!("completeness error {:.3}%", error * 100.0));
+        }
+    }
+    lines.push(format!("full colour at ±{}", short_number(scale)));
+    lines.push(legend(color).to_string());
+    lines
 }

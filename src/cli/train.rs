@@ -7,12 +7,14 @@ use clap::Args;
 use crate::cli::memory_args::MemoryArgs;
 use crate::cli::optimizer_args::OptimizerArgs;
 use crate::cli::performance::PerformanceArgs;
+use crate::cli::privacy_args::{apply_recipe, check_monitor, PrivacyArgs};
 use crate::cli::resume::{self, CheckpointArgs};
 use crate::cli::validation_args::ValidationArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result, Setting};
 use crate::nn::Architecture;
+use crate::optim::privacy::{DpConfig, NoisePlan};
 use crate::run::preflight::{self, OutputLocks};
 use crate::run::sinks::{ReportSpec, TrainSinks};
 use crate::run::{self, budget, Observers, RunSpec, Source};
@@ -62,6 +64,8 @@ pub struct TrainArgs {
     pub optimizer: OptimizerArgs,
     #[command(flatten)]
     pub validation: ValidationArgs,
+    #[command(flatten)]
+    pub privacy: PrivacyArgs,
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
     #[command(flatten)]
@@ -114,6 +118,15 @@ impl TrainArgs {
         }
         let (optimizer, learning_rate, schedule) = self.optimizer.resolve()?;
         let validation = self.validation.resolve()?;
+        let privacy = self.privacy.resolve()?;
+        if privacy.is_some() {
+            if let Some((monitor, _)) = &validation.early_stopping {
+                check_monitor("--early-stopping", monitor)?;
+            }
+            if let Some(monitor) = &validation.restore_best {
+                check_monitor("--restore-best", monitor)?;
+            }
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::config("--dropout", "must be in [0, 1)"));
         }
@@ -143,6 +156,14 @@ impl TrainArgs {
             epochs: self.epochs,
             batch_size: self.batch_size,
             seed: self.seed,
+            privacy: privacy.and_then(|plan| match plan.noise {
+                NoisePlan::Multiplier(noise_multiplier) => Some(DpConfig {
+                    noise_multiplier,
+                    clip_norm: plan.clip_norm,
+                    delta: plan.delta,
+                }),
+                NoisePlan::TargetEpsilon(_) => None,
+            }),
         };
         Ok(RunSpec {
             data_dir: self.data.dir_for(dataset),
@@ -152,12 +173,14 @@ impl TrainArgs {
             output: Some(self.output.clone()),
             checkpoints: self.checkpoints.policy()?,
             memory_limit: self.memory.max_memory,
+            privacy,
             ..RunSpec::new(training, dataset)
         })
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    apply_recipe(&mut args);
     let mut spec = args
         .to_spec()
         .map_err(|error| resume::explain(error, &args.checkpoints))?;
@@ -191,7 +214,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         keep_diverged: false,
     };
     let outcome = run::execute(&spec, Source::Load, resume.as_ref(), observers)?;
-    sinks.finish(&spec, &outcome.trainer, &outcome.evaluation, &progress)?;
+    sinks.finish(
+        &spec,
+        &outcome.trainer,
+        &outcome.evaluation,
+        outcome.privacy.as_ref(),
+        &progress,
+    )?;
     if let Some(output) = &spec.output {
         progress.info(&format!("Saved model to {}", output.display()));
     }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::compare::VariantResult;
 use crate::report::history::{format_history_line, HISTORY_HEADER};
+use crate::report::table::aligned_table;
 use crate::train::EpochRecord;
 
 const COLUMNS: [&str; 9] = [
@@ -41,39 +42,10 @@ fn cells(result: &VariantResult) -> [String; 9] {
     ]
 }
 
-/// An aligned plain-text table, one row per variant.
+/// An aligned plain-text table, one row per variant (variant, optimizer and batch are names).
 pub fn format_table(results: &[VariantResult]) -> String {
     let rows: Vec<[String; 9]> = results.iter().map(cells).collect();
-    let widths: Vec<usize> = (0..COLUMNS.len())
-        .map(|column| {
-            rows.iter()
-                .map(|row| row[column].len())
-                .chain([COLUMNS[column].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(column, (cell, &width))| {
-                // Names left-aligned, numbers right-aligned.
-                if column < 3 {
-                    format!("{cell:<width$}")
-                } else {
-                    format!("{cell:>width$}")
-                }
-            })
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(COLUMNS.to_vec());
-    for row in &rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
+    aligned_table(&COLUMNS, &rows, 3)
 }
 
 /// The same table in Markdown.

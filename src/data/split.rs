@@ -79,20 +79,18 @@ pub struct HeldOut {
 /// the validation split, when either part would be empty.
 pub fn hold_out_validation(dataset: &Dataset, fraction: f64, seed: u64) -> Result<HeldOut> {
     let split = stratified_split(&dataset.labels, dataset.num_classes(), fraction, seed);
-    if split.validation.is_empty() {
+    let empty = if split.validation.is_empty() {
+        Some("no validation images; use a larger fraction")
+    } else if split.train.is_empty() {
+        Some("nothing to train on; use a smaller fraction")
+    } else {
+        None
+    };
+    if let Some(what) = empty {
         return Err(Error::setting(
             Setting::ValidationSplit,
             format!(
-                "{fraction} of {} training images leaves no validation images; use a larger fraction or more data",
-                dataset.len()
-            ),
-        ));
-    }
-    if split.train.is_empty() {
-        return Err(Error::setting(
-            Setting::ValidationSplit,
-            format!(
-                "{fraction} of {} training images leaves nothing to train on; use a smaller fraction or more data",
+                "{fraction} of {} training images leaves {what} or more data",
                 dataset.len()
             ),
         ));

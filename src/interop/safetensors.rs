@@ -87,7 +87,7 @@ pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
                 .map_err(|error| Error::model(name, error.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         (
             "producer".to_string(),
@@ -102,6 +102,9 @@ pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
             pytorch_module(&model.architecture),
         ),
     ]);
+    if let Some(privacy) = &model.privacy {
+        metadata.insert("privacy".to_string(), to_json(privacy));
+    }
     safetensors::serialize(views, Some(metadata))
         .map_err(|error| Error::model("<safetensors export>", error.to_string()))
 }
@@ -255,6 +258,10 @@ pub fn import_bytes(
         dataset: dataset_kind,
         class_names,
         parameters,
+        // A file of ours carries the guarantee along; anything unreadable there is no guarantee.
+        privacy: info
+            .get("privacy")
+            .and_then(|text| serde_json::from_str(text).ok()),
     })
 }
 
@@ -304,6 +311,7 @@ mod tests {
             dataset: DatasetKind::Fashion,
             class_names: DatasetKind::Fashion.class_names(),
             parameters,
+            privacy: None,
         }
     }
 

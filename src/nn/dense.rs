@@ -74,9 +74,36 @@ impl Dense {
             .expect("gradients are contiguous row-major buffers");
         // Σ over the batch of grad_y: [batch, out] -> [out]
         sum_rows_into(grad_y_rows, &mut grads[self.bias.clone()], accumulate);
-        if let Some(mut grad_x) = grad_x {
-            // grad_y: [batch, out] · wᵀ: [out, in] -> [batch, in]
-            matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
+        if let Some(grad_x) = grad_x {
+            self.backward_input(params, grad_y, grad_x);
         }
+    }
+
+    /// Adds this layer's share of every example's squared gradient norm to `norms_sq` without
+    /// forming per-example gradients: example i's weight gradient is the outer product x_i ⊗ δ_i,
+    /// whose squared norm is ‖x_i‖²·‖δ_i‖², and its bias gradient is δ_i (Goodfellow 2015).
+    /// x: [batch, in], grad_y: [batch, out] -> norms_sq: [batch] (+=)
+    pub fn add_example_gradient_norms_sq(
+        &self,
+        x: ArrayView2<f32>,
+        grad_y: ArrayView2<f32>,
+        norms_sq: &mut [f32],
+    ) {
+        for ((x_row, grad_row), norm_sq) in x.rows().into_iter().zip(grad_y.rows()).zip(norms_sq) {
+            let x_sq: f32 = x_row.iter().map(|v| v * v).sum();
+            let grad_sq: f32 = grad_row.iter().map(|v| v * v).sum();
+            *norm_sq += grad_sq * (x_sq + 1.0);
+        }
+    }
+
+    /// The input's gradient alone, without parameter gradients (attributions need only this).
+    /// grad_y: [batch, out] · wᵀ: [out, in] -> grad_x: [batch, in]
+    pub fn backward_input(
+        &self,
+        params: &[f32],
+        grad_y: ArrayView2<f32>,
+        mut grad_x: ArrayViewMut2<f32>,
+    ) {
+        matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
     }
 }

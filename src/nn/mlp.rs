@@ -8,6 +8,7 @@ use crate::nn::architecture::Architecture;
 use crate::nn::dense::Dense;
 use crate::nn::dropout::{dropout_backward, dropout_forward};
 use crate::nn::loss::softmax_cross_entropy;
+use crate::optim::privacy::clipping::{clip_factors, scale_rows};
 use crate::rng::{stream, Rng, Stream};
 
 /// A multilayer perceptron; holds no parameters itself, only where they are.
@@ -33,6 +34,11 @@ pub struct Workspace {
     /// Gradient ping-pong buffers: [capacity, max width after the input].
     grad_output: Vec<f32>,
     grad_input: Vec<f32>,
+    /// Private training: the loss gradient at each dense layer's output, δ: [capacity, widths[i+1]],
+    /// kept for the whole backward pass because clipping needs all of them before any weight
+    /// gradient; and each example's squared gradient norm, then its clip factor: [capacity].
+    deltas: Vec<Vec<f32>>,
+    example_scales: Vec<f32>,
 }
 
 /// Buffer lengths (in elements) of a [`Workspace`]; see [`Mlp::workspace_layout`].
@@ -48,15 +54,20 @@ pub struct WorkspaceLayout {
     pub masks: Vec<usize>,
     /// Each of the two f32 gradient ping-pong buffers: [capacity, max width after the input].
     pub grad: usize,
+    /// f32 loss gradient at each dense layer's output (private training): [capacity, widths[i+1]].
+    pub deltas: Vec<usize>,
+    /// f32 per-example gradient norm or clip factor: [capacity].
+    pub example_scales: usize,
 }
 
 impl WorkspaceLayout {
     /// Bytes the workspace occupies (saturating: an estimate must not wrap around).
     pub fn bytes(&self) -> u64 {
-        let floats = [self.inputs, self.grad, self.grad]
+        let floats = [self.inputs, self.grad, self.grad, self.example_scales]
             .iter()
             .chain(&self.activations)
             .chain(&self.masks)
+            .chain(&self.deltas)
             .fold(0u64, |sum, &len| sum.saturating_add(len as u64));
         floats
             .saturating_mul(std::mem::size_of::<f32>() as u64)
@@ -65,6 +76,11 @@ impl WorkspaceLayout {
 }
 
 impl Workspace {
+    /// After [`Mlp::example_gradient_norms_sq`]: each example's squared gradient norm, [rows].
+    pub fn example_norms_sq(&self, rows: usize) -> &[f32] {
+        &self.example_scales[..rows]
+    }
+
     /// The logits of the last forward pass: [rows, outputs].
     pub fn logits(&self, rows: usize, outputs: usize) -> &[f32] {
         &self.activations[self.activations.len() - 1][..rows * outputs]
@@ -111,6 +127,8 @@ impl Mlp {
                 .map(|&w| rows_of(w))
                 .collect(),
             grad: rows_of(max_width),
+            deltas: widths[1..].iter().map(|&w| rows_of(w)).collect(),
+            example_scales: capacity,
         }
     }
 
@@ -125,6 +143,8 @@ impl Mlp {
             masks: layout.masks.iter().map(|&len| zeros(len)).collect(),
             grad_output: zeros(layout.grad),
             grad_input: zeros(layout.grad),
+            deltas: layout.deltas.iter().map(|&len| zeros(len)).collect(),
+            example_scales: zeros(layout.example_scales),
         }
     }
 
@@ -207,6 +227,46 @@ impl Mlp {
         }
     }
 
+    /// The gradient of class `class`'s logit with respect to the inputs, in inference mode (no
+    /// dropout), for the first `rows` rows of `workspace.inputs`. No parameter gradients are
+    /// computed. inputs: [rows, 784] -> ∂logit[class]/∂inputs: [rows, 784] in `grad_inputs`
+    pub fn input_gradient(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        class: usize,
+        grad_inputs: &mut [f32],
+    ) {
+        self.forward(params, workspace, rows, None);
+        let outputs = self.architecture.outputs;
+        // ∂logit[class]/∂logits is the one-hot row of `class`.
+        let one_hot = &mut workspace.grad_output[..rows * outputs];
+        one_hot.fill(0.0);
+        for row in one_hot.chunks_exact_mut(outputs) {
+            row[class] = 1.0;
+        }
+        for (index, layer) in self.layers.iter().enumerate().rev() {
+            let grad_y = view(
+                &workspace.grad_output[..rows * layer.outputs],
+                rows,
+                layer.outputs,
+            );
+            if index == 0 {
+                let grad_x = &mut grad_inputs[..rows * layer.inputs];
+                layer.backward_input(params, grad_y, view_mut(grad_x, rows, layer.inputs));
+                break;
+            }
+            let grad_x = &mut workspace.grad_input[..rows * layer.inputs];
+            layer.backward_input(params, grad_y, view_mut(grad_x, rows, layer.inputs));
+            relu_backward(
+                &workspace.activations[index - 1][..rows * layer.inputs],
+                grad_x,
+            );
+            std::mem::swap(&mut workspace.grad_output, &mut workspace.grad_input);
+        }
+    }
+
     /// Forward with dropout, loss and backward on the first `rows` rows of the workspace.
     /// Gradients of `grad_scale * Σ loss` are added into `grads`. Returns (loss sum, correct).
     pub fn train_chunk(
@@ -255,6 +315,115 @@ impl Mlp {
         let dropout = self.architecture.dropout > 0.0;
         self.backward(params, workspace, rows, grads, dropout, accumulate);
         (loss_sum, correct)
+    }
+
+    /// [`Mlp::train_chunk_into`] for private training (DP-SGD with ghost clipping): each example's
+    /// gradient is clipped to norm `clip_norm` before the sum, i.e. `grads` (+)= `grad_scale` ·
+    /// Σ_i min(1, C/‖g_i‖)·g_i. Per-example norms come from the layers' δ and inputs
+    /// ([`Mlp::example_gradient_norms_sq`]), so no per-example gradient is formed, and the
+    /// clipped sum is the usual GEMM xᵀ·(diag(c)·δ).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_chunk_clipped(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        clip_norm: f32,
+        grad_scale: f32,
+        dropout_rng: &mut Rng,
+        grads: &mut [f32],
+        accumulate: bool,
+    ) -> (f64, usize) {
+        let (loss_sum, correct) =
+            self.example_gradient_norms_sq(params, workspace, rows, dropout_rng);
+        // Taken out of the workspace while the layers' buffers are borrowed; put back below.
+        let mut example_scales = std::mem::take(&mut workspace.example_scales);
+        let scales = &mut example_scales[..rows];
+        clip_factors(scales, clip_norm, grad_scale);
+        for (index, layer) in self.layers.iter().enumerate() {
+            let delta = &mut workspace.deltas[index][..rows * layer.outputs];
+            scale_rows(delta, layer.outputs, scales);
+            let x = self.layer_input(workspace, index, rows);
+            let delta = view(
+                &workspace.deltas[index][..rows * layer.outputs],
+                rows,
+                layer.outputs,
+            );
+            layer.backward_into(params, x, delta, grads, None, accumulate);
+        }
+        workspace.example_scales = example_scales;
+        (loss_sum, correct)
+    }
+
+    /// Forward with dropout, loss, and the backward pass without parameter gradients: leaves
+    /// every layer's δ in the workspace and each example's squared gradient norm ‖g_i‖² (of its
+    /// unscaled loss) in [`Workspace::example_norms_sq`]. Returns (loss sum, correct).
+    pub fn example_gradient_norms_sq(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        dropout_rng: &mut Rng,
+    ) -> (f64, usize) {
+        self.forward(params, workspace, rows, Some(dropout_rng));
+        let outputs = self.architecture.outputs;
+        let last = self.layers.len() - 1;
+        let dropout = self.architecture.dropout > 0.0;
+        // δ of the logits: the unscaled per-example loss gradient.
+        let (loss_sum, correct) = softmax_cross_entropy(
+            &workspace.activations[last][..rows * outputs],
+            &workspace.labels[..rows],
+            outputs,
+            1.0,
+            Some(&mut workspace.deltas[last][..rows * outputs]),
+        );
+        // δ of every hidden layer, top down.
+        for index in (1..=last).rev() {
+            let layer = &self.layers[index];
+            let (below, above) = workspace.deltas.split_at_mut(index);
+            let grad_x = &mut below[index - 1][..rows * layer.inputs];
+            layer.backward_input(
+                params,
+                view(&above[0][..rows * layer.outputs], rows, layer.outputs),
+                view_mut(grad_x, rows, layer.inputs),
+            );
+            if dropout {
+                dropout_backward(&workspace.masks[index - 1][..rows * layer.inputs], grad_x);
+            }
+            relu_backward(
+                &workspace.activations[index - 1][..rows * layer.inputs],
+                grad_x,
+            );
+        }
+        let mut norms_sq = std::mem::take(&mut workspace.example_scales);
+        norms_sq[..rows].fill(0.0);
+        for (index, layer) in self.layers.iter().enumerate() {
+            let x = self.layer_input(workspace, index, rows);
+            let delta = view(
+                &workspace.deltas[index][..rows * layer.outputs],
+                rows,
+                layer.outputs,
+            );
+            layer.add_example_gradient_norms_sq(x, delta, &mut norms_sq[..rows]);
+        }
+        workspace.example_scales = norms_sq;
+        (loss_sum, correct)
+    }
+
+    /// The input of dense layer `index` in the last forward pass: [rows, layer inputs].
+    fn layer_input<'w>(
+        &self,
+        workspace: &'w Workspace,
+        index: usize,
+        rows: usize,
+    ) -> ArrayView2<'w, f32> {
+        let inputs = self.layers[index].inputs;
+        let buffer = if index == 0 {
+            &workspace.inputs
+        } else {
+            &workspace.activations[index - 1]
+        };
+        view(&buffer[..rows * inputs], rows, inputs)
     }
 
     /// Inference on the first `rows` rows: (loss sum, correct). Logits stay in the workspace.

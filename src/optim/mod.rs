@@ -3,6 +3,7 @@
 //! moments) so checkpoints can save and restore it uniformly.
 
 pub mod adam;
+pub mod privacy;
 pub mod schedule;
 #[cfg(test)]
 mod tests;

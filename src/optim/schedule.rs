@@ -133,6 +133,16 @@ mod tests {
         (f64::from(actual) - expected).abs() <= 1e-6 * expected.abs().max(1e-3)
     }
 
+    /// The rates of `schedule` at (step, expected rate) pairs, for a run of
+    /// (base rate, steps per epoch, epochs).
+    fn assert_rates(schedule: &LrSchedule, run: (f32, usize, usize), expected: &[(u64, f64)]) {
+        let (base, steps_per_epoch, epochs) = run;
+        for &(step, rate) in expected {
+            let actual = schedule.learning_rate(base, step, steps_per_epoch, epochs);
+            assert!(close(actual, rate), "step {step}: {actual} vs {rate}");
+        }
+    }
+
     fn schedule(kind: ScheduleKind) -> LrSchedule {
         LrSchedule {
             kind,
@@ -195,12 +205,9 @@ mod tests {
             kind: ScheduleKind::Exponential { gamma: 0.5 },
             warmup: Warmup::Steps(4),
         };
-        assert!(close(s.learning_rate(0.1, 0, 10, 5), 0.025));
-        assert!(close(s.learning_rate(0.1, 1, 10, 5), 0.05));
-        assert!(close(s.learning_rate(0.1, 3, 10, 5), 0.1));
-        // The decay clock starts when the warm-up ends.
-        assert!(close(s.learning_rate(0.1, 4, 10, 5), 0.1));
-        assert!(close(s.learning_rate(0.1, 14, 10, 5), 0.05));
+        // The decay clock starts when the warm-up ends (step 4).
+        let expected = [(0, 0.025), (1, 0.05), (3, 0.1), (4, 0.1), (14, 0.05)];
+        assert_rates(&s, (0.1, 10, 5), &expected);
     }
 
     #[test]
@@ -210,9 +217,7 @@ mod tests {
             warmup: Warmup::Epochs(0.5),
         };
         // 0.5 epochs of 10 steps = 5 warm-up steps.
-        assert!(close(s.learning_rate(0.2, 0, 10, 3), 0.04));
-        assert!(close(s.learning_rate(0.2, 4, 10, 3), 0.2));
-        assert!(close(s.learning_rate(0.2, 5, 10, 3), 0.2));
+        assert_rates(&s, (0.2, 10, 3), &[(0, 0.04), (4, 0.2), (5, 0.2)]);
     }
 
     #[test]

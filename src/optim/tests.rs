@@ -39,29 +39,19 @@ fn sgd_step_is_lr_times_gradient() {
 }
 
 #[test]
-fn momentum_accumulates_velocity_over_two_steps() {
-    let after = run(
-        OptimizerConfig::Momentum { momentum: 0.9 },
-        0.1,
-        &[[0.5, 0.0], [0.25, 0.0]],
-    );
-    // v1 = -0.1·0.5 = -0.05 → p = 0.95
-    assert_close(&after[0], &[0.95, -2.0]);
-    // v2 = 0.9·(-0.05) - 0.1·0.25 = -0.07 → p = 0.88
-    assert_close(&after[1], &[0.88, -2.0]);
-}
-
-#[test]
-fn nesterov_applies_the_look_ahead() {
-    let after = run(
-        OptimizerConfig::Nesterov { momentum: 0.9 },
-        0.1,
-        &[[0.5, 0.0], [0.25, 0.0]],
-    );
-    // v1 = -0.05; p += 0.9·v1 - 0.1·0.5 = -0.095 → 0.905
-    assert_close(&after[0], &[0.905, -2.0]);
-    // v2 = -0.07; p += 0.9·v2 - 0.1·0.25 = -0.088 → 0.817
-    assert_close(&after[1], &[0.817, -2.0]);
+fn momentum_and_nesterov_accumulate_velocity_over_two_steps() {
+    // Heavy ball: v1 = -0.1·0.5 = -0.05 → p = 0.95; v2 = 0.9·(-0.05) - 0.1·0.25 = -0.07 → 0.88.
+    // Nesterov (look-ahead): p += 0.9·v1 - 0.1·0.5 = -0.095 → 0.905;
+    //                        p += 0.9·v2 - 0.1·0.25 = -0.088 → 0.817.
+    let cases = [
+        (OptimizerConfig::Momentum { momentum: 0.9 }, [0.95, 0.88]),
+        (OptimizerConfig::Nesterov { momentum: 0.9 }, [0.905, 0.817]),
+    ];
+    for (config, [first, second]) in cases {
+        let after = run(config, 0.1, &[[0.5, 0.0], [0.25, 0.0]]);
+        assert_close(&after[0], &[first, -2.0]);
+        assert_close(&after[1], &[second, -2.0]);
+    }
 }
 
 #[test]

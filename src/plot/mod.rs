@@ -2,6 +2,7 @@
 //! (`plotters`). Text is drawn with an embedded DejaVu Sans, so PNGs look the same on every
 //! machine and no system font library is needed. Files are written atomically like models.
 
+pub mod attribution;
 pub mod confusion;
 pub mod curves;
 
@@ -15,6 +16,7 @@ use plotters::style::FontStyle;
 use crate::error::{Error, Result, Setting};
 use crate::model_file::write_atomic;
 
+pub use attribution::AttributionFigure;
 pub use confusion::ConfusionHeatMap;
 pub use curves::{RunCurves, TrainingCurves};
 

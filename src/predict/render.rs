@@ -5,11 +5,37 @@
 
 /// One string per pair of pixel rows; every line is `width` characters wide (without escapes).
 pub fn render_half_blocks(pixels: &[u8], width: usize, height: usize, color: bool) -> Vec<String> {
-    let at = |x: usize, y: usize| -> u8 {
+    half_block_lines(
+        pixels,
+        width,
+        height,
+        color,
+        |upper, lower| (gray_code(upper), gray_code(lower)),
+        |upper, lower| match (upper >= 128, lower >= 128) {
+            (true, true) => '█',
+            (true, false) => '▀',
+            (false, true) => '▄',
+            (false, false) => ' ',
+        },
+    )
+}
+
+/// The half-block layout for any pixel type: with colours each cell is '▀' with the upper
+/// pixel's palette code as foreground and the lower one's as background (`colors`); without,
+/// `plain` picks one character for the pair. A missing last row reads as `T::default()`.
+pub fn half_block_lines<T: Copy + Default>(
+    pixels: &[T],
+    width: usize,
+    height: usize,
+    color: bool,
+    colors: impl Fn(T, T) -> (u8, u8),
+    plain: impl Fn(T, T) -> char,
+) -> Vec<String> {
+    let at = |x: usize, y: usize| -> T {
         if y < height {
             pixels[y * width + x]
         } else {
-            0
+            T::default()
         }
     };
     (0..height.div_ceil(2))
@@ -18,18 +44,10 @@ pub fn render_half_blocks(pixels: &[u8], width: usize, height: usize, color: boo
             for x in 0..width {
                 let (upper, lower) = (at(x, 2 * pair), at(x, 2 * pair + 1));
                 if color {
-                    line.push_str(&format!(
-                        "\x1b[38;5;{}m\x1b[48;5;{}m▀",
-                        gray_code(upper),
-                        gray_code(lower)
-                    ));
+                    let (foreground, background) = colors(upper, lower);
+                    line.push_str(&format!("\x1b[38;5;{foreground}m\x1b[48;5;{background}m▀"));
                 } else {
-                    line.push(match (upper >= 128, lower >= 128) {
-                        (true, true) => '█',
-                        (true, false) => '▀',
-                        (false, true) => '▄',
-                        (false, false) => ' ',
-                    });
+                    line.push(plain(upper, lower));
                 }
             }
             if color {

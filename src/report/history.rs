@@ -199,6 +199,7 @@ mod tests {
             val_accuracy: Some(0.8),
             learning_rate: 0.001,
             seconds: 1.5,
+            epsilon: None,
             samples_per_second: 40000.0,
         }
     }

@@ -38,6 +38,9 @@ pub struct EpochJson {
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
     pub learning_rate: f32,
+    /// Private runs only: ε spent so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
     pub seconds: f64,
     pub samples_per_second: f64,
 }
@@ -53,6 +56,7 @@ impl EpochJson {
             val_loss: record.val_loss,
             val_accuracy: record.val_accuracy,
             learning_rate: record.learning_rate,
+            epsilon: record.epsilon,
             seconds: record.seconds,
             samples_per_second: record.samples_per_second,
         }

@@ -8,6 +8,7 @@
 pub mod classification;
 pub mod history;
 pub mod json;
+pub mod table;
 
 pub use history::CsvHistory;
 pub use json::{print_json_line, EpochJson, JsonLines};

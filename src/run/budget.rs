@@ -25,6 +25,7 @@ pub fn check_training(spec: &RunSpec, examples: Option<(usize, usize)>) -> Resul
         batch_rows,
         evaluation: examples.map(|(_, evaluated)| (spec.test_batch_size, evaluated)),
         keeps_best_weights: spec.validation.restore_best.is_some(),
+        private: spec.training.privacy.is_some() || spec.privacy.is_some(),
     });
     check(estimate, spec.memory_limit)
 }

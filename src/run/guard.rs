@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::run::spec::RunSpec;
 use crate::train::checkpointer::Checkpointer;
 use crate::train::interrupt::InterruptGuard;
-use crate::train::{Callback, Control, EpochRecord, Trainer};
+use crate::train::{Callback, CallbackPhase, Control, EpochRecord, Trainer};
 
 pub struct Safeguards<'a> {
     checkpointer: Checkpointer<'a>,
@@ -56,6 +56,10 @@ impl<'a> Safeguards<'a> {
 }
 
 impl Callback for Safeguards<'_> {
+    fn phase(&self) -> CallbackPhase {
+        CallbackPhase::Persist
+    }
+
     fn on_step_end(&mut self, trainer: &Trainer) -> Result<Control> {
         self.checkpointer.on_step_end(trainer)?;
         self.interrupt.on_step_end(trainer)

@@ -16,8 +16,9 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use crate::data::{load_train_and_test, Dataset};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::model_file::{Model, Normalization};
+use crate::optim::privacy::PrivacyGuarantee;
 use crate::train::{evaluate, Callback, Evaluation, Progress, TrainConfig, Trainer, Validation};
 
 pub use resume::{reconcile, Conflict, Resume};
@@ -75,6 +76,8 @@ pub struct RunOutcome<'a> {
     pub eval_seconds: f64,
     /// Set (only with [`Observers::keep_diverged`]) when training diverged.
     pub diverged: Option<Error>,
+    /// A private run's (ε, δ) guarantee.
+    pub privacy: Option<PrivacyGuarantee>,
 }
 
 /// Carries out `spec`: see the module documentation for the sequence. `resume`: a checkpoint
@@ -130,6 +133,10 @@ pub fn execute<'a>(
     if announce {
         progress.info(&describe_optimizer(&spec.training));
     }
+    let spec = &with_noise_for_target(spec, resume.is_some(), train.len())?;
+    if let (true, Some(plan), Some(privacy)) = (announce, &spec.privacy, &spec.training.privacy) {
+        progress.info(&plan.describe(privacy, &spec.training, train.len()));
+    }
 
     let mut trainer = resume::trainer_for(spec, resume, &train, progress)?;
     trainer.threads = spec.thread_count();
@@ -153,7 +160,6 @@ pub fn execute<'a>(
         .map(|sink| -> &mut dyn Callback { sink })
         .collect();
     callbacks.extend(controls.callbacks());
-    // Last, so the checkpoints it writes include the other callbacks' state of this epoch.
     if let Some(safeguards) = &mut safeguards {
         callbacks.push(safeguards);
     }
@@ -171,6 +177,7 @@ pub fn execute<'a>(
         progress.info(&line);
     }
 
+    let privacy = trainer.privacy_guarantee(train.len());
     if let Some(output) = &spec.output {
         let model = Model {
             architecture: spec.training.architecture.clone(),
@@ -178,6 +185,7 @@ pub fn execute<'a>(
             dataset: spec.dataset,
             class_names: train.class_names.clone(),
             parameters: trainer.params.clone(),
+            privacy: privacy.clone(),
         };
         model
             .save(output)
@@ -201,7 +209,30 @@ pub fn execute<'a>(
         load_seconds,
         eval_seconds,
         diverged,
+        privacy,
     })
+}
+
+/// `spec` with the noise multiplier for its target ε, when it has one and no noise yet. A resumed
+/// run that was not private cannot become private half-way (the accountant would not cover the
+/// steps already taken).
+fn with_noise_for_target(
+    spec: &RunSpec,
+    resumed: bool,
+    example_count: usize,
+) -> Result<Cow<'_, RunSpec>> {
+    match (&spec.privacy, &spec.training.privacy) {
+        (Some(_), None) if resumed => Err(Error::setting(
+            Setting::TargetEpsilon,
+            "the checkpoint being resumed was not trained privately; start a new run",
+        )),
+        (Some(plan), None) => {
+            let mut resolved = spec.clone();
+            resolved.training.privacy = Some(plan.dp_config(&spec.training, example_count)?);
+            Ok(Cow::Owned(resolved))
+        }
+        _ => Ok(Cow::Borrowed(spec)),
+    }
 }
 
 /// One line for the log, e.g. `Optimizer: adam (beta1 0.9, beta2 0.999, epsilon 1e-7), learning

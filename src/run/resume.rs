@@ -256,3 +256,123 @@ fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.')
         .try_fold(value, |value, key| value.as_object()?.get(key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::TrainingData;
+    use crate::data::DatasetKind;
+    use crate::optim::{OptimizerConfig, OptimizerKind};
+    use crate::train::{EpochRecord, TrainConfig};
+
+    /// A spec as the command line builds it with no options, and a checkpoint of a run that
+    /// used `hidden 64`, SGD at 0.05, 6 epochs and a checkpoint folder, one epoch in.
+    fn defaults_and_checkpoint() -> (RunSpec, Checkpoint) {
+        let defaults = RunSpec {
+            output: Some("weights.bin".into()),
+            ..RunSpec::new(TrainConfig::default(), DatasetKind::Mnist)
+        };
+        let mut run = defaults.clone();
+        run.training.architecture.hidden = vec![64];
+        run.training.optimizer = OptimizerConfig::defaults(OptimizerKind::Sgd);
+        run.training.learning_rate = 0.05;
+        run.training.epochs = 6;
+        run.dataset = DatasetKind::Fashion;
+        run.checkpoints.dir = Some("ckpts".into());
+        run.checkpoints.keep = 4;
+        let mut trainer = Trainer::new(run.training.clone());
+        trainer.epoch = 1;
+        trainer.history = vec![EpochRecord {
+            epoch: 1,
+            loss: 0.5,
+            accuracy: 0.8,
+            val_loss: None,
+            val_accuracy: None,
+            learning_rate: 0.05,
+            epsilon: None,
+            seconds: 1.0,
+            samples_per_second: 100.0,
+        }];
+        let data = TrainingData {
+            examples: 100,
+            fingerprint: "crc32:00000000".to_string(),
+        };
+        (defaults, Checkpoint::capture(&trainer, &run, &data))
+    }
+
+    #[test]
+    fn settings_not_given_take_the_checkpoints_values() {
+        let (defaults, checkpoint) = defaults_and_checkpoint();
+        let mut spec = defaults.clone();
+        reconcile(&mut spec, &defaults, &|_| false, &checkpoint, None).unwrap();
+        assert_eq!(spec.training, checkpoint.spec.training);
+        assert_eq!(spec.dataset, DatasetKind::Fashion);
+        // Checkpoints keep going where the run wrote them, with its retention.
+        assert_eq!(spec.checkpoints.dir, Some(PathBuf::from("ckpts")));
+        assert_eq!(spec.checkpoints.keep, 4);
+        // A folder named with --resume wins over the one the checkpoint names.
+        let mut spec = defaults.clone();
+        let folder = Path::new("elsewhere");
+        reconcile(&mut spec, &defaults, &|_| false, &checkpoint, Some(folder)).unwrap();
+        assert_eq!(spec.checkpoints.dir.as_deref(), Some(folder));
+    }
+
+    #[test]
+    fn a_given_setting_that_contradicts_the_checkpoint_is_named() {
+        let (defaults, checkpoint) = defaults_and_checkpoint();
+        let mut spec = defaults.clone();
+        spec.training.architecture.hidden = vec![32, 16];
+        let given = |setting: &str| setting == "architecture.hidden";
+        assert_eq!(
+            reconcile(&mut spec, &defaults, &given, &checkpoint, None),
+            Err(Conflict::Contradiction {
+                setting: "architecture.hidden".to_string(),
+                requested: "32,16".to_string(),
+                checkpoint: "64".to_string(),
+            })
+        );
+        // The same value as the checkpoint's is no contradiction.
+        let mut spec = defaults.clone();
+        spec.training.architecture.hidden = vec![64];
+        assert!(reconcile(&mut spec, &defaults, &given, &checkpoint, None).is_ok());
+    }
+
+    #[test]
+    fn a_setting_changed_from_its_default_counts_as_asked_for() {
+        // Nothing is reported as given, but the requested learning rate is not the default:
+        // an option changed it indirectly, so it is a contradiction, not silently replaced.
+        let (defaults, checkpoint) = defaults_and_checkpoint();
+        let mut spec = defaults.clone();
+        spec.training.learning_rate = 0.5;
+        match reconcile(&mut spec, &defaults, &|_| false, &checkpoint, None) {
+            Err(Conflict::Contradiction {
+                setting,
+                requested,
+                checkpoint,
+            }) => {
+                assert_eq!(setting, "learning_rate");
+                assert_eq!((requested.as_str(), checkpoint.as_str()), ("0.5", "0.05"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn more_epochs_extend_the_run_fewer_than_started_are_refused() {
+        let (defaults, checkpoint) = defaults_and_checkpoint();
+        let given = |setting: &str| setting == "epochs";
+        let mut spec = defaults.clone();
+        spec.training.epochs = 9;
+        reconcile(&mut spec, &defaults, &given, &checkpoint, None).unwrap();
+        assert_eq!(spec.training.epochs, 9);
+        let mut spec = defaults.clone();
+        spec.training.epochs = 0;
+        assert_eq!(
+            reconcile(&mut spec, &defaults, &given, &checkpoint, None),
+            Err(Conflict::TooFewEpochs {
+                epochs: 0,
+                started: 1
+            })
+        );
+    }
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::{Result, Setting};
+use crate::optim::privacy::PrivacyGuarantee;
 use crate::optim::schedule::LrSchedule;
 use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
@@ -51,14 +52,9 @@ impl TrainSinks {
 
     /// The callbacks to hand to [`Trainer::fit`].
     pub fn callbacks(&mut self) -> Vec<&mut dyn Callback> {
-        let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
-        if let Some(json) = &mut self.json {
-            callbacks.push(json);
-        }
-        if let Some(history) = &mut self.history {
-            callbacks.push(history);
-        }
-        callbacks
+        let json = self.json.iter_mut().map(|json| json as &mut dyn Callback);
+        let history = self.history.iter_mut().map(|csv| csv as &mut dyn Callback);
+        json.chain(history).collect()
     }
 
     /// Reports the finished run: the test result as text, and the summary line with `--json`.
@@ -67,12 +63,17 @@ impl TrainSinks {
         spec: &RunSpec,
         trainer: &Trainer,
         evaluation: &Evaluation,
+        privacy: Option<&PrivacyGuarantee>,
         progress: &Progress,
     ) -> Result<()> {
         self.human.line(&format!(
             "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
             evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
         ));
+        if let Some(privacy) = privacy {
+            self.human
+                .line(&format!("Privacy guarantee: {}", privacy.describe()));
+        }
         if let Some(path) = &self.plot {
             let title = format!(
                 "{} - {} epochs, batch {}, {} - test accuracy {:.4}",
@@ -90,7 +91,7 @@ impl TrainSinks {
             progress.info(&format!("Saved plot to {}", path.display()));
         }
         if self.json.is_some() {
-            print_json_line(&TrainSummaryJson::new(spec, trainer, evaluation))?;
+            print_json_line(&TrainSummaryJson::new(spec, trainer, evaluation, privacy))?;
         }
         Ok(())
     }
@@ -112,6 +113,9 @@ pub struct TrainSummaryJson {
     pub dataset: String,
     pub class_names: Vec<String>,
     pub config: TrainConfigJson,
+    /// Private runs: the (ε, δ) guarantee and the accountant's parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyGuarantee>,
 }
 
 /// The options that decided the run.
@@ -138,7 +142,12 @@ pub struct TrainConfigJson {
 }
 
 impl TrainSummaryJson {
-    pub fn new(spec: &RunSpec, trainer: &Trainer, evaluation: &Evaluation) -> Self {
+    pub fn new(
+        spec: &RunSpec,
+        trainer: &Trainer,
+        evaluation: &Evaluation,
+        privacy: Option<&PrivacyGuarantee>,
+    ) -> Self {
         let config = &spec.training;
         TrainSummaryJson {
             kind: "summary",
@@ -174,6 +183,7 @@ impl TrainSummaryJson {
                 limit: spec.limit,
                 data_dir: spec.data_dir.display().to_string(),
             },
+            privacy: privacy.cloned(),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::split::hold_out_validation;
 use crate::data::{Dataset, DatasetKind};
 use crate::error::Result;
+use crate::optim::privacy::PrivacyPlan;
 use crate::train::callbacks::{BestWeights, EarlyStopping, Monitor, TrainingControls};
 use crate::train::{default_threads, Progress, TrainConfig};
 
@@ -44,6 +45,10 @@ pub struct RunSpec {
     /// Bytes the run may use (`None`: what the system reports available); runs estimated to
     /// need more are refused before allocating (see [`crate::run::budget`]). Not stored.
     pub memory_limit: Option<u64>,
+    /// Private training as asked for. With a target ε, `training.privacy` is filled in by
+    /// [`crate::run::execute`] once the training-set size is known (a resumed run has it from
+    /// its checkpoint).
+    pub privacy: Option<PrivacyPlan>,
 }
 
 impl RunSpec {
@@ -61,6 +66,7 @@ impl RunSpec {
             checkpoints: CheckpointPolicy::default(),
             threads: None,
             memory_limit: None,
+            privacy: None,
         }
     }
 

@@ -3,15 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{checkpoint_file_name, prune_checkpoints, Checkpoint, TrainingData};
+use crate::checkpoint::{
+    checkpoint_file_name, checkpoints_to_delete, list_checkpoints, parse_checkpoint_file_name,
+    Checkpoint, TrainingData,
+};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 pub use crate::run::spec::CheckpointSettings;
 use crate::run::spec::RunSpec;
-use crate::train::{Callback, Control, EpochRecord, Trainer};
+use crate::train::callbacks::{Metric, Monitor};
+use crate::train::{Callback, CallbackPhase, Control, EpochRecord, Trainer};
 
-/// Writes checkpoints of one run. Put it last in the callback list, so the state of every other
-/// callback is already up to date when it saves.
+/// Writes checkpoints of one run. Whoever runs it as a callback gives it
+/// [`crate::train::CallbackPhase::Persist`], so the state of every other callback is up to date
+/// when it saves.
 pub struct Checkpointer<'a> {
     settings: Option<CheckpointSettings>,
     spec: RunSpec,
@@ -61,14 +66,33 @@ impl<'a> Checkpointer<'a> {
                 return Ok(path.clone());
             }
         }
-        let path = settings
+        let best = self.best_epoch(&trainer.history);
+        let existing = list_checkpoints(&settings.dir)?;
+        for action in folder_actions(settings, position, best, &existing) {
+            match action {
+                CheckpointAction::Save(path) => self.save_to(trainer, &path)?,
+                CheckpointAction::Delete(path) => {
+                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?
+                }
+            }
+        }
+        Ok(settings
             .dir
-            .join(checkpoint_file_name(trainer.epoch, trainer.step_in_epoch));
-        self.save_to(trainer, &path)?;
-        let best =
-            best_epoch(trainer).map(|epoch| settings.dir.join(checkpoint_file_name(epoch, 0)));
-        prune_checkpoints(&settings.dir, settings.keep, best.as_deref())?;
-        Ok(path)
+            .join(checkpoint_file_name(position.0, position.1)))
+    }
+
+    /// The best epoch (1-based) so far, as `--restore-best` or `--early-stopping` judge it (their
+    /// monitor), else by the lowest validation loss; `None` when nothing is monitored.
+    fn best_epoch(&self, history: &[EpochRecord]) -> Option<usize> {
+        let validation = &self.spec.validation;
+        let monitor = validation
+            .restore_best
+            .or(validation.early_stopping.map(|(monitor, _)| monitor))
+            .unwrap_or(Monitor {
+                metric: Metric::ValLoss,
+                min_delta: 0.0,
+            });
+        monitor.best_epoch(history).map(|(epoch, _)| epoch)
     }
 
     /// The checkpoint of an interrupted run: into the checkpoint folder if there is one, else to
@@ -84,34 +108,50 @@ impl<'a> Checkpointer<'a> {
     }
 }
 
-/// The best epoch (1-based) so far: as `--restore-best` or `--early-stopping` judge it (their
-/// monitored metric), else the lowest validation loss; `None` when the run does not validate.
-pub fn best_epoch(trainer: &Trainer) -> Option<usize> {
-    for (key, field) in [("best_weights", "epoch"), ("early_stopping", "best_epoch")] {
-        if let Some(epoch) = trainer
-            .callback_state
-            .get(key)
-            .and_then(|state| state.values[field].as_u64())
-            .filter(|&epoch| epoch > 0)
-        {
-            return Some(epoch as usize);
-        }
+/// What the checkpointer does with its folder (as burn's checkpointing strategies, the policy
+/// decides and the checkpointer carries it out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointAction {
+    Save(PathBuf),
+    Delete(PathBuf),
+}
+
+/// The checkpoint policy at `position` (epochs, steps into the next): save its checkpoint, then
+/// delete all but the newest `settings.keep` of the folder (`existing`, oldest first), never the
+/// checkpoint that ends `best_epoch`.
+pub fn folder_actions(
+    settings: &CheckpointSettings,
+    position: (usize, usize),
+    best_epoch: Option<usize>,
+    existing: &[PathBuf],
+) -> Vec<CheckpointAction> {
+    let new = settings
+        .dir
+        .join(checkpoint_file_name(position.0, position.1));
+    let mut all = existing.to_vec();
+    if !all.contains(&new) {
+        all.push(new.clone());
     }
-    trainer
-        .history
-        .iter()
-        .filter_map(|record| record.val_loss.map(|loss| (loss, record.epoch)))
-        .fold(
-            None,
-            |best: Option<(f64, usize)>, (loss, epoch)| match best {
-                Some((best_loss, _)) if best_loss <= loss => best,
-                _ => Some((loss, epoch)),
-            },
-        )
-        .map(|(_, epoch)| epoch)
+    all.sort_by_key(|path| {
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .and_then(parse_checkpoint_file_name)
+    });
+    let best = best_epoch.map(|epoch| settings.dir.join(checkpoint_file_name(epoch, 0)));
+    let mut actions = vec![CheckpointAction::Save(new)];
+    actions.extend(
+        checkpoints_to_delete(&all, settings.keep, best.as_deref())
+            .into_iter()
+            .map(CheckpointAction::Delete),
+    );
+    actions
 }
 
 impl Callback for Checkpointer<'_> {
+    fn phase(&self) -> CallbackPhase {
+        CallbackPhase::Persist
+    }
+
     fn on_step_end(&mut self, trainer: &Trainer) -> Result<Control> {
         let Some(settings) = self.settings.clone() else {
             return Ok(Control::Continue);
@@ -134,5 +174,48 @@ impl Callback for Checkpointer<'_> {
             self.save_in_folder(trainer, &settings)?;
         }
         Ok(Control::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(keep: usize) -> CheckpointSettings {
+        CheckpointSettings {
+            dir: PathBuf::from("run"),
+            every_steps: None,
+            keep,
+        }
+    }
+
+    fn file(epoch: usize, step: usize) -> PathBuf {
+        PathBuf::from("run").join(checkpoint_file_name(epoch, step))
+    }
+
+    #[test]
+    fn the_policy_saves_then_keeps_the_newest_and_the_best() {
+        let existing = [file(1, 0), file(2, 0), file(3, 0)];
+        assert_eq!(
+            folder_actions(&settings(2), (4, 0), Some(1), &existing),
+            [
+                CheckpointAction::Save(file(4, 0)),
+                CheckpointAction::Delete(file(2, 0))
+            ]
+        );
+        // Without a best epoch the oldest go; a mid-epoch checkpoint sorts between epochs.
+        assert_eq!(
+            folder_actions(&settings(2), (3, 50), None, &existing),
+            [
+                CheckpointAction::Save(file(3, 50)),
+                CheckpointAction::Delete(file(1, 0)),
+                CheckpointAction::Delete(file(2, 0))
+            ]
+        );
+        // Saving over an existing position (a resumed run) adds nothing to delete.
+        assert_eq!(
+            folder_actions(&settings(3), (3, 0), None, &existing),
+            [CheckpointAction::Save(file(3, 0))]
+        );
     }
 }

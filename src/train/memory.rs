@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::nn::Mlp;
 use crate::optim::OptimizerConfig;
 use crate::train::evaluate::evaluation_rows;
-use crate::train::step::shard_buffers;
+use crate::train::step::{shard_buffers, MAX_SHARDS};
 
 const F32_BYTES: u64 = std::mem::size_of::<f32>() as u64;
 
@@ -29,6 +29,9 @@ pub struct TrainingShape<'a> {
     pub evaluation: Option<(usize, usize)>,
     /// Early stopping's restore-best keeps a second copy of the parameters.
     pub keeps_best_weights: bool,
+    /// Private training (DP-SGD): Poisson-sampled batches may need every shard, and each step
+    /// draws a parameter-sized noise buffer.
+    pub private: bool,
 }
 
 /// Bytes a run needs, by what they are for.
@@ -38,7 +41,7 @@ pub struct MemoryEstimate {
     pub parameters: u64,
     /// The optimizer's per-parameter state (Adam's moments, momentum's velocity).
     pub optimizer_state: u64,
-    /// One parameter-sized gradient buffer per shard of a step.
+    /// One parameter-sized gradient buffer per shard of a step (and private training's noise).
     pub gradients: u64,
     /// One activation/gradient workspace per shard of a step (each thread works on a shard).
     pub workspaces: u64,
@@ -80,7 +83,9 @@ impl MemoryEstimate {
         let copies = |count: u64| parameter_bytes.saturating_mul(count);
         let slots = shape.optimizer.slot_count() as u64;
         let best_copy = u64::from(shape.keeps_best_weights);
-        let (shard_count, capacity) = shard_buffers(shape.batch_rows);
+        let (shards, capacity) = shard_buffers(shape.batch_rows);
+        let shard_count = if shape.private { MAX_SHARDS } else { shards };
+        let noise = u64::from(shape.private);
         let workspace = shape.mlp.workspace_layout(capacity).bytes();
         let evaluation = shape.evaluation.map_or(0, |(batch_size, examples)| {
             MemoryEstimate::evaluation(shape.mlp, batch_size, examples).evaluation
@@ -88,7 +93,7 @@ impl MemoryEstimate {
         MemoryEstimate {
             parameters: copies(1 + best_copy),
             optimizer_state: copies(slots),
-            gradients: copies(shard_count as u64),
+            gradients: copies(shard_count as u64 + noise),
             workspaces: workspace.saturating_mul(shard_count as u64),
             evaluation,
             saving: copies(3u64.saturating_mul(1 + slots + best_copy)),
@@ -344,6 +349,7 @@ mod tests {
             batch_rows: 32,
             evaluation: Some((1000, 10_000)),
             keeps_best_weights: false,
+            private: false,
         });
         // 784·128 + 128 + 128·10 + 10 parameters, 4 bytes each.
         let parameters = 101_770 * 4;
@@ -351,8 +357,9 @@ mod tests {
         assert_eq!(estimate.optimizer_state, 2 * parameters);
         // A batch of 32 is split into 2 shards of 16 rows.
         assert_eq!(estimate.gradients, 2 * parameters);
-        // Per row: 784 inputs, 128 + 10 activations, 128 mask, 2 × 128 gradients (f32), 1 label.
-        let per_row = (784 + 128 + 10 + 128 + 2 * 128) * 4 + 1;
+        // Per row: 784 inputs, 128 + 10 activations, 128 mask, 2 × 128 gradients, 128 + 10
+        // output gradients kept for private training and 1 clip factor (f32), 1 label.
+        let per_row = (784 + 138 + 128 + 2 * 128 + 138 + 1) * 4 + 1;
         assert_eq!(estimate.workspaces, 2 * 16 * per_row);
         assert_eq!(estimate.evaluation, 1000 * per_row + 10_000 * 5);
         assert_eq!(estimate.saving, 3 * 3 * parameters);
@@ -371,9 +378,10 @@ mod tests {
             batch_rows,
             evaluation,
             keeps_best_weights: true,
+            private: false,
         };
         let full = MemoryEstimate::training(&shape(usize::MAX, Some((usize::MAX, 500))));
-        let per_row = (784 + 128 + 10 + 128 + 2 * 128) * 4 + 1;
+        let per_row = (784 + 138 + 128 + 2 * 128 + 138 + 1) * 4 + 1;
         assert_eq!(full.workspaces, 8 * CHUNK_ROWS as u64 * per_row);
         assert_eq!(full.evaluation, 500 * per_row + 500 * 5);
         assert_eq!(full.optimizer_state, 0);
@@ -384,6 +392,12 @@ mod tests {
         );
         let before_data = MemoryEstimate::training(&shape(64, None));
         assert_eq!(before_data.evaluation, 0);
+        // Private training: every shard may be needed, plus the noise buffer.
+        let private = MemoryEstimate::training(&TrainingShape {
+            private: true,
+            ..shape(32, None)
+        });
+        assert_eq!(private.gradients, (8 + 1) * 101_770 * 4);
     }
 
     #[test]
@@ -395,6 +409,7 @@ mod tests {
             batch_rows: 32,
             evaluation: None,
             keeps_best_weights: false,
+            private: false,
         });
         let parameters: u64 =
             784 * 65_536 + 65_536 + 5 * (65_536 * 65_536 + 65_536) + 65_536 * 10 + 10;
@@ -424,6 +439,7 @@ mod tests {
             batch_rows: 32,
             evaluation: Some((60_000, 60_000)),
             keeps_best_weights: false,
+            private: false,
         });
         assert_eq!(estimate.largest(), MemoryUse::Evaluation);
     }

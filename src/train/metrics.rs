@@ -15,6 +15,9 @@ pub struct EpochRecord {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_accuracy: Option<f64>,
     pub learning_rate: f32,
+    /// Private runs: ε spent so far (at the run's δ), by the privacy accountant.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub epsilon: Option<f64>,
     /// Wall time of the epoch's training steps.
     pub seconds: f64,
     pub samples_per_second: f64,

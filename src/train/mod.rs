@@ -18,13 +18,15 @@ use crate::data::{epoch_permutation, Dataset};
 use crate::error::{Error, Result, Setting};
 use crate::kernels::DenormalGuard;
 use crate::nn::{Architecture, Mlp};
+use crate::optim::privacy::sampling::poisson_batch;
+use crate::optim::privacy::{DpConfig, PrivacyGuarantee};
 use crate::optim::schedule::LrSchedule;
 use crate::optim::{Optimizer, OptimizerConfig};
 
 pub use evaluate::evaluate;
 pub use metrics::{EpochRecord, Evaluation};
 pub use progress::{Progress, ProgressMode};
-use step::StepEngine;
+use step::{PrivateStep, StepEngine};
 
 /// Examples per optimization step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +66,10 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: BatchSize,
     pub seed: u64,
+    /// DP-SGD (per-example clipping, noise, Poisson sampling of rate batch/N); `None` = ordinary
+    /// training. Absent from files written before private training existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<DpConfig>,
 }
 
 impl Default for TrainConfig {
@@ -77,7 +83,20 @@ impl Default for TrainConfig {
             epochs: 5,
             batch_size: BatchSize::Examples(32),
             seed: 42,
+            privacy: None,
         }
+    }
+}
+
+impl TrainConfig {
+    /// (sampling rate q = batch / N, steps per epoch) on `example_count` examples. Private runs
+    /// sample each step's batch with rate q; ordinary runs go through a permutation in batches.
+    pub fn sampling(&self, example_count: usize) -> (f64, usize) {
+        let batch_size = self.batch_size.resolve(example_count);
+        (
+            batch_size as f64 / example_count.max(1) as f64,
+            example_count.div_ceil(batch_size),
+        )
     }
 }
 
@@ -106,6 +125,16 @@ pub struct CallbackState {
     pub tensors: BTreeMap<String, Vec<f32>>,
 }
 
+/// When a callback runs among the others, each step and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CallbackPhase {
+    /// Sinks and monitors (JSON lines, CSV history, early stopping, best weights).
+    Observe,
+    /// What saves the run's state (checkpoints): after every observer, so the state it saves is
+    /// this epoch's.
+    Persist,
+}
+
 /// Hooks into the training loop. Every sink of per-epoch metrics (JSON lines, CSV history,
 /// checkpoints, early stopping) is a callback fed the same [`EpochRecord`].
 pub trait Callback {
@@ -117,13 +146,18 @@ pub trait Callback {
     fn on_epoch_end(&mut self, _trainer: &Trainer, _record: &EpochRecord) -> Result<Control> {
         Ok(Control::Continue)
     }
+    /// When it runs; `fit` runs every [`CallbackPhase::Observe`] callback before any
+    /// [`CallbackPhase::Persist`] one, in the order given within a phase.
+    fn phase(&self) -> CallbackPhase {
+        CallbackPhase::Observe
+    }
     /// A stable name under which checkpoints store this callback's state; `None` = stateless.
     fn state_key(&self) -> Option<&'static str> {
         None
     }
     /// The state to checkpoint. It is sampled into `Trainer::callback_state` right after this
-    /// callback's `on_epoch_end`, so a checkpoint written by a later callback in the list (put the
-    /// checkpointer last) includes this epoch's state.
+    /// callback's `on_epoch_end`, so a checkpoint written in the [`CallbackPhase::Persist`] phase
+    /// includes this epoch's state.
     fn checkpoint_state(&self) -> Option<CallbackState> {
         None
     }
@@ -180,6 +214,15 @@ impl Trainer {
         }
     }
 
+    /// The privacy guarantee of the steps taken so far on a training set of `example_count`
+    /// examples; `None` for an ordinary run.
+    pub fn privacy_guarantee(&self, example_count: usize) -> Option<PrivacyGuarantee> {
+        let privacy = self.config.privacy?;
+        let (sampling_rate, steps_per_epoch) = self.config.sampling(example_count);
+        let steps = (self.epoch * steps_per_epoch + self.step_in_epoch) as u64;
+        Some(privacy.guarantee(sampling_rate, steps))
+    }
+
     /// Runs the remaining epochs on `train`, reporting to `progress` and `callbacks`.
     pub fn fit(
         &mut self,
@@ -205,7 +248,9 @@ impl Trainer {
             ));
         }
         let batch_size = self.config.batch_size.resolve(train.len());
-        let steps_per_epoch = train.len().div_ceil(batch_size);
+        let (sampling_rate, steps_per_epoch) = self.config.sampling(train.len());
+        let mut batch: Vec<u32> = Vec::with_capacity(batch_size);
+        callbacks.sort_by_key(|callback| callback.phase());
         let mut engine = StepEngine::new(&self.mlp, batch_size, self.threads);
         let _flush_denormals = DenormalGuard::new();
         for callback in callbacks.iter_mut() {
@@ -229,23 +274,51 @@ impl Trainer {
             };
             // Reported in the epoch's record: the rate of its last step.
             let learning_rate = learning_rate_at(steps_per_epoch - 1);
-            let order = epoch_permutation(train.len(), self.config.seed, epoch);
+            // Private runs draw a Poisson sample per step instead of walking a permutation.
+            let order = match self.config.privacy {
+                None => epoch_permutation(train.len(), self.config.seed, epoch),
+                Some(_) => Vec::new(),
+            };
             progress.start_epoch(epoch + 1, steps_per_epoch);
             let started = Instant::now();
-            for (step, batch) in order.chunks(batch_size).enumerate() {
-                // A resumed run skips the steps its checkpoint already took.
-                if step < self.step_in_epoch {
-                    continue;
-                }
+            for step in self.step_in_epoch..steps_per_epoch {
+                // A resumed run starts after the steps its checkpoint already took.
                 let global_step = (epoch * steps_per_epoch + step) as u64;
-                let (batch_loss, batch_correct) = engine.gradient(
-                    &self.mlp,
-                    &self.params,
-                    train,
-                    batch,
-                    self.config.seed,
-                    global_step,
-                );
+                let (batch_loss, batch_correct) = match self.config.privacy {
+                    None => {
+                        let end = ((step + 1) * batch_size).min(order.len());
+                        engine.gradient(
+                            &self.mlp,
+                            &self.params,
+                            train,
+                            &order[step * batch_size..end],
+                            self.config.seed,
+                            global_step,
+                        )
+                    }
+                    Some(privacy) => {
+                        poisson_batch(
+                            train.len(),
+                            sampling_rate,
+                            self.config.seed,
+                            global_step,
+                            &mut batch,
+                        );
+                        engine.private_gradient(
+                            &self.mlp,
+                            &self.params,
+                            train,
+                            &batch,
+                            self.config.seed,
+                            global_step,
+                            PrivateStep {
+                                clip_norm: privacy.clip_norm,
+                                noise_multiplier: privacy.noise_multiplier,
+                                expected_batch: sampling_rate * train.len() as f64,
+                            },
+                        )
+                    }
+                };
                 if !batch_loss.is_finite() {
                     return Err(Error::NonFinite {
                         epoch: epoch + 1,
@@ -261,10 +334,12 @@ impl Trainer {
                 self.running.loss_sum += batch_loss;
                 self.running.correct += batch_correct;
                 self.running.seen += batch.len();
+                // max(1): a Poisson sample can be empty.
+                let seen = self.running.seen.max(1) as f64;
                 progress.update_step(
                     step + 1,
-                    self.running.loss_sum / self.running.seen as f64,
-                    self.running.correct as f64 / self.running.seen as f64,
+                    self.running.loss_sum / seen,
+                    self.running.correct as f64 / seen,
                 );
                 self.step_in_epoch = step + 1;
                 if run_callbacks(callbacks, |callback| callback.on_step_end(self))? == Control::Stop
@@ -280,10 +355,16 @@ impl Trainer {
             } = std::mem::take(&mut self.running);
             let validated =
                 validation.map(|v| evaluate(&self.mlp, &self.params, v.data, v.batch_size));
+            let seen = seen.max(1);
+            self.step_in_epoch = steps_per_epoch;
+            let epsilon = self
+                .privacy_guarantee(train.len())
+                .map(|guarantee| guarantee.epsilon);
             let record = EpochRecord {
                 epoch: epoch + 1,
                 loss: loss_sum / seen as f64,
                 accuracy: correct as f64 / seen as f64,
+                epsilon,
                 val_loss: validated.as_ref().map(|v| v.loss),
                 val_accuracy: validated.as_ref().map(|v| v.accuracy),
                 learning_rate,

@@ -108,7 +108,7 @@ pub fn format_learning_rate(learning_rate: f32) -> String {
     }
 }
 
-/// `Epoch 3/5 - 1.21s - loss: 0.0712 - accuracy: 0.9781 [- val_loss: … - val_accuracy: …] - learning_rate: 0.001`
+/// `Epoch 3/5 - 1.21s - loss: 0.0712 - accuracy: 0.9781 [- val_loss: … - val_accuracy: …] - learning_rate: 0.001 [- epsilon: 1.234]`
 pub fn format_epoch_line(record: &EpochRecord, epochs: usize) -> String {
     let mut line = format!(
         "Epoch {}/{} - {:.2}s - loss: {:.4} - accuracy: {:.4}",
@@ -123,6 +123,9 @@ pub fn format_epoch_line(record: &EpochRecord, epochs: usize) -> String {
         " - learning_rate: {}",
         format_learning_rate(record.learning_rate)
     ));
+    if let Some(epsilon) = record.epsilon {
+        line.push_str(&format!(" - epsilon: {epsilon:.3}"));
+    }
     line
 }
 

@@ -9,6 +9,7 @@ use std::ops::Range;
 use crate::data::{gather_normalized, Dataset};
 use crate::kernels::{add_assign, add_into, WorkerPool};
 use crate::nn::{Mlp, Workspace};
+use crate::optim::privacy::noise::add_gaussian;
 use crate::optim::Optimizer;
 use crate::rng::{stream, Stream};
 
@@ -74,6 +75,8 @@ pub struct ShardJob<'a> {
     pub seed: u64,
     pub global_step: u64,
     pub shard_index: usize,
+    /// Private training: clip every example's gradient to this norm (before `grad_scale`).
+    pub clip_norm: Option<f32>,
 }
 
 /// Computes one shard's gradient into `grads` (overwritten). Returns (loss sum, correct).
@@ -96,15 +99,28 @@ pub fn compute_shard(job: &ShardJob, workspace: &mut Workspace, grads: &mut [f32
             &mut workspace.inputs[..rows * inputs],
             &mut workspace.labels[..rows],
         );
-        let (chunk_loss, chunk_correct) = job.mlp.train_chunk_into(
-            job.params,
-            workspace,
-            rows,
-            job.grad_scale,
-            &mut dropout_rng,
-            grads,
-            chunk_index > 0,
-        );
+        let accumulate = chunk_index > 0;
+        let (chunk_loss, chunk_correct) = match job.clip_norm {
+            Some(clip_norm) => job.mlp.train_chunk_clipped(
+                job.params,
+                workspace,
+                rows,
+                clip_norm,
+                job.grad_scale,
+                &mut dropout_rng,
+                grads,
+                accumulate,
+            ),
+            None => job.mlp.train_chunk_into(
+                job.params,
+                workspace,
+                rows,
+                job.grad_scale,
+                &mut dropout_rng,
+                grads,
+                accumulate,
+            ),
+        };
         loss_sum += chunk_loss;
         correct += chunk_correct;
     }
@@ -130,6 +146,24 @@ pub struct StepEngine {
     shards: Vec<Shard>,
     /// Shards used by the last [`StepEngine::gradient`] call.
     active_shards: usize,
+    /// Private training: the step's Gaussian noise, [parameters].
+    noise: Vec<f32>,
+}
+
+/// Parameters per block of noise: each block has its own random stream, so the noise depends on
+/// (seed, step) only, never on how many threads draw it.
+pub const NOISE_BLOCK: usize = 16 * 1024;
+
+/// What makes a step private: per-example clipping and Gaussian noise (DP-SGD).
+#[derive(Debug, Clone, Copy)]
+pub struct PrivateStep {
+    /// C: each example's gradient is clipped to this norm.
+    pub clip_norm: f32,
+    /// σ: the noise's standard deviation is σ·C.
+    pub noise_multiplier: f64,
+    /// The sum of clipped gradients plus noise is divided by this (q·N, fixed, so that the
+    /// divisor reveals nothing about the sampled batch).
+    pub expected_batch: f64,
 }
 
 impl StepEngine {
@@ -149,6 +183,7 @@ impl StepEngine {
                 })
                 .collect(),
             active_shards: 0,
+            noise: Vec::new(),
         }
     }
 
@@ -168,8 +203,85 @@ impl StepEngine {
         seed: u64,
         global_step: u64,
     ) -> (f64, usize) {
-        let ranges = shard_ranges(batch.len());
         let grad_scale = 1.0 / batch.len() as f32;
+        self.shard_gradients(
+            mlp,
+            params,
+            dataset,
+            batch,
+            seed,
+            global_step,
+            grad_scale,
+            None,
+        )
+    }
+
+    /// [`StepEngine::gradient`] for DP-SGD: the sum of clipped per-example gradients over the
+    /// (Poisson-sampled) `batch`, divided by the expected batch size, plus Gaussian noise of
+    /// standard deviation σ·C / expected batch drawn from (seed, step).
+    #[allow(clippy::too_many_arguments)]
+    pub fn private_gradient(
+        &mut self,
+        mlp: &Mlp,
+        params: &[f32],
+        dataset: &Dataset,
+        batch: &[u32],
+        seed: u64,
+        global_step: u64,
+        private: PrivateStep,
+    ) -> (f64, usize) {
+        let grad_scale = (1.0 / private.expected_batch) as f32;
+        let result = self.shard_gradients(
+            mlp,
+            params,
+            dataset,
+            batch,
+            seed,
+            global_step,
+            grad_scale,
+            Some(private.clip_norm),
+        );
+        let std_dev =
+            private.noise_multiplier * f64::from(private.clip_norm) / private.expected_batch;
+        self.draw_noise(params.len(), std_dev, seed, global_step);
+        result
+    }
+
+    /// Fills the noise buffer with N(0, std_dev²) per parameter, block by block in parallel.
+    fn draw_noise(&mut self, parameters: usize, std_dev: f64, seed: u64, global_step: u64) {
+        self.noise.clear();
+        self.noise.resize(parameters, 0.0);
+        let mut blocks: Vec<&mut [f32]> = self.noise.chunks_mut(NOISE_BLOCK).collect();
+        self.pool.for_each_mut(&mut blocks, |block_index, block| {
+            let mut rng = stream(seed, Stream::DpNoise, global_step, block_index as u64);
+            add_gaussian(block, std_dev, &mut rng);
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn shard_gradients(
+        &mut self,
+        mlp: &Mlp,
+        params: &[f32],
+        dataset: &Dataset,
+        batch: &[u32],
+        seed: u64,
+        global_step: u64,
+        grad_scale: f32,
+        clip_norm: Option<f32>,
+    ) -> (f64, usize) {
+        self.noise.clear();
+        let ranges = shard_ranges(batch.len());
+        // A Poisson-sampled batch can exceed the size the engine was made for: add shards.
+        while self.shards.len() < ranges.len() {
+            let first = &self.shards[0];
+            self.shards.push(Shard {
+                workspace: mlp.workspace(first.workspace.capacity),
+                grads: vec![0.0; first.grads.len()],
+                loss_sum: 0.0,
+                correct: 0,
+            });
+        }
         self.active_shards = ranges.len();
         let shards = &mut self.shards[..ranges.len()];
         self.pool.for_each_mut(shards, |shard_index, shard| {
@@ -182,6 +294,7 @@ impl StepEngine {
                 seed,
                 global_step,
                 shard_index,
+                clip_norm,
             };
             (shard.loss_sum, shard.correct) =
                 compute_shard(&job, &mut shard.workspace, &mut shard.grads);
@@ -197,14 +310,22 @@ impl StepEngine {
     /// the shard gradients are summed block by block inside the optimizer's parallel pass.
     pub fn apply(&self, optimizer: &mut Optimizer, params: &mut [f32], learning_rate: f32) {
         let shards = &self.shards[..self.active_shards];
+        let noise = &self.noise;
         optimizer.step_parallel_with(&self.pool, params, learning_rate, |range, block| {
-            sum_shard_gradients(shards, range, block)
+            sum_shard_gradients(shards, range.clone(), block);
+            if !noise.is_empty() {
+                add_assign(block, &noise[range]);
+            }
         });
     }
 
-    /// The batch-mean gradient of the last [`StepEngine::gradient`] call, written to `grads`.
+    /// The gradient of the last [`StepEngine::gradient`] (or [`StepEngine::private_gradient`],
+    /// noise included) call, written to `grads`.
     pub fn batch_gradient(&self, grads: &mut [f32]) {
         sum_shard_gradients(&self.shards[..self.active_shards], 0..grads.len(), grads);
+        if !self.noise.is_empty() {
+            add_assign(grads, &self.noise);
+        }
     }
 }
 

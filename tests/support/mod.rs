@@ -23,6 +23,36 @@ pub fn mnist_train() -> assert_cmd::Command {
     assert_cmd::Command::new(BINARY)
 }
 
+/// Trains quietly with `args` into the model file `model` (a test's fixture, expected to work).
+pub fn train_model(model: &Path, args: &[&str]) {
+    mnist_train()
+        .args(args)
+        .arg("--quiet")
+        .arg("--output")
+        .arg(model)
+        .assert()
+        .success();
+}
+
+/// Runs `command`, expecting success; returns what it printed.
+pub fn succeeded(command: &mut assert_cmd::Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    output
+}
+
+/// Runs `command`, expecting success; returns its stdout.
+pub fn stdout_of(command: &mut assert_cmd::Command) -> String {
+    String::from_utf8(succeeded(command).stdout).unwrap()
+}
+
+/// Runs `command`, expecting exit `code`; returns its stderr.
+pub fn stderr_of(command: &mut assert_cmd::Command, code: i32) -> String {
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    String::from_utf8(output.stderr).unwrap()
+}
+
 /// Runs the binary, expecting failure with `code` and a single stderr line containing every `needle`.
 pub fn assert_one_line_error(command: &mut assert_cmd::Command, code: i32, needles: &[&str]) {
     let output = command.output().unwrap();

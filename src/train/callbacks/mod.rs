@@ -72,6 +72,21 @@ impl Monitor {
     }
 }
 
+impl Monitor {
+    /// The best epoch of `history` (1-based) and its value, judged as the callbacks judge it
+    /// epoch by epoch: an epoch is better when it improves on the best so far.
+    pub fn best_epoch(&self, history: &[EpochRecord]) -> Option<(usize, f64)> {
+        history
+            .iter()
+            .fold(None, |best, record| match self.metric.value(record) {
+                Some(value) if self.is_improvement(value, best.map(|(_, v)| v)) => {
+                    Some((record.epoch, value))
+                }
+                _ => best,
+            })
+    }
+}
+
 /// A run's optional early-stopping and best-weights callbacks, and what happens when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct TrainingControls {
@@ -82,14 +97,12 @@ pub struct TrainingControls {
 impl TrainingControls {
     /// The active callbacks, to pass to [`crate::train::Trainer::fit`].
     pub fn callbacks(&mut self) -> Vec<&mut dyn Callback> {
-        let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
-        if let Some(early_stopping) = &mut self.early_stopping {
-            callbacks.push(early_stopping);
-        }
-        if let Some(best_weights) = &mut self.best_weights {
-            callbacks.push(best_weights);
-        }
-        callbacks
+        let early = self
+            .early_stopping
+            .iter_mut()
+            .map(|c| c as &mut dyn Callback);
+        let best = self.best_weights.iter_mut().map(|c| c as &mut dyn Callback);
+        early.chain(best).collect()
     }
 
     /// Once training has ended, however it ended: puts the best epoch's weights into `params`

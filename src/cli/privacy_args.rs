@@ -1,0 +1,152 @@
+//! `train`'s options for private training (DP-SGD) and the private recipe they default to.
+
+use clap::Args;
+
+use crate::cli::optimizer_args::ScheduleName;
+use crate::error::{Error, Result};
+use crate::optim::privacy::{recipe, NoisePlan, PrivacyPlan, DEFAULT_DELTA};
+use crate::train::callbacks::Monitor;
+
+/// C when not given.
+pub const DEFAULT_CLIP_NORM: f32 = 1.0;
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Private training (DP-SGD)")]
+pub struct PrivacyArgs {
+    /// Train with differential privacy (DP-SGD): Gaussian noise of standard deviation
+    /// SIGMA × clip norm is added to each step's sum of clipped gradients; batches are Poisson
+    /// samples of rate batch/N
+    #[arg(long, value_name = "SIGMA", allow_hyphen_values = true)]
+    pub dp_noise_multiplier: Option<f64>,
+    /// Train privately with the smallest noise that keeps the whole run within this ε (printed).
+    /// Alone, it also picks the private recipe: momentum SGD, lr 1 with a cosine decay, batch
+    /// 2048, 60 epochs, no dropout, clip norm 1 (options given explicitly override it)
+    #[arg(
+        long,
+        value_name = "EPSILON",
+        conflicts_with = "dp_noise_multiplier",
+        allow_hyphen_values = true
+    )]
+    pub dp_target_epsilon: Option<f64>,
+    /// Private training: every example's gradient is clipped to this L2 norm [default: 1]
+    #[arg(long, value_name = "C", allow_hyphen_values = true)]
+    pub dp_clip_norm: Option<f32>,
+    /// Private training: δ of the (ε, δ) guarantee [default: 1e-5, below 1/N for MNIST's 60,000
+    /// training images]
+    #[arg(long, value_name = "DELTA", allow_hyphen_values = true)]
+    pub dp_delta: Option<f64>,
+}
+
+impl PrivacyArgs {
+    /// `None` for an ordinary run. Errors name the option.
+    pub fn resolve(&self) -> Result<Option<PrivacyPlan>> {
+        let noise = match (self.dp_noise_multiplier, self.dp_target_epsilon) {
+            (Some(sigma), _) => {
+                if !(sigma.is_finite() && sigma > 0.0) {
+                    return Err(Error::config(
+                        "--dp-noise-multiplier",
+                        format!("must be a positive number, got {sigma}"),
+                    ));
+                }
+                NoisePlan::Multiplier(sigma)
+            }
+            (None, Some(epsilon)) => {
+                if !(epsilon.is_finite() && epsilon > 0.0) {
+                    return Err(Error::config(
+                        "--dp-target-epsilon",
+                        format!("must be a positive number, got {epsilon}"),
+                    ));
+                }
+                NoisePlan::TargetEpsilon(epsilon)
+            }
+            (None, None) => {
+                for (option, given) in [
+                    ("--dp-clip-norm", self.dp_clip_norm.is_some()),
+                    ("--dp-delta", self.dp_delta.is_some()),
+                ] {
+                    if given {
+                        return Err(Error::config(
+                            option,
+                            "has no effect without --dp-noise-multiplier or --dp-target-epsilon",
+                        ));
+                    }
+                }
+                return Ok(None);
+            }
+        };
+        let clip_norm = self.dp_clip_norm.unwrap_or(DEFAULT_CLIP_NORM);
+        if !(clip_norm.is_finite() && clip_norm > 0.0) {
+            return Err(Error::config(
+                "--dp-clip-norm",
+                format!("must be a positive number, got {clip_norm}"),
+            ));
+        }
+        let delta = self.dp_delta.unwrap_or(DEFAULT_DELTA);
+        if !(delta > 0.0 && delta < 1.0) {
+            return Err(Error::config(
+                "--dp-delta",
+                format!("must be in (0, 1), got {delta}"),
+            ));
+        }
+        Ok(Some(PrivacyPlan {
+            noise,
+            clip_norm,
+            delta,
+        }))
+    }
+}
+
+/// Refuses monitoring a metric of the private training data: early stopping or restore-best
+/// decisions based on it leak information the accountant does not count. Validation metrics are
+/// measured on held-out data, so decisions on them are post-processing.
+pub fn check_monitor(option: &str, monitor: &Monitor) -> Result<()> {
+    if monitor.metric.needs_validation() {
+        return Ok(());
+    }
+    Err(Error::config(
+        option,
+        format!(
+            "monitors {}, a metric of the private training data: its decisions would leak what the privacy accountant does not count; use --validation-split with --monitor val_loss or val_accuracy",
+            monitor.metric.name()
+        ),
+    ))
+}
+
+/// With `--dp-target-epsilon` alone (no `--dp-noise-multiplier`), the options the user did not
+/// give take the private recipe's values.
+pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
+    if args.privacy.dp_target_epsilon.is_none() {
+        return;
+    }
+    let given = |id: &str| args.checkpoints.given.contains(id);
+    let (epochs, batch, dropout, optimizer, rate, momentum, schedule) = (
+        !given("epochs"),
+        !given("batch_size"),
+        !given("dropout"),
+        !given("optimizer"),
+        !given("learning_rate"),
+        !given("momentum"),
+        !given("lr_schedule"),
+    );
+    if epochs {
+        args.epochs = recipe::EPOCHS;
+    }
+    if batch {
+        args.batch_size = crate::train::BatchSize::Examples(recipe::BATCH_SIZE);
+    }
+    if dropout {
+        args.dropout = recipe::DROPOUT;
+    }
+    if optimizer {
+        args.optimizer.optimizer = crate::cli::optimizer_args::OptimizerName::Momentum;
+        if rate {
+            args.optimizer.learning_rate = Some(recipe::LEARNING_RATE);
+        }
+        if momentum {
+            args.optimizer.momentum = Some(recipe::MOMENTUM);
+        }
+    }
+    if schedule {
+        args.optimizer.lr_schedule = ScheduleName::Cosine;
+    }
+}
