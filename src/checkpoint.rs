@@ -389,7 +389,8 @@ impl Checkpoint {
         if examples == 0
             || self.step_in_epoch > steps_per_epoch
             || self.history.len() != self.epoch
-            || self.running.seen > examples
+            // A Poisson-sampled (private) epoch may draw more than `examples` in total.
+            || (self.spec.training.privacy.is_none() && self.running.seen > examples)
         {
             return Err("its training position is inconsistent (epoch, step, history)".to_string());
         }

@@ -80,6 +80,8 @@ pub enum Setting {
     BatchSize,
     /// Examples per evaluation batch.
     TestBatchSize,
+    /// Where TensorBoard event files go.
+    TensorBoard,
     /// The ε a private run must stay within.
     TargetEpsilon,
     /// Integrated gradients' number of path points.
@@ -106,6 +108,7 @@ impl std::fmt::Display for Setting {
             Setting::HiddenWidths => "hidden layer widths",
             Setting::BatchSize => "batch size",
             Setting::TestBatchSize => "evaluation batch size",
+            Setting::TensorBoard => "TensorBoard folder",
             Setting::TargetEpsilon => "target ε",
             Setting::IgSteps => "integrated-gradients steps",
             Setting::OcclusionPatch => "occlusion patch",

@@ -24,7 +24,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "32,128,full", value_parser = crate::cli::train::parse_batch_size)]
     pub batch_sizes: Vec<BatchSize>,
     /// Thread counts to measure, comma-separated [default: 1 and all cores]
-    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    #[arg(long, value_delimiter = ',', value_name = "N,...", value_parser = crate::cli::thread_count)]
     pub threads: Vec<usize>,
     /// Optimizers to measure, comma-separated, each with its default learning rate
     #[arg(long, value_delimiter = ',', value_enum, default_value = "adam")]
@@ -34,16 +34,16 @@ pub struct BenchArgs {
     #[arg(long)]
     pub dp: bool,
     /// Epochs per run
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::cli::at_least_one::<usize>)]
     pub epochs: usize,
     /// Unmeasured runs per configuration before measuring
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Measured runs per configuration
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::cli::at_least_one::<usize>)]
     pub runs: usize,
     /// Train on the first N training images only
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cli::at_least_one::<usize>)]
     pub limit: Option<usize>,
     /// Seed of every run
     #[arg(long, default_value_t = 42)]
@@ -71,22 +71,10 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     fn validate(&self) -> Result<(BenchSettings, Vec<BenchCase>)> {
-        if self.epochs == 0 {
-            return Err(Error::config("--epochs", "must be at least 1"));
-        }
-        if self.runs == 0 {
-            return Err(Error::config("--runs", "must be at least 1"));
-        }
-        if self.limit == Some(0) {
-            return Err(Error::config("--limit", "must be at least 1"));
-        }
         let mut threads = self.threads.clone();
         if threads.is_empty() {
             threads = vec![1, default_threads()];
             threads.dedup();
-        }
-        if threads.iter().any(|&t| t == 0 || t > 1024) {
-            return Err(Error::config("--threads", "each count must be 1–1024"));
         }
         let dataset = DatasetKind::from(self.dataset);
         let settings = BenchSettings {

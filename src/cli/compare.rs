@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::cli::optimizer_args::positive;
 use crate::cli::performance::PerformanceArgs;
+use crate::cli::train::TensorBoardArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::compare::plot::ComparisonFigure;
 use crate::compare::report::{
@@ -24,10 +25,10 @@ use crate::train::Progress;
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
     /// Passes over the training images: the budget, the same for every variant
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::cli::at_least_one::<usize>)]
     pub epochs: usize,
     /// Train on the first N training images (60000 for all of them)
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = crate::cli::at_least_one::<usize>)]
     pub limit: usize,
     /// Seed shared by every variant (initialization, shuffling, dropout)
     #[arg(long, default_value_t = 42)]
@@ -39,13 +40,13 @@ pub struct CompareArgs {
     #[arg(long = "lr", value_name = "VARIANT=LR", value_parser = parse_learning_rate)]
     pub learning_rates: Vec<(String, f32)>,
     /// Examples per step of the mini-batch variants (mini-batch-gd, momentum, adam)
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::cli::at_least_one::<usize>)]
     pub batch_size: usize,
     /// Momentum coefficient of the momentum variants
     #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     pub momentum: f32,
     /// Examples per batch when evaluating
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::cli::at_least_one::<usize>)]
     pub test_batch_size: usize,
     /// Which dataset to train on
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
@@ -58,6 +59,9 @@ pub struct CompareArgs {
     /// Where to draw the curves, .svg or .png [default: DIR/curves.svg]
     #[arg(long, value_name = "PATH")]
     pub plot: Option<PathBuf>,
+    // TensorBoard event files, one run folder per variant: `--tensorboard DIR` writes DIR/sgd, …
+    #[command(flatten)]
+    pub tensorboard: TensorBoardArgs,
     #[command(flatten)]
     pub output_args: OutputArgs,
     #[command(flatten)]
@@ -90,18 +94,6 @@ impl CompareArgs {
 
     /// Checks the options; returns the shared settings and the variants to run, in order.
     pub fn validate(&self) -> Result<(CompareConfig, Vec<Variant>)> {
-        if self.epochs == 0 {
-            return Err(Error::config("--epochs", "must be at least 1"));
-        }
-        if self.limit == 0 {
-            return Err(Error::config("--limit", "must be at least 1"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::config("--batch-size", "must be at least 1"));
-        }
-        if self.test_batch_size == 0 {
-            return Err(Error::config("--test-batch-size", "must be at least 1"));
-        }
         PlotFormat::from_path(Setting::Plot, &self.plot_path())?;
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(Error::config("--momentum", "must be in [0, 1)"));
@@ -124,8 +116,9 @@ impl CompareArgs {
             epochs: self.epochs,
             seed: self.seed,
             test_batch_size: self.test_batch_size,
-            threads: self.performance.threads()?,
+            threads: self.performance.threads(),
             dataset: DatasetKind::from(self.dataset),
+            tensorboard: self.tensorboard.settings()?,
         };
         Ok((config, variants))
     }

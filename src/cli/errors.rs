@@ -19,6 +19,7 @@ pub fn option_for(setting: Setting) -> &'static str {
         Setting::HiddenWidths => "--hidden",
         Setting::BatchSize => "--batch-size",
         Setting::TestBatchSize => "--test-batch-size",
+        Setting::TensorBoard => "--tensorboard",
         Setting::TargetEpsilon => "--dp-target-epsilon",
         Setting::IgSteps => "--ig-steps",
         Setting::OcclusionPatch => "--occlusion-patch",

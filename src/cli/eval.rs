@@ -37,7 +37,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub memory: MemoryArgs,
     /// Examples per batch when evaluating
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::cli::at_least_one::<usize>)]
     pub test_batch_size: usize,
     /// How many of the most-confused (true, predicted) pairs to list
     #[arg(long, default_value_t = 5, value_name = "N")]
@@ -127,9 +127,6 @@ pub struct EvaluationJson {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.test_batch_size == 0 {
-        return Err(Error::config("--test-batch-size", "must be at least 1"));
-    }
     if let Some(path) = &args.plot {
         PlotFormat::from_path(Setting::Plot, path)?;
     }

@@ -14,6 +14,7 @@ pub mod performance;
 pub mod predict;
 pub mod privacy_args;
 pub mod resume;
+pub mod summary;
 pub mod train;
 pub mod validation_args;
 
@@ -59,10 +60,13 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Measure training speed over batch sizes, thread counts and optimizers (hyperfine-style)
     Bench(bench::BenchArgs),
-    /// Write a model as safetensors, with tensor names PyTorch's nn.Sequential loads
+    /// Write a model as safetensors (tensor names PyTorch's nn.Sequential loads) or ONNX
     Export(interop::ExportArgs),
     /// Convert a safetensors file (ours or PyTorch's) into an mnist-train model file
     Import(interop::ImportArgs),
+    /// Describe a model like Keras' model.summary(): layers, output shapes, parameters, and the
+    /// file's metadata (or an architecture given by --hidden/--dropout, without a model)
+    Summary(summary::SummaryArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
 }
@@ -135,6 +139,28 @@ impl From<DatasetArg> for DatasetKind {
     }
 }
 
+/// A count that must be at least 1 (`--epochs`, `--limit`, `--runs`, …): checked while parsing,
+/// so clap names the option in the error.
+pub fn at_least_one<T>(value: &str) -> std::result::Result<T, String>
+where
+    T: std::str::FromStr + PartialEq + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    match value.parse::<T>() {
+        Ok(count) if count == T::from(0) => Err("must be at least 1".to_string()),
+        Ok(count) => Ok(count),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Threads: 1 to 1024.
+pub fn thread_count(value: &str) -> std::result::Result<usize, String> {
+    match at_least_one::<usize>(value)? {
+        count if count > 1024 => Err("must be at most 1024".to_string()),
+        count => Ok(count),
+    }
+}
+
 /// Parses the command line like `Cli::try_parse_from`, and also records which train options
 /// were given explicitly (a resumed run takes the checkpoint's value for the others).
 pub fn parse_from<I, T>(args: I) -> std::result::Result<Cli, clap::Error>
@@ -191,6 +217,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Export(args)) => interop::run_export(args),
         Some(Command::Import(args)) => interop::run_import(args),
+        Some(Command::Summary(args)) => summary::run(args),
         Some(Command::Completions(args)) => completions::run(args),
     }
 }

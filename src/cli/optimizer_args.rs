@@ -39,7 +39,7 @@ pub struct OptimizerArgs {
     #[arg(long, value_enum, default_value_t = ScheduleName::Constant, help_heading = "Learning-rate schedule")]
     pub lr_schedule: ScheduleName,
     /// step: epochs between decays [default: 2]
-    #[arg(long, value_name = "EPOCHS", help_heading = "Learning-rate schedule")]
+    #[arg(long, value_name = "EPOCHS", help_heading = "Learning-rate schedule", value_parser = crate::cli::at_least_one::<usize>)]
     pub lr_step_size: Option<usize>,
     /// step and exponential: factor applied per decay (step) or per epoch (exponential) [default: 0.5]
     #[arg(
@@ -67,7 +67,7 @@ pub struct OptimizerArgs {
     )]
     pub warmup_epochs: Option<f32>,
     /// Linear warm-up over this many optimization steps before the schedule
-    #[arg(long, value_name = "STEPS", help_heading = "Learning-rate schedule")]
+    #[arg(long, value_name = "STEPS", help_heading = "Learning-rate schedule", value_parser = crate::cli::at_least_one::<u64>)]
     pub warmup_steps: Option<u64>,
 }
 
@@ -196,9 +196,6 @@ impl OptimizerArgs {
             ScheduleName::Constant => ScheduleKind::Constant,
             ScheduleName::Step => {
                 let step_size = self.lr_step_size.unwrap_or(ScheduleKind::DEFAULT_STEP_SIZE);
-                if step_size == 0 {
-                    return Err(Error::config("--lr-step-size", "must be at least 1 epoch"));
-                }
                 ScheduleKind::Step { step_size, gamma }
             }
             ScheduleName::Exponential => ScheduleKind::Exponential { gamma },
@@ -222,9 +219,6 @@ impl OptimizerArgs {
                     ));
                 }
                 Warmup::Epochs(epochs)
-            }
-            (None, Some(0)) => {
-                return Err(Error::config("--warmup-steps", "must be at least 1"));
             }
             (None, Some(steps)) => Warmup::Steps(steps),
             (None, None) => Warmup::None,

@@ -10,7 +10,7 @@ use crate::train::default_threads;
 #[derive(Debug, Clone, Args)]
 pub struct PerformanceArgs {
     /// Threads to train on [default: all cores]. Results are bit-identical for every thread count
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cli::thread_count)]
     pub threads: Option<usize>,
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -37,14 +37,9 @@ impl KernelArgs {
 }
 
 impl PerformanceArgs {
-    /// The thread count, checked.
-    pub fn threads(&self) -> Result<usize> {
-        match self.threads {
-            Some(0) => Err(Error::config("--threads", "must be at least 1")),
-            Some(n) if n > 1024 => Err(Error::config("--threads", "must be at most 1024")),
-            Some(n) => Ok(n),
-            None => Ok(default_threads()),
-        }
+    /// The thread count (checked while parsing), all cores by default.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(default_threads)
     }
 
     /// Checks the kernel choice against this CPU and makes it the process-wide backend.

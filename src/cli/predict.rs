@@ -44,7 +44,7 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value_t = InvertMode::Auto)]
     pub invert: InvertMode,
     /// How many of the most probable classes to print
-    #[arg(long, default_value_t = 3, value_name = "K")]
+    #[arg(long, default_value_t = 3, value_name = "K", value_parser = crate::cli::at_least_one::<usize>)]
     pub top: usize,
     /// Draw the 28×28 input the network saw, beside the prediction
     #[arg(long)]
@@ -137,9 +137,6 @@ pub fn run(mut args: PredictArgs) -> Result<()> {
             "IMAGE",
             "give at least one image file, or --index N for a test-set image",
         ));
-    }
-    if args.top == 0 {
-        return Err(Error::config("--top", "must be at least 1"));
     }
     let model = load_model(&args.model)?;
     if model.architecture.inputs != FRAME * FRAME {

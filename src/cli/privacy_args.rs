@@ -2,9 +2,8 @@
 
 use clap::Args;
 
-use crate::cli::optimizer_args::ScheduleName;
 use crate::error::{Error, Result};
-use crate::optim::privacy::{recipe, NoisePlan, PrivacyPlan, DEFAULT_DELTA};
+use crate::optim::privacy::{NoisePlan, PrivacyPlan, DEFAULT_DELTA};
 use crate::train::callbacks::Monitor;
 
 /// C when not given.
@@ -110,43 +109,4 @@ pub fn check_monitor(option: &str, monitor: &Monitor) -> Result<()> {
             monitor.metric.name()
         ),
     ))
-}
-
-/// With `--dp-target-epsilon` alone (no `--dp-noise-multiplier`), the options the user did not
-/// give take the private recipe's values.
-pub fn apply_recipe(args: &mut crate::cli::train::TrainArgs) {
-    if args.privacy.dp_target_epsilon.is_none() {
-        return;
-    }
-    let given = |id: &str| args.checkpoints.given.contains(id);
-    let (epochs, batch, dropout, optimizer, rate, momentum, schedule) = (
-        !given("epochs"),
-        !given("batch_size"),
-        !given("dropout"),
-        !given("optimizer"),
-        !given("learning_rate"),
-        !given("momentum"),
-        !given("lr_schedule"),
-    );
-    if epochs {
-        args.epochs = recipe::EPOCHS;
-    }
-    if batch {
-        args.batch_size = crate::train::BatchSize::Examples(recipe::BATCH_SIZE);
-    }
-    if dropout {
-        args.dropout = recipe::DROPOUT;
-    }
-    if optimizer {
-        args.optimizer.optimizer = crate::cli::optimizer_args::OptimizerName::Momentum;
-        if rate {
-            args.optimizer.learning_rate = Some(recipe::LEARNING_RATE);
-        }
-        if momentum {
-            args.optimizer.momentum = Some(recipe::MOMENTUM);
-        }
-    }
-    if schedule {
-        args.optimizer.lr_schedule = ScheduleName::Cosine;
-    }
 }

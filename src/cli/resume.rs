@@ -19,10 +19,10 @@ pub struct CheckpointArgs {
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// Also write a checkpoint every N optimization steps (needs --checkpoint-dir)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cli::at_least_one::<usize>)]
     pub checkpoint_every: Option<usize>,
     /// How many of the newest checkpoints to keep (plus the best one when validating)
-    #[arg(long, value_name = "K", default_value_t = DEFAULT_KEEP_CHECKPOINTS)]
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_KEEP_CHECKPOINTS, value_parser = crate::cli::at_least_one::<usize>)]
     pub keep_checkpoints: usize,
     /// Continue a run exactly from a checkpoint file, or from the newest valid checkpoint in a
     /// folder. Options not given take the checkpoint's values; contradicting ones are refused
@@ -35,18 +35,12 @@ pub struct CheckpointArgs {
 
 impl CheckpointArgs {
     /// Where and how often to checkpoint, as asked for.
-    pub fn policy(&self) -> Result<CheckpointPolicy> {
-        if self.keep_checkpoints == 0 {
-            return Err(Error::config("--keep-checkpoints", "must be at least 1"));
-        }
-        if self.checkpoint_every == Some(0) {
-            return Err(Error::config("--checkpoint-every", "must be at least 1"));
-        }
-        Ok(CheckpointPolicy {
+    pub fn policy(&self) -> CheckpointPolicy {
+        CheckpointPolicy {
             dir: self.checkpoint_dir.clone(),
             every_steps: self.checkpoint_every,
             keep: self.keep_checkpoints,
-        })
+        }
     }
 }
 

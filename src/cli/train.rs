@@ -5,16 +5,17 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::memory_args::MemoryArgs;
-use crate::cli::optimizer_args::OptimizerArgs;
+use crate::cli::optimizer_args::{OptimizerArgs, ScheduleName};
 use crate::cli::performance::PerformanceArgs;
-use crate::cli::privacy_args::{apply_recipe, check_monitor, PrivacyArgs};
+use crate::cli::privacy_args::{check_monitor, PrivacyArgs};
 use crate::cli::resume::{self, CheckpointArgs};
 use crate::cli::validation_args::ValidationArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result, Setting};
 use crate::nn::Architecture;
-use crate::optim::privacy::{DpConfig, NoisePlan};
+use crate::optim::privacy::{recipe, DpConfig, NoisePlan};
+use crate::report::tensorboard::TensorBoardSettings;
 use crate::run::preflight::{self, OutputLocks};
 use crate::run::sinks::{ReportSpec, TrainSinks};
 use crate::run::{self, budget, Observers, RunSpec, Source};
@@ -23,7 +24,7 @@ use crate::train::{BatchSize, Progress, TrainConfig};
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Passes over the training set
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub epochs: usize,
     /// Examples per step: a number (1 = stochastic GD) or "full" (full-batch GD)
     #[arg(long, default_value = "32", value_parser = parse_batch_size, allow_negative_numbers = true)]
@@ -43,10 +44,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub dropout: f32,
     /// Train on the first N training images only (quick tries and tests)
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub limit: Option<usize>,
     /// Examples per batch when evaluating
-    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = crate::cli::at_least_one::<usize>)]
     pub test_batch_size: usize,
     /// Which dataset to train on
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
@@ -98,24 +99,49 @@ pub struct TrainReportArgs {
     /// After training, draw loss and accuracy curves (train and validation) to this SVG or PNG file
     #[arg(long, value_name = "PATH.svg|PATH.png")]
     pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub tensorboard: TensorBoardArgs,
 }
 
 impl TrainReportArgs {
-    pub fn to_spec(&self) -> ReportSpec {
-        ReportSpec {
+    pub fn to_spec(&self) -> Result<ReportSpec> {
+        Ok(ReportSpec {
             json: self.json,
             history: self.history.clone(),
             plot: self.plot.clone(),
+            tensorboard: self.tensorboard.settings()?,
+        })
+    }
+}
+
+/// `--tensorboard`, shared by train and compare.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TensorBoardArgs {
+    /// Write TensorBoard event files into DIR (created if missing): the epoch metrics and a running
+    /// loss; view with `tensorboard --logdir DIR`. A resumed run continues the same folder
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
+    /// Log the running loss to TensorBoard every N optimization steps
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub tensorboard_every: u64,
+}
+
+impl TensorBoardArgs {
+    /// The checked options, or `None` without `--tensorboard`.
+    pub fn settings(&self) -> Result<Option<TensorBoardSettings>> {
+        if self.tensorboard_every == 0 {
+            return Err(Error::config("--tensorboard-every", "must be at least 1"));
         }
+        Ok(self.tensorboard.clone().map(|dir| TensorBoardSettings {
+            dir,
+            every_steps: self.tensorboard_every,
+        }))
     }
 }
 
 impl TrainArgs {
     /// Checks every option and builds the run; errors name the option.
     pub fn to_spec(&self) -> Result<RunSpec> {
-        if self.epochs == 0 {
-            return Err(Error::config("--epochs", "must be at least 1"));
-        }
         let (optimizer, learning_rate, schedule) = self.optimizer.resolve()?;
         let validation = self.validation.resolve()?;
         let privacy = self.privacy.resolve()?;
@@ -135,12 +161,6 @@ impl TrainArgs {
                 "--hidden",
                 "every hidden layer width must be between 1 and 65536",
             ));
-        }
-        if self.limit == Some(0) {
-            return Err(Error::config("--limit", "must be at least 1"));
-        }
-        if self.test_batch_size == 0 {
-            return Err(Error::config("--test-batch-size", "must be at least 1"));
         }
         let dataset = DatasetKind::from(self.dataset);
         let architecture = Architecture {
@@ -171,7 +191,7 @@ impl TrainArgs {
             test_batch_size: self.test_batch_size,
             validation,
             output: Some(self.output.clone()),
-            checkpoints: self.checkpoints.policy()?,
+            checkpoints: self.checkpoints.policy(),
             memory_limit: self.memory.max_memory,
             privacy,
             ..RunSpec::new(training, dataset)
@@ -203,8 +223,8 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         ));
     }
     preflight::check_run_outputs(&spec, resume.is_some(), &mut locks)?;
-    let mut sinks = TrainSinks::open(&args.report.to_spec())?;
-    spec.threads = std::num::NonZeroUsize::new(args.performance.threads()?);
+    let mut sinks = TrainSinks::open(&args.report.to_spec()?)?;
+    spec.threads = std::num::NonZeroUsize::new(args.performance.threads());
     args.performance.select_kernel()?;
     let mut progress = Progress::new(args.output_args.progress_mode(), spec.training.epochs);
     let observers = Observers {
@@ -225,4 +245,43 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         progress.info(&format!("Saved model to {}", output.display()));
     }
     Ok(())
+}
+
+/// With `--dp-target-epsilon` alone (no `--dp-noise-multiplier`), the options the user did not
+/// give take the private recipe's values.
+pub fn apply_recipe(args: &mut TrainArgs) {
+    if args.privacy.dp_target_epsilon.is_none() {
+        return;
+    }
+    let given = |id: &str| args.checkpoints.given.contains(id);
+    let (epochs, batch, dropout, optimizer, rate, momentum, schedule) = (
+        !given("epochs"),
+        !given("batch_size"),
+        !given("dropout"),
+        !given("optimizer"),
+        !given("learning_rate"),
+        !given("momentum"),
+        !given("lr_schedule"),
+    );
+    if epochs {
+        args.epochs = recipe::EPOCHS;
+    }
+    if batch {
+        args.batch_size = crate::train::BatchSize::Examples(recipe::BATCH_SIZE);
+    }
+    if dropout {
+        args.dropout = recipe::DROPOUT;
+    }
+    if optimizer {
+        args.optimizer.optimizer = crate::cli::optimizer_args::OptimizerName::Momentum;
+        if rate {
+            args.optimizer.learning_rate = Some(recipe::LEARNING_RATE);
+        }
+        if momentum {
+            args.optimizer.momentum = Some(recipe::MOMENTUM);
+        }
+    }
+    if schedule {
+        args.optimizer.lr_schedule = ScheduleName::Cosine;
+    }
 }

@@ -10,6 +10,7 @@ use crate::data::{Dataset, DatasetKind};
 use crate::error::Result;
 use crate::nn::Architecture;
 use crate::optim::OptimizerConfig;
+use crate::report::tensorboard::{TensorBoard, TensorBoardSettings};
 use crate::run::{self, Observers, RunSpec, Source};
 use crate::train::{evaluate, BatchSize, EpochRecord, Progress, TrainConfig};
 
@@ -85,6 +86,8 @@ pub struct CompareConfig {
     pub threads: usize,
     /// Which dataset the variants train on (data is passed in loaded).
     pub dataset: DatasetKind,
+    /// TensorBoard event files: one run folder per variant (`DIR/<variant name>`).
+    pub tensorboard: Option<TensorBoardSettings>,
 }
 
 impl CompareConfig {
@@ -139,10 +142,20 @@ pub fn run_variants(
     let mut results = Vec::with_capacity(variants.len());
     for (index, variant) in variants.iter().enumerate() {
         let mut progress = progress(index, variant);
-        let observers = Observers {
+        let mut tensorboard = match &config.tensorboard {
+            Some(settings) => Some(TensorBoard::open(&TensorBoardSettings {
+                dir: settings.dir.join(&variant.name),
+                every_steps: settings.every_steps,
+            })?),
+            None => None,
+        };
+        let mut observers = Observers {
             keep_diverged: true,
             ..Observers::quiet(&mut progress)
         };
+        if let Some(tensorboard) = &mut tensorboard {
+            observers.sinks.push(tensorboard);
+        }
         let outcome = run::execute(
             &config.spec(variant),
             Source::Loaded { train, test },

@@ -1,7 +1,9 @@
-//! Model files from and for other tools: safetensors export/import (loadable by PyTorch), and
+//! Model files from and for other tools: safetensors export/import (loadable by PyTorch), ONNX
+//! export (for onnxruntime and other deployment runtimes), and
 //! [`load_model`], which every command's `--model` goes through so that either our own model file
 //! or a safetensors file is accepted, told apart by content rather than by name.
 
+pub mod onnx;
 pub mod safetensors;
 
 use std::io::Read;
@@ -46,4 +48,17 @@ pub fn load_model(path: &Path) -> Result<Model> {
         ModelFileKind::Native => Model::load(path),
         ModelFileKind::Safetensors => safetensors::import(path, None),
     }
+}
+
+/// A dense layer's weights in PyTorch's `nn.Linear` layout: ours are `[inputs, outputs]`
+/// row-major (`x · W`), PyTorch's and ONNX Gemm's (transB = 1) are `[outputs, inputs]`.
+/// weights: [inputs, outputs] -> [outputs, inputs]
+pub fn pytorch_weight(weights: &[f32], inputs: usize, outputs: usize) -> Vec<f32> {
+    let mut transposed = Vec::with_capacity(weights.len());
+    for output in 0..outputs {
+        for input in 0..inputs {
+            transposed.push(weights[input * outputs + output]);
+        }
+    }
+    transposed
 }

@@ -29,6 +29,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
+use crate::interop::pytorch_weight;
 use crate::model_file::{validate_architecture, write_atomic, Model, Normalization};
 use crate::nn::Architecture;
 
@@ -59,15 +60,14 @@ pub fn export_bytes(model: &Model) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (layer, dense) in model.architecture.dense_layouts().iter().enumerate() {
         let index = sequential_index(layer);
-        let weights = &model.parameters[dense.weights.clone()];
-        // [in, out] row-major → [out, in] row-major.
-        let mut transposed = Vec::with_capacity(weights.len() * 4);
-        for output in 0..dense.outputs {
-            for input in 0..dense.inputs {
-                transposed
-                    .extend_from_slice(&weights[input * dense.outputs + output].to_le_bytes());
-            }
-        }
+        let transposed: Vec<u8> = pytorch_weight(
+            &model.parameters[dense.weights.clone()],
+            dense.inputs,
+            dense.outputs,
+        )
+        .iter()
+        .flat_map(|value| value.to_le_bytes())
+        .collect();
         tensors.push((
             format!("{index}.weight"),
             vec![dense.outputs, dense.inputs],

@@ -4,6 +4,7 @@
 pub mod architecture;
 pub mod dense;
 pub mod dropout;
+pub mod layers;
 pub mod loss;
 pub mod mlp;
 

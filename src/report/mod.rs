@@ -1,4 +1,5 @@
-//! Machine-readable and file outputs: JSON lines on stdout, the CSV training history, and where
+//! Machine-readable and file outputs: JSON lines on stdout, the CSV training history, TensorBoard
+//! event files, and where
 //! human-readable result text goes when JSON owns stdout.
 //!
 //! Every JSON document this program prints is one line (JSON Lines) with a `"type"` field naming
@@ -8,10 +9,13 @@
 pub mod classification;
 pub mod history;
 pub mod json;
+pub mod summary;
 pub mod table;
+pub mod tensorboard;
 
 pub use history::CsvHistory;
 pub use json::{print_json_line, EpochJson, JsonLines};
+pub use tensorboard::TensorBoard;
 
 /// Where human-readable results go: stdout normally, stderr when `--json` owns stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -135,7 +135,7 @@ pub fn execute<'a>(
     }
     let spec = &with_noise_for_target(spec, resume.is_some(), train.len())?;
     if let (true, Some(plan), Some(privacy)) = (announce, &spec.privacy, &spec.training.privacy) {
-        progress.info(&plan.describe(privacy, &spec.training, train.len()));
+        progress.info(&plan.describe(privacy, spec.training.run_length(train.len())));
     }
 
     let mut trainer = resume::trainer_for(spec, resume, &train, progress)?;
@@ -228,7 +228,8 @@ fn with_noise_for_target(
         )),
         (Some(plan), None) => {
             let mut resolved = spec.clone();
-            resolved.training.privacy = Some(plan.dp_config(&spec.training, example_count)?);
+            resolved.training.privacy =
+                Some(plan.dp_config(spec.training.run_length(example_count))?);
             Ok(Cow::Owned(resolved))
         }
         _ => Ok(Cow::Borrowed(spec)),

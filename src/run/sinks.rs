@@ -1,4 +1,5 @@
-//! A `train` run's reports: JSON lines, the CSV history, the curves, and the summary line.
+//! A `train` run's reports: JSON lines, the CSV history, TensorBoard events, the curves, and the
+//! summary line.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,8 @@ use crate::optim::privacy::PrivacyGuarantee;
 use crate::optim::schedule::LrSchedule;
 use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
-use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines};
+use crate::report::tensorboard::TensorBoardSettings;
+use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines, TensorBoard};
 use crate::run::spec::RunSpec;
 use crate::train::{BatchSize, Callback, Evaluation, Progress, Trainer};
 
@@ -22,6 +24,8 @@ pub struct ReportSpec {
     pub history: Option<PathBuf>,
     /// Loss and accuracy curves drawn after training (SVG or PNG).
     pub plot: Option<PathBuf>,
+    /// TensorBoard event files (epoch scalars and a running loss).
+    pub tensorboard: Option<TensorBoardSettings>,
 }
 
 /// The per-epoch sinks the options asked for.
@@ -29,6 +33,7 @@ pub struct TrainSinks {
     json: Option<JsonLines>,
     history: Option<CsvHistory>,
     plot: Option<PathBuf>,
+    tensorboard: Option<TensorBoard>,
     pub human: HumanOutput,
 }
 
@@ -42,10 +47,15 @@ impl TrainSinks {
             Some(path) => Some(CsvHistory::open(path)?),
             None => None,
         };
+        let tensorboard = match &args.tensorboard {
+            Some(settings) => Some(TensorBoard::open(settings)?),
+            None => None,
+        };
         Ok(TrainSinks {
             json: args.json.then_some(JsonLines),
             history,
             plot: args.plot.clone(),
+            tensorboard,
             human: HumanOutput::new(args.json),
         })
     }
@@ -54,7 +64,11 @@ impl TrainSinks {
     pub fn callbacks(&mut self) -> Vec<&mut dyn Callback> {
         let json = self.json.iter_mut().map(|json| json as &mut dyn Callback);
         let history = self.history.iter_mut().map(|csv| csv as &mut dyn Callback);
-        json.chain(history).collect()
+        let tensorboard = self
+            .tensorboard
+            .iter_mut()
+            .map(|tb| tb as &mut dyn Callback);
+        json.chain(history).chain(tensorboard).collect()
     }
 
     /// Reports the finished run: the test result as text, and the summary line with `--json`.
@@ -70,6 +84,9 @@ impl TrainSinks {
             "Test loss: {:.4} - test accuracy: {:.4} ({}/{})",
             evaluation.loss, evaluation.accuracy, evaluation.correct, evaluation.count
         ));
+        if let Some(path) = self.tensorboard.as_ref().and_then(TensorBoard::path) {
+            progress.info(&format!("Wrote TensorBoard events to {}", path.display()));
+        }
         if let Some(privacy) = privacy {
             self.human
                 .line(&format!("Privacy guarantee: {}", privacy.describe()));

@@ -19,7 +19,7 @@ use crate::error::{Error, Result, Setting};
 use crate::kernels::DenormalGuard;
 use crate::nn::{Architecture, Mlp};
 use crate::optim::privacy::sampling::poisson_batch;
-use crate::optim::privacy::{DpConfig, PrivacyGuarantee};
+use crate::optim::privacy::{DpConfig, PrivacyGuarantee, RunLength};
 use crate::optim::schedule::LrSchedule;
 use crate::optim::{Optimizer, OptimizerConfig};
 
@@ -89,6 +89,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The run's length as the privacy accountant counts it, on `example_count` examples.
+    pub fn run_length(&self, example_count: usize) -> RunLength {
+        let (sampling_rate, steps_per_epoch) = self.sampling(example_count);
+        RunLength {
+            sampling_rate,
+            steps_per_epoch,
+            epochs: self.epochs,
+        }
+    }
+
     /// (sampling rate q = batch / N, steps per epoch) on `example_count` examples. Private runs
     /// sample each step's batch with rate q; ordinary runs go through a permutation in batches.
     pub fn sampling(&self, example_count: usize) -> (f64, usize) {
@@ -287,11 +297,13 @@ impl Trainer {
                 let (batch_loss, batch_correct) = match self.config.privacy {
                     None => {
                         let end = ((step + 1) * batch_size).min(order.len());
+                        batch.clear();
+                        batch.extend_from_slice(&order[step * batch_size..end]);
                         engine.gradient(
                             &self.mlp,
                             &self.params,
                             train,
-                            &order[step * batch_size..end],
+                            &batch,
                             self.config.seed,
                             global_step,
                         )

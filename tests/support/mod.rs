@@ -2,6 +2,8 @@
 //! MNIST-format datasets built in code, and helpers to run and signal the binary.
 #![allow(dead_code)]
 
+pub mod protobuf;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

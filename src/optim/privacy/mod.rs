@@ -15,7 +15,6 @@ pub use accountant::{
 };
 
 use crate::error::{Error, Result, Setting};
-use crate::train::TrainConfig;
 
 /// δ when the user gives none: 1e-5, below 1/N for MNIST's 60,000 examples (the usual rule: δ
 /// much smaller than the chance of picking any one person).
@@ -54,6 +53,15 @@ pub enum NoisePlan {
     TargetEpsilon(f64),
 }
 
+/// What the accountant needs to know of a run: its Poisson sampling rate, steps per epoch and
+/// epochs (see `TrainConfig::run_length`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunLength {
+    pub sampling_rate: f64,
+    pub steps_per_epoch: usize,
+    pub epochs: usize,
+}
+
 /// A private run as asked for (validated), before the noise for a target ε is known.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PrivacyPlan {
@@ -63,14 +71,13 @@ pub struct PrivacyPlan {
 }
 
 impl PrivacyPlan {
-    /// The noise, clipping and δ of a run of `config` on `example_count` training examples.
-    pub fn dp_config(&self, config: &TrainConfig, example_count: usize) -> Result<DpConfig> {
+    /// The noise, clipping and δ of a run of length `run`.
+    pub fn dp_config(&self, run: RunLength) -> Result<DpConfig> {
         let noise_multiplier = match self.noise {
             NoisePlan::Multiplier(sigma) => sigma,
             NoisePlan::TargetEpsilon(target) => {
-                let (sampling_rate, steps_per_epoch) = config.sampling(example_count);
-                let steps = (steps_per_epoch * config.epochs) as u64;
-                noise_multiplier_for_epsilon(target, sampling_rate, steps, self.delta).map_err(
+                let steps = (run.steps_per_epoch * run.epochs) as u64;
+                noise_multiplier_for_epsilon(target, run.sampling_rate, steps, self.delta).map_err(
                     |unreachable| {
                         Error::setting(
                             Setting::TargetEpsilon,
@@ -91,17 +98,15 @@ impl PrivacyPlan {
     }
 
     /// `Private training (DP-SGD): …`: the noise (and how it was chosen), clipping and sampling.
-    pub fn describe(
-        &self,
-        privacy: &DpConfig,
-        config: &TrainConfig,
-        example_count: usize,
-    ) -> String {
-        let (sampling_rate, steps_per_epoch) = config.sampling(example_count);
+    pub fn describe(&self, privacy: &DpConfig, run: RunLength) -> String {
+        let RunLength {
+            sampling_rate,
+            steps_per_epoch,
+            epochs,
+        } = run;
         let chosen = match self.noise {
             NoisePlan::TargetEpsilon(target) => format!(
-                " (the smallest keeping {} epochs within ε = {target} at δ = {})",
-                config.epochs,
+                " (the smallest keeping {epochs} epochs within ε = {target} at δ = {})",
                 format_delta(privacy.delta)
             ),
             NoisePlan::Multiplier(_) => String::new(),
