@@ -15,6 +15,8 @@
 //! `ckpt-e0003-s0000000.ckpt` = after 3 whole epochs; `ckpt-e0003-s0000150.ckpt` = 150 steps into
 //! the 4th epoch), so names sort in training order.
 
+pub mod lineage;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -101,6 +103,7 @@ impl RunRecord {
                 keep: self.keep_checkpoints,
             },
             threads: None,
+            memory_limit: None,
             // A checkpointed run's noise is in `training.privacy` already.
             privacy: None,
         };
@@ -450,7 +453,8 @@ pub struct Resolved {
     pub skipped: Vec<String>,
 }
 
-/// `--resume PATH_OR_DIR`: a file is loaded as is; a folder yields its newest valid checkpoint.
+/// `--resume PATH_OR_DIR`: a file is loaded as is; a folder yields its newest valid checkpoint,
+/// provided the folder's checkpoints all come from that run.
 pub fn resolve_resume_path(path: &Path) -> Result<Resolved> {
     if !path.is_dir() {
         let checkpoint = Checkpoint::load(path)?;
@@ -464,11 +468,12 @@ pub fn resolve_resume_path(path: &Path) -> Result<Resolved> {
     for candidate in list_checkpoints(path)?.into_iter().rev() {
         match Checkpoint::load(&candidate) {
             Ok(checkpoint) => {
+                lineage::check_single_run(path, &candidate, &checkpoint)?;
                 return Ok(Resolved {
                     path: candidate,
                     checkpoint,
                     skipped,
-                })
+                });
             }
             Err(error) => skipped.push(error.to_string()),
         }

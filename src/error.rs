@@ -72,6 +72,14 @@ pub enum Setting {
     CheckpointDir,
     /// Where the dataset is read from.
     DataDir,
+    /// The checkpoint (file or folder) a run continues.
+    Resume,
+    /// The widths of the hidden layers.
+    HiddenWidths,
+    /// Examples per optimization step.
+    BatchSize,
+    /// Examples per evaluation batch.
+    TestBatchSize,
     /// Where TensorBoard event files go.
     TensorBoard,
     /// The ε a private run must stay within.
@@ -96,6 +104,10 @@ impl std::fmt::Display for Setting {
             Setting::Output => "model path",
             Setting::CheckpointDir => "checkpoint folder",
             Setting::DataDir => "data folder",
+            Setting::Resume => "checkpoint to resume",
+            Setting::HiddenWidths => "hidden layer widths",
+            Setting::BatchSize => "batch size",
+            Setting::TestBatchSize => "evaluation batch size",
             Setting::TensorBoard => "TensorBoard folder",
             Setting::TargetEpsilon => "target ε",
             Setting::IgSteps => "integrated-gradients steps",

@@ -77,6 +77,7 @@ pub mod predict;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod run_lock;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -4,63 +4,13 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::Duration;
 
 use mnist_train::checkpoint::{list_checkpoints, Checkpoint};
 use mnist_train::rng::Rng;
-use support::{send_signal, timeless, write_dataset, Workdir};
-
-/// Starts `command` and returns once a line of its stderr contains `marker`, with a thread
-/// that keeps draining stderr (so the child never blocks on a full pipe) and returns all of it.
-fn spawn_until(command: &mut Command, marker: &'static str) -> (Child, JoinHandle<String>) {
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = command.spawn().expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (seen, wait_for_marker) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            if line.contains(marker) {
-                let _ = seen.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    if wait_for_marker.recv().is_err() {
-        let status = child.wait().unwrap();
-        panic!(
-            "the run ended ({status}) before printing {marker:?}:\n{}",
-            reader.join().unwrap()
-        );
-    }
-    (child, reader)
-}
-
-fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{:?} failed: {}",
-        command,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn run_fails(command: &mut Command, code: i32) -> String {
-    let output = command.output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert_eq!(output.status.code(), Some(code), "{command:?}: {stderr}");
-    stderr
-}
+use support::{run_fails, run_ok, send_signal, spawn_until, timeless, write_dataset, Workdir};
 
 fn newest_checkpoint(dir: &Path) -> Checkpoint {
     let newest = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");

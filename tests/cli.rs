@@ -197,6 +197,13 @@ fn nonsense_option_values_are_usage_errors_naming_the_option() {
 #[test]
 fn missing_and_malformed_data_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
+    // Run in the temporary folder, so the default --output (weights.bin) is not shared with
+    // concurrent tests: a run locks its model file.
+    let mnist_train = || {
+        let mut command = mnist_train();
+        command.current_dir(dir.path());
+        command
+    };
     let missing = dir.path().join("nowhere");
     assert_one_line_error(
         mnist_train().arg("--data-dir").arg(&missing),

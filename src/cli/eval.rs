@@ -8,6 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cli::explain_args::ExplainSettingsArgs;
+use crate::cli::memory_args::MemoryArgs;
 use crate::cli::DataArgs;
 use crate::data::{load_split, Dataset, Split};
 use crate::error::{Error, Result, Setting};
@@ -22,6 +23,8 @@ use crate::plot::{save_figure, ConfusionHeatMap, PlotFormat};
 use crate::predict::{fit_width, probabilities, render_half_blocks, tile_grid};
 use crate::report::classification::{most_confused_pairs, ClassificationReport, ConfusedPair};
 use crate::report::{print_json_line, ColorChoice, HumanOutput};
+use crate::run;
+use crate::train::memory::MemoryEstimate;
 use crate::train::{evaluate, Evaluation};
 
 #[derive(Debug, Clone, Args)]
@@ -31,6 +34,8 @@ pub struct EvalArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Examples per batch when evaluating
     #[arg(long, default_value_t = 1000, value_parser = crate::cli::at_least_one::<usize>)]
     pub test_batch_size: usize,
@@ -151,6 +156,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => None,
     };
     let mlp = Mlp::new(model.architecture.clone());
+    let needed = MemoryEstimate::evaluation(&mlp, args.test_batch_size, test_set.len());
+    run::budget::check(needed, args.memory.max_memory)?;
     let evaluation = evaluate(&mlp, &model.parameters, &test_set, args.test_batch_size);
     let report = ClassificationReport::from_confusion(&evaluation.confusion, &model.class_names);
     let pairs = most_confused_pairs(&evaluation.confusion, &model.class_names, args.confused);

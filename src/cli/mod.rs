@@ -8,6 +8,7 @@ pub mod errors;
 pub mod eval;
 pub mod explain_args;
 pub mod interop;
+pub mod memory_args;
 pub mod optimizer_args;
 pub mod performance;
 pub mod predict;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use crate::cli::memory_args::MemoryArgs;
 use crate::cli::optimizer_args::{OptimizerArgs, ScheduleName};
 use crate::cli::performance::PerformanceArgs;
 use crate::cli::privacy_args::{check_monitor, PrivacyArgs};
@@ -11,13 +12,14 @@ use crate::cli::resume::{self, CheckpointArgs};
 use crate::cli::validation_args::ValidationArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::data::DatasetKind;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::nn::layer_spec::{parse_layers, LayerSpec};
 use crate::nn::{Architecture, Mlp};
 use crate::optim::privacy::{recipe, DpConfig, NoisePlan};
 use crate::report::tensorboard::TensorBoardSettings;
+use crate::run::preflight::{self, OutputLocks};
 use crate::run::sinks::{ReportSpec, TrainSinks};
-use crate::run::{self, preflight, Observers, RunSpec, Source};
+use crate::run::{self, budget, Observers, RunSpec, Source};
 use crate::train::{BatchSize, Progress, Recipe, TrainConfig};
 
 /// `--arch`: the named networks.
@@ -133,6 +135,8 @@ pub struct TrainArgs {
     pub checkpoints: CheckpointArgs,
     #[command(flatten)]
     pub performance: PerformanceArgs,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 /// `"full"` or a positive integer.
@@ -258,6 +262,7 @@ impl TrainArgs {
             validation,
             output: Some(self.output.clone()),
             checkpoints: self.checkpoints.policy(),
+            memory_limit: self.memory.max_memory,
             privacy,
             ..RunSpec::new(training, dataset)
         })
@@ -269,14 +274,25 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let mut spec = args
         .to_spec()
         .map_err(|error| resume::explain(error, &args.checkpoints))?;
+    // A folder being resumed is locked before it is read: while another run writes it, say so.
+    let mut locks = OutputLocks::default();
+    if let Some(dir) = args
+        .checkpoints
+        .resume
+        .as_ref()
+        .filter(|path| path.is_dir())
+    {
+        locks.folder(dir, Setting::Resume)?;
+    }
     let resume = resume::prepare(&args.checkpoints, &mut spec)?;
+    budget::check_training(&spec, None)?;
     if spec.checkpoints.every_steps.is_some() && spec.checkpoints.dir.is_none() {
         return Err(Error::config(
             "--checkpoint-every",
             "needs --checkpoint-dir (where to write the checkpoints)",
         ));
     }
-    preflight::check_run_outputs(&spec, resume.is_some())?;
+    preflight::check_run_outputs(&spec, resume.is_some(), &mut locks)?;
     let mut sinks = TrainSinks::open(&args.report.to_spec()?)?;
     spec.threads = std::num::NonZeroUsize::new(args.performance.threads());
     args.performance.select_kernel()?;

@@ -50,6 +50,40 @@ pub struct Workspace {
     example_scales: Vec<f32>,
 }
 
+/// Buffer lengths (in elements) of a [`Workspace`]; see [`Mlp::workspace_layout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceLayout {
+    /// f32 inputs: [capacity, inputs].
+    pub inputs: usize,
+    /// u8 labels: [capacity].
+    pub labels: usize,
+    /// f32 output of each dense layer: [capacity, widths[i+1]].
+    pub activations: Vec<usize>,
+    /// f32 dropout mask of each hidden layer: [capacity, hidden[i]].
+    pub masks: Vec<usize>,
+    /// Each of the two f32 gradient ping-pong buffers: [capacity, max width after the input].
+    pub grad: usize,
+    /// f32 loss gradient at each dense layer's output (private training): [capacity, widths[i+1]].
+    pub deltas: Vec<usize>,
+    /// f32 per-example gradient norm or clip factor: [capacity].
+    pub example_scales: usize,
+}
+
+impl WorkspaceLayout {
+    /// Bytes the workspace occupies (saturating: an estimate must not wrap around).
+    pub fn bytes(&self) -> u64 {
+        let floats = [self.inputs, self.grad, self.grad, self.example_scales]
+            .iter()
+            .chain(&self.activations)
+            .chain(&self.masks)
+            .chain(&self.deltas)
+            .fold(0u64, |sum, &len| sum.saturating_add(len as u64));
+        floats
+            .saturating_mul(std::mem::size_of::<f32>() as u64)
+            .saturating_add(self.labels as u64)
+    }
+}
+
 impl Workspace {
     /// After [`Mlp::example_gradient_norms_sq`]: each example's squared gradient norm, [rows].
     pub fn example_norms_sq(&self, rows: usize) -> &[f32] {
@@ -108,11 +142,34 @@ impl Mlp {
         params
     }
 
+    /// The buffer lengths of a workspace for `capacity` rows: what [`Mlp::workspace`] allocates,
+    /// and what memory estimates count before allocating.
+    pub fn workspace_layout(&self, capacity: usize) -> WorkspaceLayout {
+        let widths = self.architecture.widths();
+        let max_width = widths[1..].iter().copied().max().unwrap_or(0);
+        let rows_of = |width: usize| capacity.saturating_mul(width);
+        WorkspaceLayout {
+            inputs: rows_of(self.architecture.inputs),
+            labels: capacity,
+            activations: widths[1..].iter().map(|&w| rows_of(w)).collect(),
+            masks: self
+                .architecture
+                .hidden
+                .iter()
+                .map(|&w| rows_of(w))
+                .collect(),
+            grad: rows_of(max_width),
+            deltas: widths[1..].iter().map(|&w| rows_of(w)).collect(),
+            example_scales: capacity,
+        }
+    }
+
     pub fn workspace(&self, capacity: usize) -> Workspace {
+        let zeros = |len: usize| vec![0.0; len];
         if let Some(stack) = &self.stack {
             return Workspace {
                 capacity,
-                inputs: vec![0.0; capacity * self.architecture.inputs],
+                inputs: zeros(capacity * self.architecture.inputs),
                 labels: vec![0; capacity],
                 activations: Vec::new(),
                 masks: Vec::new(),
@@ -123,30 +180,18 @@ impl Mlp {
                 example_scales: Vec::new(),
             };
         }
-        let widths = self.architecture.widths();
-        let max_width = widths[1..].iter().copied().max().unwrap_or(0);
+        let layout = self.workspace_layout(capacity);
         Workspace {
             capacity,
-            inputs: vec![0.0; capacity * self.architecture.inputs],
-            labels: vec![0; capacity],
-            activations: widths[1..]
-                .iter()
-                .map(|&w| vec![0.0; capacity * w])
-                .collect(),
-            masks: self
-                .architecture
-                .hidden
-                .iter()
-                .map(|&w| vec![0.0; capacity * w])
-                .collect(),
-            grad_output: vec![0.0; capacity * max_width],
-            grad_input: vec![0.0; capacity * max_width],
+            inputs: zeros(layout.inputs),
+            labels: vec![0; layout.labels],
+            activations: layout.activations.iter().map(|&len| zeros(len)).collect(),
+            masks: layout.masks.iter().map(|&len| zeros(len)).collect(),
+            grad_output: zeros(layout.grad),
+            grad_input: zeros(layout.grad),
+            deltas: layout.deltas.iter().map(|&len| zeros(len)).collect(),
+            example_scales: zeros(layout.example_scales),
             stack: None,
-            deltas: widths[1..]
-                .iter()
-                .map(|&w| vec![0.0; capacity * w])
-                .collect(),
-            example_scales: vec![0.0; capacity],
         }
     }
 

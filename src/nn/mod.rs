@@ -15,5 +15,5 @@ pub mod sequential;
 
 pub use architecture::Architecture;
 pub use layer_spec::LayerSpec;
-pub use mlp::{Mlp, Workspace};
+pub use mlp::{Mlp, Workspace, WorkspaceLayout};
 pub use sequential::Sequential;

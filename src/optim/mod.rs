@@ -151,7 +151,7 @@ impl OptimizerConfig {
     }
 
     /// How many per-parameter state vectors the rule keeps.
-    fn slot_count(&self) -> usize {
+    pub fn slot_count(&self) -> usize {
         match self {
             OptimizerConfig::Sgd => 0,
             OptimizerConfig::Momentum { .. }

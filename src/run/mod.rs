@@ -5,6 +5,7 @@
 //! epoch record to the sinks, early stopping and the checkpoints → restore the best weights →
 //! save the model → evaluate on the test set.
 
+pub mod budget;
 pub mod guard;
 pub mod preflight;
 pub mod resume;
@@ -125,6 +126,10 @@ pub fn execute<'a>(
             Some((train, validation)) => (Cow::Owned(train), Some(validation)),
             None => (train, None),
         };
+    let evaluated = test
+        .len()
+        .max(validation_set.as_ref().map_or(0, Dataset::len));
+    budget::check_training(spec, Some((train.len(), evaluated)))?;
     if announce {
         progress.info(&describe_optimizer(&spec.training));
     }

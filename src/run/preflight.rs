@@ -9,6 +9,7 @@ use crate::checkpoint::{list_checkpoints, parse_checkpoint_file_name};
 use crate::error::{Error, Result, Setting};
 use crate::model_file::MAGIC;
 use crate::run::spec::RunSpec;
+use crate::run_lock::{LockError, RunLock};
 
 /// The folder a file path lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> PathBuf {
@@ -60,6 +61,60 @@ pub fn check_output_file(path: &Path, setting: Setting) -> Result<()> {
             .is_some_and(|own| name == own)
     });
     Ok(())
+}
+
+/// The locks a run holds on what it writes (see [`RunLock`]): a second run aimed at the same
+/// model file or folder is refused naming the holder. Each place is locked once however it is
+/// spelled (`ck`, `./ck`), since a second lock would collide with the first. Released when
+/// dropped.
+#[derive(Debug, Default)]
+pub struct OutputLocks {
+    held: Vec<(PathBuf, RunLock)>,
+}
+
+impl OutputLocks {
+    /// Locks the model file `path` (the value of `setting`); its folder must exist.
+    pub fn file(&mut self, path: &Path, setting: Setting) -> Result<()> {
+        let name = path.file_name().unwrap_or_default();
+        let key = absolute(&parent_dir(path)).join(name);
+        self.take(key, || RunLock::file(path), path, setting, "file")
+    }
+
+    /// Locks the folder `dir` (the value of `setting`), which must exist.
+    pub fn folder(&mut self, dir: &Path, setting: Setting) -> Result<()> {
+        let key = absolute(dir);
+        self.take(key, || RunLock::folder(dir), dir, setting, "folder")
+    }
+
+    fn take(
+        &mut self,
+        key: PathBuf,
+        lock: impl FnOnce() -> std::result::Result<RunLock, LockError>,
+        path: &Path,
+        setting: Setting,
+        what: &str,
+    ) -> Result<()> {
+        if self.held.iter().any(|(held, _)| *held == key) {
+            return Ok(());
+        }
+        let lock = lock().map_err(|error| match error {
+            LockError::Held { .. } => Error::setting(
+                setting,
+                format!(
+                    "{} is {error}; wait for that run to finish or choose another {what}",
+                    path.display()
+                ),
+            ),
+            LockError::Io { lock_file, source } => Error::io(lock_file, source),
+        })?;
+        self.held.push((key, lock));
+        Ok(())
+    }
+}
+
+/// `path` resolved (symbolic links, `.`, `..`) when it exists, else as given.
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Creates `dir` if needed and checks that files can be created in it.
@@ -133,14 +188,18 @@ pub fn remove_stale_temp_files(dir: &Path, is_ours: impl Fn(&str) -> bool) {
     }
 }
 
-/// Before any data is loaded: every place the run will write to accepts files, and a fresh run
-/// does not mix its checkpoints into another run's folder.
-pub fn check_run_outputs(spec: &RunSpec, resuming: bool) -> Result<()> {
+/// Before any data is loaded: every place the run will write to accepts files and is locked
+/// for this run (into `locks`), and a fresh run does not mix its checkpoints into another run's
+/// folder.
+pub fn check_run_outputs(spec: &RunSpec, resuming: bool, locks: &mut OutputLocks) -> Result<()> {
     if let Some(output) = &spec.output {
         check_output_file(output, Setting::Output)?;
+        locks.file(output, Setting::Output)?;
     }
     if let Some(dir) = &spec.checkpoints.dir {
         check_output_dir(dir, Setting::CheckpointDir)?;
+        // Before looking at its contents: while another run writes them, say so.
+        locks.folder(dir, Setting::CheckpointDir)?;
         remove_stale_temp_files(dir, |name| parse_checkpoint_file_name(name).is_some());
         if !resuming && !list_checkpoints(dir)?.is_empty() {
             return Err(Error::CheckpointFolderInUse { dir: dir.clone() });

@@ -42,6 +42,9 @@ pub struct RunSpec {
     pub checkpoints: CheckpointPolicy,
     /// Threads a step runs on (`None`: all cores). Results do not depend on it; not stored.
     pub threads: Option<NonZeroUsize>,
+    /// Bytes the run may use (`None`: what the system reports available); runs estimated to
+    /// need more are refused before allocating (see [`crate::run::budget`]). Not stored.
+    pub memory_limit: Option<u64>,
     /// Private training as asked for. With a target ε, `training.privacy` is filled in by
     /// [`crate::run::execute`] once the training-set size is known (a resumed run has it from
     /// its checkpoint).
@@ -62,6 +65,7 @@ impl RunSpec {
             output: None,
             checkpoints: CheckpointPolicy::default(),
             threads: None,
+            memory_limit: None,
             privacy: None,
         }
     }

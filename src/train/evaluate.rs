@@ -5,9 +5,15 @@ use crate::nn::loss::arg_max;
 use crate::nn::Mlp;
 use crate::train::metrics::Evaluation;
 
+/// Rows per batch [`evaluate`] uses (and allocates buffers for) with `batch_size` asked for on
+/// `examples` examples: a batch never exceeds the dataset.
+pub fn evaluation_rows(batch_size: usize, examples: usize) -> usize {
+    batch_size.clamp(1, examples.max(1))
+}
+
 /// Evaluates `params` on every example of `dataset`, `batch_size` rows at a time.
 pub fn evaluate(mlp: &Mlp, params: &[f32], dataset: &Dataset, batch_size: usize) -> Evaluation {
-    let batch_size = batch_size.clamp(1, dataset.len().max(1));
+    let batch_size = evaluation_rows(batch_size, dataset.len());
     let classes = mlp.architecture.outputs;
     let mut workspace = mlp.workspace(batch_size);
     let mut confusion = vec![vec![0u64; classes]; classes];

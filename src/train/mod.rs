@@ -4,6 +4,7 @@ pub mod callbacks;
 pub mod checkpointer;
 pub mod evaluate;
 pub mod interrupt;
+pub mod memory;
 pub mod metrics;
 pub mod progress;
 pub mod recipe;

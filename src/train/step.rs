@@ -53,6 +53,16 @@ pub fn shard_range(batch_len: usize, shard: usize) -> Range<usize> {
     start..start + base + usize::from(shard < extra)
 }
 
+/// The buffers a [`StepEngine`] for batches of up to `batch_size` rows allocates: (shards, rows
+/// per shard workspace). Each shard has one workspace and one parameter-sized gradient buffer.
+pub fn shard_buffers(batch_size: usize) -> (usize, usize) {
+    let batch_size = batch_size.max(1);
+    let shard_count = shard_count(batch_size);
+    // The first shard is the largest (see `shard_ranges`).
+    let capacity = batch_size.div_ceil(shard_count).clamp(1, CHUNK_ROWS);
+    (shard_count, capacity)
+}
+
 /// What one shard needs to compute its gradient.
 pub struct ShardJob<'a> {
     pub mlp: &'a Mlp,
@@ -160,13 +170,11 @@ impl StepEngine {
     /// An engine for batches of up to `batch_size` rows, on `threads` threads (the caller's
     /// included). More threads than shards would idle, so at most `shard_count` are started.
     pub fn new(mlp: &Mlp, batch_size: usize, threads: usize) -> Self {
-        let shards = shard_ranges(batch_size.max(1));
-        let capacity = shards[0].len().clamp(1, CHUNK_ROWS);
+        let (shard_count, capacity) = shard_buffers(batch_size);
         let parameter_count = mlp.parameter_count();
         StepEngine {
-            pool: WorkerPool::new(threads.clamp(1, shards.len())),
-            shards: shards
-                .iter()
+            pool: WorkerPool::new(threads.clamp(1, shard_count)),
+            shards: (0..shard_count)
                 .map(|_| Shard {
                     workspace: mlp.workspace(capacity),
                     grads: vec![0.0; parameter_count],
@@ -360,5 +368,16 @@ mod tests {
         assert_eq!(shard_count(32), 2);
         assert_eq!(shard_count(128), 2);
         assert_eq!(shard_count(60_000), MAX_SHARDS);
+    }
+
+    #[test]
+    fn shard_buffers_fit_the_largest_shard_up_to_a_chunk() {
+        for batch in [1, 7, 16, 31, 32, 33, 100, 128, 256, 1000, 60_000] {
+            let ranges = shard_ranges(batch);
+            let (count, capacity) = shard_buffers(batch);
+            assert_eq!(count, ranges.len());
+            assert_eq!(capacity, ranges[0].len().min(CHUNK_ROWS), "{batch}");
+        }
+        assert_eq!(shard_buffers(usize::MAX), (MAX_SHARDS, CHUNK_ROWS));
     }
 }

@@ -4,9 +4,11 @@
 
 pub mod protobuf;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use mnist_train::checkpoint::TrainingData;
 use mnist_train::data::idx::encode_idx;
@@ -262,6 +264,54 @@ impl Workdir {
         ]);
         command
     }
+}
+
+/// Starts `command` (e.g. [`Workdir::train`]) and returns once a line of its stderr contains
+/// `marker`, with a thread that keeps draining stderr (so the child never blocks on a full pipe)
+/// and returns all of it.
+pub fn spawn_until(command: &mut Command, marker: &'static str) -> (Child, JoinHandle<String>) {
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("binary starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (seen, wait_for_marker) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains(marker) {
+                let _ = seen.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    if wait_for_marker.recv().is_err() {
+        let status = child.wait().unwrap();
+        panic!(
+            "the run ended ({status}) before printing {marker:?}:\n{}",
+            reader.join().unwrap()
+        );
+    }
+    (child, reader)
+}
+
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?} failed: {}",
+        command,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn run_fails(command: &mut Command, code: i32) -> String {
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(code), "{command:?}: {stderr}");
+    stderr
 }
 
 /// Sends `signal` (e.g. "INT", "KILL") to a process.
