@@ -135,8 +135,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let test_set = load_test_set_for(&model, &args.model, &args.data)?;
     let check_settings = match args.explain_check {
         Some(count) => {
-            crate::explain::explainable(&model)
-                .map_err(|message| Error::config("--explain-check", message))?;
             let count = count.unwrap_or(DEFAULT_CHECK_IMAGES.min(test_set.len()));
             if count == 0 || count > test_set.len() {
                 return Err(Error::config(

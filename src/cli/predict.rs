@@ -205,10 +205,6 @@ pub fn run(mut args: PredictArgs) -> Result<()> {
     let human = HumanOutput::new(args.json);
     let color = human.use_color(args.color);
     let top_k = args.top.min(model.architecture.outputs);
-    if args.explain.is_some() {
-        crate::explain::explainable(&model)
-            .map_err(|message| Error::config("--explain", message))?;
-    }
     let network = network_of(&model);
     let pixel_model = PixelInputs::new(&network, model.normalization);
     let several = inputs.len() > 1;

@@ -94,19 +94,6 @@ impl Differentiable for PixelInputs<'_> {
     }
 }
 
-/// Attributions need the input gradient, which only the MLP's path computes so far; a layer
-/// stack (`--arch cnn`, `--layers`) is refused rather than explained with zero gradients.
-pub fn explainable(model: &Model) -> std::result::Result<(), String> {
-    match model.architecture.layers {
-        Some(_) => Err(
-            "attributions are available for MLP models only; this model is a layer stack \
-                        (--arch cnn or --layers)"
-                .to_string(),
-        ),
-        None => Ok(()),
-    }
-}
-
 /// The network a model file holds, ready to be explained. One place to extend when the model
 /// file learns new architectures.
 pub fn network_of(model: &Model) -> TrainedMlp<'_> {

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::nn::dense::DenseLayout;
 use crate::nn::layer_spec::{cnn_layers, format_layers, LayerSpec, Shape};
 use crate::nn::sequential::{Layer, Sequential};
 
@@ -168,13 +169,4 @@ impl Architecture {
         }
         names
     }
-}
-
-/// One dense layer's place in the flat buffer. Weights are `[inputs, outputs]`, row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DenseLayout {
-    pub inputs: usize,
-    pub outputs: usize,
-    pub weights: Range<usize>,
-    pub bias: Range<usize>,
 }

@@ -3,10 +3,18 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::kernels::{matmul, sum_rows_into};
-use crate::nn::architecture::DenseLayout;
 use crate::rng::Rng;
 
 pub type Dense = DenseLayout;
+
+/// One dense layer's place in the flat buffer. Weights are `[inputs, outputs]`, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseLayout {
+    pub inputs: usize,
+    pub outputs: usize,
+    pub weights: std::ops::Range<usize>,
+    pub bias: std::ops::Range<usize>,
+}
 
 impl Dense {
     fn weights<'a>(&self, params: &'a [f32]) -> ArrayView2<'a, f32> {

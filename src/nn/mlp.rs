@@ -293,6 +293,19 @@ impl Mlp {
         class: usize,
         grad_inputs: &mut [f32],
     ) {
+        if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
+            let mut scratch = vec![0.0; stack.parameter_count];
+            stack.input_gradient(
+                params,
+                &workspace.inputs,
+                buffers,
+                rows,
+                class,
+                &mut scratch,
+                grad_inputs,
+            );
+            return;
+        }
         self.forward(params, workspace, rows, None);
         let outputs = self.architecture.outputs;
         // ∂logit[class]/∂logits is the one-hot row of `class`.

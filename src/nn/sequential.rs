@@ -334,6 +334,7 @@ impl Sequential {
         grads: &mut [f32],
         dropout: bool,
         accumulate: bool,
+        input_gradient: bool,
     ) {
         let sources = &self.sources;
         for (index, layer) in self.layers.iter().enumerate().rev() {
@@ -341,7 +342,7 @@ impl Sequential {
             let out_len = self.shapes[index].1.len();
             // Whether anything below still needs a gradient (layers with parameters below, or
             // layers whose in-place step must still run).
-            let need_grad_x = index > 0;
+            let need_grad_x = index > 0 || input_gradient;
             let ws = &mut *workspace;
             match layer {
                 Layer::Conv(conv) => {
@@ -450,6 +451,40 @@ impl Sequential {
         }
     }
 
+    /// The gradient of class `class`'s logit with respect to the input, in inference mode (no
+    /// dropout), pass by pass; `scratch` takes the parameter gradients nobody reads.
+    /// input: [rows, inputs] -> grad_inputs: [rows, inputs]
+    #[allow(clippy::too_many_arguments)]
+    pub fn input_gradient(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        class: usize,
+        scratch: &mut [f32],
+        grad_inputs: &mut [f32],
+    ) {
+        let pass_rows = workspace.pass_rows;
+        for start in (0..rows).step_by(pass_rows) {
+            let count = pass_rows.min(rows - start);
+            let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
+            self.forward_pass(params, pass_input, workspace, count, None);
+            // ∂logit[class]/∂logits is the one-hot row of `class`.
+            let one_hot = &mut workspace.grad_output[..count * self.outputs];
+            one_hot.fill(0.0);
+            for row in one_hot.chunks_exact_mut(self.outputs) {
+                row[class] = 1.0;
+            }
+            self.backward_pass(
+                params, pass_input, workspace, count, scratch, false, false, true,
+            );
+            // After the first layer's step the input's gradient sits in grad_output.
+            grad_inputs[start * self.inputs..(start + count) * self.inputs]
+                .copy_from_slice(&workspace.grad_output[..count * self.inputs]);
+        }
+    }
+
     /// Forward with dropout, loss and backward on `rows` rows, pass by pass. Gradients of
     /// `grad_scale · Σ loss` are added into `grads` (written, when `accumulate` is false).
     /// Returns (loss sum, correct).
@@ -494,6 +529,7 @@ impl Sequential {
                 grads,
                 dropout,
                 accumulate || start > 0,
+                false,
             );
         }
         (loss_sum, correct)
