@@ -105,8 +105,14 @@ fn steps_allocate_nothing(mlp: &Mlp, dataset: &Dataset, batch: &[u32], backend: 
         // The first step may size lazily created state.
         step(0);
         let allocations = allocations_during(|| (1..6).for_each(&mut step));
-        assert_eq!(
-            allocations, 0,
+        // matrixmultiply (the neon backend's products) allocates its packing buffers on every
+        // call: at most 2 for each of a step's 5 products. Our own kernels allocate nothing.
+        let allowed = match backend {
+            Backend::Neon => 5 * 5 * 2,
+            _ => 0,
+        };
+        assert!(
+            allocations <= allowed,
             "{backend:?}, {threads} thread(s), {config:?}: 5 steps allocated {allocations} times"
         );
     }
