@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::plot::{drawing_error, Figure, FONT};
+use crate::plot::{drawing_error, titled_page, Figure, FONT};
 use crate::train::EpochRecord;
 
 /// One run's per-epoch history, with the name shown in the legend.
@@ -222,10 +222,7 @@ impl Figure for TrainingCurves {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        area.fill(&WHITE).map_err(drawing_error)?;
-        let area = area
-            .titled(&self.title, (FONT, 20))
-            .map_err(drawing_error)?;
+        let area = titled_page(area, &self.title, 20)?;
         let (width, _) = area.dim_in_pixel();
         let (left, right) = area.split_horizontally(width / 2);
         self.draw_panel(&left, Metric::Loss)?;
