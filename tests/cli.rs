@@ -2,11 +2,10 @@
 
 use crate::support;
 
-use support::{assert_one_line_error, mnist_train};
+use support::{assert_one_line_error, mnist_train, stdout_of};
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
 /// Extracts the number after `label` in `text`.
@@ -20,16 +19,6 @@ fn number_after(text: &str, label: &str) -> f64 {
         .next()
         .and_then(|word| word.parse().ok())
         .unwrap_or_else(|| panic!("no number after {label:?} in {text}"))
-}
-
-fn stdout_of(command: &mut Command) -> String {
-    let output = command.output().expect("runs");
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
 #[test]
