@@ -2,7 +2,7 @@
 
 use crate::support;
 
-use support::{assert_one_line_error, mnist_train, stdout_of};
+use support::{assert_one_line_error, mnist_train, stdout_of, train_printing};
 
 use std::path::Path;
 
@@ -25,19 +25,8 @@ fn number_after(text: &str, label: &str) -> f64 {
 fn train_on_real_mnist_subset_then_eval_reports_the_same_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.bin");
-    let train_output = stdout_of(
-        mnist_train()
-            .args([
-                "--epochs",
-                "2",
-                "--limit",
-                "3000",
-                "--progress",
-                "plain",
-                "--output",
-            ])
-            .arg(&model),
-    );
+    let args = ["--epochs", "2", "--limit", "3000", "--progress", "plain"];
+    let train_output = String::from_utf8(train_printing(&model, &args).stdout).unwrap();
     let train_accuracy = number_after(&train_output, "test accuracy:");
     assert!(
         train_accuracy > 0.85,

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::support::{
-    self, assert_one_line_error, assert_same_training_state, bits, random_dataset, succeeded,
-    test_run, BINARY,
+    self, assert_one_line_error, assert_same_training_state, bits, random_dataset, small_run,
+    succeeded, test_run, BINARY,
 };
 
 use assert_cmd::Command;
@@ -26,13 +26,11 @@ use mnist_train::train::{
 const SMALL_CNN: &str = "conv4x3,relu,pool2,conv6x3,relu,pool2,flatten,dropout0.5,dense10";
 
 fn small_cnn_config(batch_size: BatchSize, epochs: usize) -> TrainConfig {
+    let cnn = Architecture::stack(parse_layers(SMALL_CNN).unwrap());
     TrainConfig {
-        architecture: Architecture::stack(parse_layers(SMALL_CNN).unwrap()),
         learning_rate: 0.002,
-        epochs,
-        batch_size,
         seed: 13,
-        ..TrainConfig::default()
+        ..small_run(cnn, batch_size, epochs)
     }
 }
 

@@ -304,34 +304,18 @@ fn the_same_seed_gives_the_same_private_model_and_another_seed_does_not() {
 
 mod cli {
 
-    use crate::support::{assert_one_line_error, json_lines, mnist_train, succeeded};
+    use crate::support::{
+        assert_one_line_error, json_lines, mnist_train, succeeded, train_printing,
+    };
 
     #[test]
     fn target_epsilon_finds_the_noise_reports_epsilon_and_the_model_and_eval_carry_the_guarantee() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("private.bin");
-        let output = succeeded(
-            mnist_train()
-                .args([
-                    "--limit",
-                    "2000",
-                    "--epochs",
-                    "2",
-                    "--batch-size",
-                    "100",
-                    "--json",
-                ])
-                .args([
-                    "--dp-target-epsilon",
-                    "3",
-                    "--dp-clip-norm",
-                    "1.5",
-                    "--learning-rate",
-                    "0.5",
-                ])
-                .arg("--output")
-                .arg(&model),
-        );
+        let private = ["--dp-target-epsilon", "3", "--dp-clip-norm", "1.5"];
+        let run = ["--limit", "2000", "--epochs", "2", "--batch-size", "100"];
+        let args = [&run[..], &private, &["--learning-rate", "0.5", "--json"]].concat();
+        let output = train_printing(&model, &args);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains("Private training (DP-SGD): noise multiplier"),

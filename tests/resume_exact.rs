@@ -12,7 +12,7 @@ use mnist_train::train::{
     BatchSize, Callback, CallbackState, Control, EpochRecord, Progress, ProgressMode, TrainConfig,
     Trainer,
 };
-use support::{assert_same_training_state, random_dataset, test_run};
+use support::{assert_same_training_state, random_dataset, small_run, test_run};
 
 /// Asks the loop to stop once `stop_after` optimization steps are done.
 struct StopAfter {
@@ -68,18 +68,15 @@ impl Callback for EpochCounter {
     }
 }
 
+/// Three epochs of a 12-unit MLP.
 fn config(optimizer: OptimizerConfig, batch_size: BatchSize) -> TrainConfig {
+    let mlp = Architecture {
+        hidden: vec![12],
+        ..Architecture::tutorial()
+    };
     TrainConfig {
-        architecture: Architecture {
-            hidden: vec![12],
-            ..Architecture::tutorial()
-        },
         optimizer,
-        learning_rate: 0.01,
-        epochs: 3,
-        batch_size,
-        seed: 11,
-        ..TrainConfig::default()
+        ..small_run(mlp, batch_size, 3)
     }
 }
 

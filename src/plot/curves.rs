@@ -2,6 +2,7 @@
 //! had a validation split) dashed. Several runs can share one figure (one colour per run), which is
 //! what `compare` needs.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -152,20 +153,7 @@ impl TrainingCurves {
             } else {
                 run.name.clone()
             };
-            chart
-                .draw_series(LineSeries::new(train.clone(), color.stroke_width(2)))
-                .map_err(drawing_error)?
-                .label(train_label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(
-                    train
-                        .iter()
-                        .map(|&point| Circle::new(point, 3, color.filled())),
-                )
-                .map_err(drawing_error)?;
+            draw_line(&mut chart, train, color, Line::Solid, train_label)?;
             let validation: Vec<(f64, f64)> = run
                 .history
                 .iter()
@@ -180,25 +168,7 @@ impl TrainingCurves {
                 } else {
                     format!("{} (val)", run.name)
                 };
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        validation.clone(),
-                        6,
-                        4,
-                        val_color.stroke_width(2),
-                    ))
-                    .map_err(drawing_error)?
-                    .label(val_label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 8, y)], val_color.stroke_width(2))
-                    });
-                chart
-                    .draw_series(
-                        validation
-                            .iter()
-                            .map(|&point| Circle::new(point, 3, val_color.stroke_width(2))),
-                    )
-                    .map_err(drawing_error)?;
+                draw_line(&mut chart, validation, val_color, Line::Dashed, val_label)?;
             }
         }
         chart
@@ -214,6 +184,44 @@ impl TrainingCurves {
             .map_err(drawing_error)?;
         Ok(())
     }
+}
+
+/// Training lines are solid with filled dots, validation lines dashed with hollow dots.
+#[derive(Clone, Copy, PartialEq)]
+enum Line {
+    Solid,
+    Dashed,
+}
+
+/// One line of a panel with a dot per epoch, and its legend entry.
+fn draw_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    line: Line,
+    label: String,
+) -> Result<(), String> {
+    let style = color.stroke_width(2);
+    let (series, legend_length, dot) = match line {
+        Line::Solid => (
+            chart.draw_series(LineSeries::new(points.clone(), style)),
+            20,
+            color.filled(),
+        ),
+        Line::Dashed => (
+            chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style)),
+            8,
+            style,
+        ),
+    };
+    series
+        .map_err(drawing_error)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + legend_length, y)], style));
+    chart
+        .draw_series(points.iter().map(|&point| Circle::new(point, 3, dot)))
+        .map_err(drawing_error)?;
+    Ok(())
 }
 
 impl Figure for TrainingCurves {

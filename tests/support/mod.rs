@@ -14,9 +14,10 @@ use std::thread::JoinHandle;
 use mnist_train::checkpoint::TrainingData;
 use mnist_train::data::idx::encode_idx;
 use mnist_train::data::{Dataset, DatasetKind};
+use mnist_train::nn::Architecture;
 use mnist_train::rng::Rng;
 use mnist_train::run::RunSpec;
-use mnist_train::train::{EpochRecord, TrainConfig, Trainer};
+use mnist_train::train::{BatchSize, EpochRecord, TrainConfig, Trainer};
 
 /// Path of the binary under test, for tests that spawn it as a child process.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_mnist-train");
@@ -35,6 +36,11 @@ pub fn train_model(model: &Path, args: &[&str]) {
         .arg(model)
         .assert()
         .success();
+}
+
+/// Trains with `args` into the model file `model`, expecting success; returns what it printed.
+pub fn train_printing(model: &Path, args: &[&str]) -> Output {
+    succeeded(mnist_train().args(args).arg("--output").arg(model))
 }
 
 /// Every stdout line parsed as JSON (`--json` output is JSON Lines).
@@ -346,6 +352,19 @@ pub fn test_run(train_examples: usize) -> (RunSpec, TrainingData) {
         fingerprint: "crc32:01234567".to_string(),
     };
     (spec, data)
+}
+
+/// A small run for tests that compare runs bit for bit: `epochs` epochs of `architecture` at
+/// `batch_size`, learning rate 0.01, seed 11, the defaults otherwise.
+pub fn small_run(architecture: Architecture, batch_size: BatchSize, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        architecture,
+        learning_rate: 0.01,
+        epochs,
+        batch_size,
+        seed: 11,
+        ..TrainConfig::default()
+    }
 }
 
 /// The bit patterns of `values`, for comparisons that must be exact.
