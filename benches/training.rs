@@ -10,10 +10,10 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mnist_train::data::{gather_normalized, load_split, Dataset, DatasetKind, Split};
 use mnist_train::kernels::{DenormalGuard, WorkerPool};
-use mnist_train::nn::{Architecture, Mlp, Workspace};
+use mnist_train::nn::{Architecture, GradientSink, Mlp, Workspace};
 use mnist_train::optim::{Optimizer, OptimizerConfig};
 use mnist_train::rng::Rng;
-use mnist_train::train::step::StepEngine;
+use mnist_train::train::step::{StepBatch, StepEngine};
 use mnist_train::train::{BatchSize, Progress, ProgressMode, TrainConfig, Trainer};
 
 const BATCH_SIZES: [usize; 3] = [32, 128, 256];
@@ -65,7 +65,8 @@ fn forward_and_backward(c: &mut Criterion) {
     for batch in BATCH_SIZES {
         let mut workspace = filled_workspace(&mlp, &dataset, batch);
         let mut rng = Rng::from_u64(3);
-        mlp.train_chunk(&params, &mut workspace, batch, 1.0, &mut rng, &mut grads);
+        let gradient = GradientSink::adding(&mut grads, 1.0);
+        mlp.train_chunk(&params, &mut workspace, batch, &mut rng, gradient);
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(BenchmarkId::from_parameter(batch), |b| {
             b.iter(|| {
@@ -129,7 +130,14 @@ fn training_step(c: &mut Criterion) {
                 |b| {
                     b.iter(|| {
                         let batch = &batches[step as usize % batches.len()];
-                        engine.gradient(&trainer.mlp, &params, &dataset, batch, 42, step);
+                        engine.gradient(&StepBatch {
+                            mlp: &trainer.mlp,
+                            params: &params,
+                            dataset: &dataset,
+                            indices: batch,
+                            seed: 42,
+                            global_step: step,
+                        });
                         engine.apply(&mut optimizer, &mut params, 1e-3);
                         step += 1;
                     })

@@ -8,9 +8,7 @@ must get the class `mnist-train predict` gives, probabilities within 1e-5, and t
 
 Runs in its own virtualenv (.venv-onnx, created on first use: onnxruntime, onnx, numpy).
 """
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,12 +22,7 @@ import onnxruntime  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir:
-        workdir = Path(workdir)
-        model = args.model or support.train_model(workdir)
+    with support.model_in_workdir(__doc__) as (model, workdir):
         exported = workdir / "model.onnx"
         print(support.run("export", "--model", str(model), "--format", "onnx", str(exported)).strip())
 

@@ -8,7 +8,6 @@ If PyTorch is installed, also load the tensors into that nn.Sequential with load
     mnist-train export --model weights.bin --format safetensors weights.safetensors
     .venv/bin/python scripts/check-safetensors.py weights.safetensors [DATA_DIR]
 """
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -17,21 +16,8 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
-
-def read_idx(path: Path) -> np.ndarray:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def find(data_dir: Path, name: str) -> Path:
-    for candidate in (data_dir / f"{name}.gz", data_dir / name):
-        if candidate.exists():
-            return candidate
-    sys.exit(f"{data_dir}: missing {name}[.gz]")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_support as support  # noqa: E402
 
 
 def main() -> None:
@@ -42,8 +28,8 @@ def main() -> None:
     dataset = metadata.get("dataset", "mnist")
     default_dir = "data" if dataset == "mnist" else "/usr/share/datasets/fashion-mnist"
     data_dir = Path(sys.argv[2] if len(sys.argv) > 2 else default_dir)
-    images = read_idx(find(data_dir, "t10k-images-idx3-ubyte")).reshape(-1, 784)
-    labels = read_idx(find(data_dir, "t10k-labels-idx1-ubyte"))
+    images, labels = support.test_set(data_dir)
+    images = images.reshape(-1, 784)
 
     indices = sorted(int(key.split(".")[0]) for key in tensors if key.endswith(".weight"))
     x = images.astype(np.float32) / 255.0

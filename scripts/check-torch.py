@@ -10,9 +10,7 @@ accuracy `mnist-train eval` reports.
 Runs in its own virtualenv (.venv-torch, created on first use: torch from PyPI, safetensors,
 numpy). PyPI's Linux torch wheel pulls the CUDA libraries (about 5 GB); the check runs on the CPU.
 """
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,12 +36,7 @@ def documented_sequential(widths: list[int], dropout: float) -> nn.Sequential:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir:
-        workdir = Path(workdir)
-        model = args.model or support.train_model(workdir)
+    with support.model_in_workdir(__doc__) as (model, workdir):
         exported = workdir / "model.safetensors"
         support.run("export", "--model", str(model), "--format", "safetensors", str(exported))
         summary = support.json_lines(support.run("summary", "--model", str(model), "--json"), "model_summary")[0]

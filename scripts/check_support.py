@@ -5,12 +5,15 @@ under $CHECK_VENV_DIR): `ensure_venv` creates it, installs the packages from PyP
 script with the virtualenv's Python. The mnist-train binary is the release build (built if missing,
 or $MNIST_TRAIN_BIN); a check trains its own small model unless given --model.
 """
+import argparse
 import gzip
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +77,19 @@ def train_model(workdir: Path, *extra: str) -> Path:
     model = workdir / "model.bin"
     run("train", "--data-dir", str(REPO / "data"), "--epochs", "1", "--quiet", "-o", str(model), *extra)
     return model
+
+
+@contextmanager
+def model_in_workdir(doc: str):
+    """Parses a check's command line (`--model MODEL`, described by the first line of `doc`) and
+    yields (model, workdir): a temporary folder for the check's files, and the given model or
+    one trained there."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        workdir = Path(workdir)
+        yield args.model or train_model(workdir), workdir
 
 
 def read_idx(path: Path):

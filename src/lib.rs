@@ -63,6 +63,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod choice;
 pub mod compare;
 pub mod data;
 pub mod error;

@@ -94,6 +94,22 @@ struct ModelHeader {
 }
 
 impl Model {
+    /// A model of `dataset` (its class names, pixels scaled to [0, 1], no privacy guarantee).
+    pub fn for_dataset(
+        architecture: Architecture,
+        dataset: DatasetKind,
+        parameters: Vec<f32>,
+    ) -> Model {
+        Model {
+            architecture,
+            normalization: Normalization::default(),
+            dataset,
+            class_names: dataset.class_names(),
+            parameters,
+            privacy: None,
+        }
+    }
+
     /// Writes the model atomically: a crash never leaves a half-written or missing file.
     pub fn save(&self, path: &Path) -> Result<()> {
         // Never replace a good model with a diverged one.

@@ -22,11 +22,8 @@ fn sigint_saves_a_checkpoint_and_the_resumed_run_ends_byte_identical() {
     let work = Workdir::new(200);
     // Practically endless, so the signal always lands mid-run; the resume then shortens the run
     // with --epochs, and the reference is a fresh run with that many epochs.
-    let (mut child, stderr) = spawn_until(
-        work.train()
-            .args(["--epochs", "1000000", "-o", "model.bin"]),
-        "Epoch 1/",
-    );
+    let (mut child, stderr) =
+        spawn_until(work.endless_train().args(["-o", "model.bin"]), "Epoch 1/");
     send_signal(child.id(), "INT");
     let status = child.wait().unwrap();
     let stderr = stderr.join().unwrap();
@@ -78,21 +75,14 @@ fn sigint_saves_a_checkpoint_and_the_resumed_run_ends_byte_identical() {
     assert_eq!(timeless(&resumed_history), timeless(&reference_history));
 }
 
-/// A run that would go on for ever, writing a checkpoint into `ck` after every step.
-const ENDLESS_CHECKPOINTING_EVERY_STEP: [&str; 6] = [
-    "--epochs",
-    "1000000",
-    "--checkpoint-dir",
-    "ck",
-    "--checkpoint-every",
-    "1",
-];
+/// Writing a checkpoint into `ck` after every step.
+const CHECKPOINTING_EVERY_STEP: [&str; 4] = ["--checkpoint-dir", "ck", "--checkpoint-every", "1"];
 
 #[test]
 fn a_second_signal_exits_at_once_leaving_only_valid_checkpoints() {
     let work = Workdir::new(200);
     let (mut child, stderr) = spawn_until(
-        work.train().args(ENDLESS_CHECKPOINTING_EVERY_STEP),
+        work.endless_train().args(CHECKPOINTING_EVERY_STEP),
         "Epoch 1/",
     );
     // SIGTERM asks to stop like Ctrl-C does; the second signal exits at once.
@@ -123,9 +113,9 @@ fn sigkill_at_random_moments_never_leaves_a_broken_newest_checkpoint() {
     let mut newest_position = (0, 0);
     let mut kills_with_checkpoints = 0;
     for round in 0..16 {
-        let mut command = work.train();
+        let mut command = work.endless_train();
         command
-            .args(ENDLESS_CHECKPOINTING_EVERY_STEP)
+            .args(CHECKPOINTING_EVERY_STEP)
             .args(["--keep-checkpoints", "3"]);
         if dir.exists() && !list_checkpoints(&dir).unwrap().is_empty() {
             command.args(["--resume", "ck"]);

@@ -2,11 +2,10 @@
 
 use crate::support;
 
-use support::{assert_one_line_error, mnist_train};
+use support::{assert_one_line_error, mnist_train, stdout_of, train_printing};
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
 /// Extracts the number after `label` in `text`.
@@ -22,33 +21,12 @@ fn number_after(text: &str, label: &str) -> f64 {
         .unwrap_or_else(|| panic!("no number after {label:?} in {text}"))
 }
 
-fn stdout_of(command: &mut Command) -> String {
-    let output = command.output().expect("runs");
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
-}
-
 #[test]
 fn train_on_real_mnist_subset_then_eval_reports_the_same_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.bin");
-    let train_output = stdout_of(
-        mnist_train()
-            .args([
-                "--epochs",
-                "2",
-                "--limit",
-                "3000",
-                "--progress",
-                "plain",
-                "--output",
-            ])
-            .arg(&model),
-    );
+    let args = ["--epochs", "2", "--limit", "3000", "--progress", "plain"];
+    let train_output = String::from_utf8(train_printing(&model, &args).stdout).unwrap();
     let train_accuracy = number_after(&train_output, "test accuracy:");
     assert!(
         train_accuracy > 0.85,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use assert_cmd::Command;
+use mnist_train::explain::Method;
 use serde_json::Value;
 
 use crate::support::{self, mnist_train};
@@ -206,15 +207,8 @@ fn eval_explain_check_reports_every_method_in_text_and_json() {
         .iter()
         .map(|m| m["method"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "integrated-gradients",
-            "saliency",
-            "input-x-gradient",
-            "occlusion"
-        ]
-    );
+    // Every method, in the library's order.
+    assert_eq!(names, Method::ALL.map(Method::name));
     let ig = &methods[0];
     assert!(
         ig["completeness_median"].as_f64().unwrap() <= ig["completeness_worst"].as_f64().unwrap()
@@ -232,54 +226,29 @@ fn eval_explain_check_reports_every_method_in_text_and_json() {
 
 #[test]
 fn bad_explain_options_fail_with_one_line_naming_the_option() {
-    let cases: [(&str, &[&str], &str); 10] = [
+    // `predict --index 0 --explain <args>`
+    let explain_cases: [(&[&str], &str); 7] = [
+        (&["lime"], "--explain"),
+        (&["--ig-steps", "0"], "--ig-steps"),
+        (&["--ig-steps", "99999"], "--ig-steps"),
         (
-            "predict",
-            &["--index", "0", "--explain", "lime"],
-            "--explain",
-        ),
-        (
-            "predict",
-            &["--index", "0", "--explain", "--ig-steps", "0"],
-            "--ig-steps",
-        ),
-        (
-            "predict",
-            &["--index", "0", "--explain", "--ig-steps", "99999"],
-            "--ig-steps",
-        ),
-        (
-            "predict",
-            &[
-                "--index",
-                "0",
-                "--explain",
-                "occlusion",
-                "--occlusion-patch",
-                "29",
-            ],
+            &["occlusion", "--occlusion-patch", "29"],
             "--occlusion-patch",
         ),
-        (
-            "predict",
-            &["--index", "0", "--explain", "--baseline", "-0.5"],
-            "--baseline",
-        ),
-        (
-            "predict",
-            &["--index", "0", "--explain", "--target", "12"],
-            "--target",
-        ),
+        (&["--baseline", "-0.5"], "--baseline"),
+        (&["--target", "12"], "--target"),
+        (&["--explain-out", "x.gif"], "--explain-out"),
+    ];
+    for (args, option) in explain_cases {
+        let args = [&["--index", "0", "--explain"][..], args].concat();
+        support::assert_one_line_error(&mut on_fixture("predict", &args), 2, &[option]);
+    }
+    let other_cases: [(&str, &[&str], &str); 3] = [
         ("predict", &["--index", "0", "--target", "3"], "--target"),
-        (
-            "predict",
-            &["--index", "0", "--explain", "--explain-out", "x.gif"],
-            "--explain-out",
-        ),
         ("eval", &["--explain-check", "0"], "--explain-check"),
         ("eval", &["--explain-check", "41"], "--explain-check"),
     ];
-    for (subcommand, args, option) in cases {
+    for (subcommand, args, option) in other_cases {
         support::assert_one_line_error(&mut on_fixture(subcommand, args), 2, &[option]);
     }
 }

@@ -202,8 +202,7 @@ fn predict_rejects_bad_inputs_with_one_line() {
 
 #[test]
 fn eval_prints_per_class_metrics_confusions_and_the_most_confident_mistakes() {
-    let output = succeeded(with_trained_model("eval").args(["--show-errors", "4"]));
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = stdout_of(with_trained_model("eval").args(["--show-errors", "4"]));
     for needle in [
         "precision",
         "recall",

@@ -7,36 +7,12 @@ use mnist_train::nn::conv2d::Conv2d;
 use mnist_train::nn::layer_spec::{mlp_layers, parse_layers};
 use mnist_train::nn::max_pool::MaxPool;
 use mnist_train::nn::sequential::ROWS_PER_PASS;
-use mnist_train::nn::Mlp;
+use mnist_train::nn::{GradientSink, Mlp};
 use mnist_train::rng::Rng;
 
-fn random_values(count: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng::from_u64(seed);
-    (0..count).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
-}
-
-fn central_difference(
-    values: &mut [f32],
-    index: usize,
-    step: f32,
-    f: &mut dyn FnMut(&[f32]) -> f64,
-) -> f64 {
-    let original = values[index];
-    values[index] = original + step;
-    let plus = f(values);
-    values[index] = original - step;
-    let minus = f(values);
-    values[index] = original;
-    (plus - minus) / (2.0 * step as f64)
-}
-
-fn assert_close(analytic: f64, numeric: f64, what: &str) {
-    let tolerance = 2e-3 + 2e-2 * numeric.abs();
-    assert!(
-        (analytic - numeric).abs() <= tolerance,
-        "{what}: analytic {analytic} vs numeric {numeric}"
-    );
-}
+use crate::support::finite_difference::{
+    assert_close, central_difference, check_parameter_gradient, random_values,
+};
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum()
@@ -53,6 +29,15 @@ fn conv(h: usize, w: usize, c: usize, filters: usize, kernel: usize) -> Conv2d {
         kernel,
         weights,
         bias,
+    }
+}
+
+fn pool(h: usize, w: usize, channels: usize, size: usize) -> MaxPool {
+    MaxPool {
+        in_height: h,
+        in_width: w,
+        channels,
+        size,
     }
 }
 
@@ -129,12 +114,7 @@ fn convolution_backward_matches_finite_differences_for_weights_bias_and_input() 
 
 #[test]
 fn max_pool_backward_matches_finite_differences_without_ties() {
-    let pool = MaxPool {
-        in_height: 5,
-        in_width: 4,
-        channels: 3,
-        size: 2,
-    };
+    let pool = pool(5, 4, 3, 2);
     let rows = 2;
     // Distinct values far apart (a shuffled ramp), so a small step never changes a winner.
     let mut x: Vec<f32> = (0..rows * pool.in_len())
@@ -165,12 +145,7 @@ fn max_pool_ties_send_the_whole_gradient_to_the_first_maximum() {
         4.0, 4.0,   1.0, 1.0,
         0.0, 4.0,   1.0, 1.0,
     ];
-    let pool = MaxPool {
-        in_height: 4,
-        in_width: 4,
-        channels: 1,
-        size: 2,
-    };
+    let pool = pool(4, 4, 1, 2);
     let mut y = [0.0; 4];
     pool.forward(&x, 1, &mut y);
     assert_eq!(y, [2.0, 3.0, 4.0, 1.0]);
@@ -229,7 +204,6 @@ fn check_stack_gradient(spec: &str, side: usize, rows: usize, seed: u64) {
     for (value, noise) in params.iter_mut().zip(random_values(10_000, seed + 1)) {
         *value += 0.05 * noise;
     }
-    let grad_scale = 1.0 / rows as f32;
     let mut workspace = mlp.workspace(rows);
     workspace
         .inputs
@@ -237,39 +211,7 @@ fn check_stack_gradient(spec: &str, side: usize, rows: usize, seed: u64) {
     for (row, label) in workspace.labels.iter_mut().enumerate() {
         *label = (row % 3) as u8;
     }
-    let mut loss = |params: &[f32]| -> f64 {
-        let mut scratch = vec![0.0; params.len()];
-        let (sum, _) = mlp.train_chunk(
-            params,
-            &mut workspace.clone(),
-            rows,
-            0.0,
-            &mut Rng::from_u64(5),
-            &mut scratch,
-        );
-        sum * grad_scale as f64
-    };
-    let mut grads = vec![0.0; params.len()];
-    mlp.train_chunk(
-        &params,
-        &mut workspace.clone(),
-        rows,
-        grad_scale,
-        &mut Rng::from_u64(5),
-        &mut grads,
-    );
-    assert!(
-        grads.iter().filter(|&&g| g != 0.0).count() > params.len() / 2,
-        "{spec}"
-    );
-    for index in 0..params.len() {
-        let numeric = central_difference(&mut params, index, 1e-2, &mut loss);
-        assert_close(
-            grads[index] as f64,
-            numeric,
-            &format!("{spec}: param {index}"),
-        );
-    }
+    check_parameter_gradient(&mlp, &mut params, &workspace, rows, spec);
 }
 
 #[test]
@@ -306,14 +248,9 @@ fn a_chunk_run_in_several_passes_gives_the_sum_of_its_parts() {
             .copy_from_slice(&inputs[range.start * 36..range.end * 36]);
         workspace.labels.copy_from_slice(&labels[range]);
         let mut grads = vec![0.0; params.len()];
-        let (loss, _) = mlp.train_chunk(
-            &params,
-            &mut workspace,
-            count,
-            1.0,
-            &mut Rng::from_u64(5),
-            &mut grads,
-        );
+        let gradient = GradientSink::adding(&mut grads, 1.0);
+        let mut rng = Rng::from_u64(5);
+        let (loss, _) = mlp.train_chunk(&params, &mut workspace, count, &mut rng, gradient);
         (loss, grads)
     };
     let (loss, grads) = run(0..rows);

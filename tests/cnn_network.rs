@@ -6,13 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::support::{self, assert_one_line_error, random_dataset, test_run, timeless, BINARY};
+use crate::support::{
+    self, assert_one_line_error, assert_same_training_state, bits, random_dataset, small_run,
+    succeeded, test_run, BINARY,
+};
 
 use assert_cmd::Command;
 use mnist_train::checkpoint::Checkpoint;
 use mnist_train::data::DatasetKind;
 use mnist_train::interop::safetensors::{export_bytes, import_bytes};
-use mnist_train::model_file::{Model, Normalization};
+use mnist_train::model_file::Model;
 use mnist_train::nn::layer_spec::parse_layers;
 use mnist_train::nn::{Architecture, Mlp};
 use mnist_train::train::{
@@ -23,18 +26,12 @@ use mnist_train::train::{
 const SMALL_CNN: &str = "conv4x3,relu,pool2,conv6x3,relu,pool2,flatten,dropout0.5,dense10";
 
 fn small_cnn_config(batch_size: BatchSize, epochs: usize) -> TrainConfig {
+    let cnn = Architecture::stack(parse_layers(SMALL_CNN).unwrap());
     TrainConfig {
-        architecture: Architecture::stack(parse_layers(SMALL_CNN).unwrap()),
         learning_rate: 0.002,
-        epochs,
-        batch_size,
         seed: 13,
-        ..TrainConfig::default()
+        ..small_run(cnn, batch_size, epochs)
     }
-}
-
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]
@@ -90,20 +87,7 @@ fn cnn_resumed_after_any_step_ends_bit_identical() {
             "the checkpoint keeps the layer list"
         );
         resumed.fit(&train, &mut progress, &mut []).unwrap();
-        assert_eq!(
-            bits(&resumed.params),
-            bits(&reference.params),
-            "stopped after {stop_after}"
-        );
-        for (a, b) in resumed
-            .optimizer
-            .slots
-            .iter()
-            .zip(&reference.optimizer.slots)
-        {
-            assert_eq!(bits(a), bits(b), "stopped after {stop_after}");
-        }
-        assert_eq!(timeless(&resumed.history), timeless(&reference.history));
+        assert_same_training_state(&resumed, &reference, &format!("stopped after {stop_after}"));
     }
 }
 
@@ -120,14 +104,8 @@ fn train_command(dir: &Path) -> Command {
 fn arch_cnn_trains_evaluates_and_predicts_and_its_model_file_lists_the_layers() {
     let work = support::Workdir::new(96);
     let dir = work.temp.path();
-    let output = train_command(dir)
-        .args(["--arch", "cnn", "--epochs", "1", "--json", "-o", "cnn.bin"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = succeeded(
+        train_command(dir).args(["--arch", "cnn", "--epochs", "1", "--json", "-o", "cnn.bin"]),
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let summary: serde_json::Value =
@@ -153,38 +131,27 @@ fn arch_cnn_trains_evaluates_and_predicts_and_its_model_file_lists_the_layers() 
         "{header}"
     );
 
-    let eval = Command::new(BINARY)
-        .current_dir(dir)
-        .args(["eval", "--model", "cnn.bin", "--data-dir", "data", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
-    );
+    let eval = succeeded(Command::new(BINARY).current_dir(dir).args([
+        "eval",
+        "--model",
+        "cnn.bin",
+        "--data-dir",
+        "data",
+        "--json",
+    ]));
     let eval: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     // The same model on the same test set: eval agrees with train's own test evaluation.
     assert_eq!(eval["accuracy"], summary["test_accuracy"], "{eval}");
 
-    let predict = Command::new(BINARY)
-        .current_dir(dir)
-        .args([
-            "predict",
-            "--model",
-            "cnn.bin",
-            "--data-dir",
-            "data",
-            "--index",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        predict.status.success(),
-        "{}",
-        String::from_utf8_lossy(&predict.stderr)
-    );
+    succeeded(Command::new(BINARY).current_dir(dir).args([
+        "predict",
+        "--model",
+        "cnn.bin",
+        "--data-dir",
+        "data",
+        "--index",
+        "3",
+    ]));
 }
 
 #[test]
@@ -252,16 +219,7 @@ fn an_mlp_model_file_written_before_layer_stacks_loads_and_reencodes_byte_for_by
     assert_eq!(model.architecture.layers, None);
     assert_eq!(model.architecture.hidden, [8]);
     assert_eq!(model.encode(), bytes, "the MLP file format is unchanged");
-    let eval = Command::new(BINARY)
-        .args(["eval", "--model"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
-    );
+    let eval = succeeded(Command::new(BINARY).args(["eval", "--model"]).arg(&path));
     assert!(
         String::from_utf8_lossy(&eval.stdout).contains("0.2259"),
         "{}",
@@ -373,14 +331,7 @@ fn cnn_safetensors_are_pytorch_layout_predict_the_same_and_import_back_exactly()
     for (index, value) in parameters.iter_mut().enumerate() {
         *value += (index % 7) as f32 * 0.01;
     }
-    let model = Model {
-        architecture,
-        normalization: Normalization::default(),
-        dataset: DatasetKind::Mnist,
-        class_names: DatasetKind::Mnist.class_names(),
-        parameters,
-        privacy: None,
-    };
+    let model = Model::for_dataset(architecture, DatasetKind::Mnist, parameters);
     let bytes = export_bytes(&model).unwrap();
     let tensors = read_safetensors(&bytes);
     let shapes: Vec<(&str, Vec<usize>)> = tensors
@@ -453,34 +404,29 @@ fn the_default_mlp_trains_as_before_layer_stacks() {
 #[test]
 fn bench_measures_the_cnn() {
     let work = support::Workdir::new(64);
-    let output = Command::new(BINARY)
-        .current_dir(work.temp.path())
-        .args([
-            "bench",
-            "--arch",
-            "cnn",
-            "--data-dir",
-            "data",
-            "--limit",
-            "64",
-        ])
-        .args([
-            "--epochs",
-            "1",
-            "--runs",
-            "1",
-            "--warmup",
-            "0",
-            "--batch-sizes",
-            "32",
-        ])
-        .args(["--threads", "1", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = succeeded(
+        Command::new(BINARY)
+            .current_dir(work.temp.path())
+            .args([
+                "bench",
+                "--arch",
+                "cnn",
+                "--data-dir",
+                "data",
+                "--limit",
+                "64",
+            ])
+            .args([
+                "--epochs",
+                "1",
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+                "--batch-sizes",
+                "32",
+            ])
+            .args(["--threads", "1", "--json"]),
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(

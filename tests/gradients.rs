@@ -11,27 +11,9 @@ use mnist_train::nn::loss::softmax_cross_entropy;
 use mnist_train::nn::Mlp;
 use mnist_train::rng::Rng;
 
-/// Deterministic pseudo-random values in [-1, 1).
-fn random_values(count: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng::from_u64(seed);
-    (0..count).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
-}
-
-/// Central difference of `f` with respect to `values[index]`.
-fn central_difference(
-    values: &mut [f32],
-    index: usize,
-    step: f32,
-    f: &mut dyn FnMut(&[f32]) -> f64,
-) -> f64 {
-    let original = values[index];
-    values[index] = original + step;
-    let plus = f(values);
-    values[index] = original - step;
-    let minus = f(values);
-    values[index] = original;
-    (plus - minus) / (2.0 * step as f64)
-}
+use crate::support::finite_difference::{
+    assert_close, central_difference, check_parameter_gradient, random_values,
+};
 
 /// An element-wise layer's input gradient `grad` of `sum(layer(x) · r)` against central
 /// differences of `layer` (applied in place), coordinate by coordinate.
@@ -51,14 +33,6 @@ fn check_elementwise(
         let numeric = central_difference(x, index, step, &mut loss);
         assert_close(grad[index] as f64, numeric, &format!("x {index}"));
     }
-}
-
-fn assert_close(analytic: f64, numeric: f64, what: &str) {
-    let tolerance = 2e-3 + 2e-2 * numeric.abs();
-    assert!(
-        (analytic - numeric).abs() <= tolerance,
-        "{what}: analytic {analytic} vs numeric {numeric}"
-    );
 }
 
 #[test]
@@ -88,12 +62,13 @@ fn dense_backward_matches_finite_differences() {
     };
     let mut grads = vec![0.0; params.len()];
     let mut grad_x = Array2::<f32>::zeros((batch, 5));
-    dense.backward(
+    dense.backward_into(
         &params,
         ArrayView2::from_shape((batch, 5), &x).unwrap(),
         ArrayView2::from_shape((batch, 3), &r).unwrap(),
         &mut grads,
         Some(grad_x.view_mut()),
+        true,
     );
     let x_fixed = x.clone();
     for index in 0..params.len() {
@@ -195,37 +170,10 @@ fn whole_network_gradient_matches_finite_differences() {
     for (index, value) in random_values(params.len(), 12).into_iter().enumerate() {
         params[index] += 0.05 * value;
     }
-    let grad_scale = 1.0 / rows as f32;
     let mut workspace = mlp.workspace(rows);
     workspace
         .inputs
         .copy_from_slice(&random_values(rows * 6, 13));
     workspace.labels.copy_from_slice(&[0, 1, 2, 1, 0]);
-    let mut loss = |params: &[f32]| -> f64 {
-        let mut scratch = vec![0.0; params.len()];
-        // A fresh generator with the same seed: the same dropout masks every evaluation.
-        let (sum, _) = mlp.train_chunk(
-            params,
-            &mut workspace.clone(),
-            rows,
-            0.0,
-            &mut Rng::from_u64(5),
-            &mut scratch,
-        );
-        sum * grad_scale as f64
-    };
-    let mut grads = vec![0.0; params.len()];
-    mlp.train_chunk(
-        &params,
-        &mut workspace.clone(),
-        rows,
-        grad_scale,
-        &mut Rng::from_u64(5),
-        &mut grads,
-    );
-    assert!(grads.iter().filter(|&&g| g != 0.0).count() > params.len() / 2);
-    for index in 0..params.len() {
-        let numeric = central_difference(&mut params, index, 1e-2, &mut loss);
-        assert_close(grads[index] as f64, numeric, &format!("param {index}"));
-    }
+    check_parameter_gradient(&mlp, &mut params, &workspace, rows, "whole network");
 }

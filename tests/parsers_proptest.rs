@@ -302,32 +302,6 @@ proptest! {
     }
 
     #[test]
-    fn any_changed_byte_of_a_model_is_detected(
-        model in model(),
-        at in any::<usize>(),
-        bits in 1u8..,
-    ) {
-        let mut bytes = model.encode();
-        let at = at % bytes.len();
-        bytes[at] ^= bits;
-        prop_assert!(Model::decode(&bytes).is_err());
-    }
-
-    #[test]
-    fn mutated_and_resealed_models_never_panic(
-        model in model(),
-        mutations in prop::collection::vec(mutation(), 1..4),
-    ) {
-        let bytes = reseal(apply(&model.encode(), &mutations));
-        if let Ok(decoded) = Model::decode(&bytes) {
-            prop_assert_eq!(
-                decoded.parameters.len(),
-                decoded.architecture.parameter_count()
-            );
-        }
-    }
-
-    #[test]
     fn valid_checkpoints_round_trip_exactly(checkpoint in checkpoint()) {
         let decoded = Checkpoint::decode(&checkpoint.encode()).unwrap();
         // f64 sums and history survive the JSON header bit for bit.
@@ -339,22 +313,33 @@ proptest! {
     }
 
     #[test]
-    fn any_changed_byte_of_a_checkpoint_is_detected(
+    fn any_changed_byte_of_a_model_or_checkpoint_is_detected(
+        model in model(),
         checkpoint in checkpoint(),
         at in any::<usize>(),
         bits in 1u8..,
     ) {
-        let mut bytes = checkpoint.encode();
-        let at = at % bytes.len();
-        bytes[at] ^= bits;
-        prop_assert!(Checkpoint::decode(&bytes).is_err());
+        let flip = |mut bytes: Vec<u8>| {
+            let at = at % bytes.len();
+            bytes[at] ^= bits;
+            bytes
+        };
+        prop_assert!(Model::decode(&flip(model.encode())).is_err());
+        prop_assert!(Checkpoint::decode(&flip(checkpoint.encode())).is_err());
     }
 
     #[test]
-    fn mutated_and_resealed_checkpoints_never_panic(
+    fn mutated_and_resealed_models_and_checkpoints_never_panic(
+        model in model(),
         checkpoint in checkpoint(),
         mutations in prop::collection::vec(mutation(), 1..4),
     ) {
+        if let Ok(decoded) = Model::decode(&reseal(apply(&model.encode(), &mutations))) {
+            prop_assert_eq!(
+                decoded.parameters.len(),
+                decoded.architecture.parameter_count()
+            );
+        }
         let bytes = reseal(apply(&checkpoint.encode(), &mutations));
         if let Ok(decoded) = Checkpoint::decode(&bytes) {
             prop_assert_eq!(decoded.params.len(), decoded.spec.training.architecture.parameter_count());

@@ -33,11 +33,11 @@ fn accountant_agrees_with_dp_accounting_within_one_percent() {
 
 use crate::support::{self, random_dataset};
 use mnist_train::data::gather_normalized;
-use mnist_train::nn::{Architecture, Mlp};
+use mnist_train::nn::{Architecture, GradientSink, Mlp};
 use mnist_train::optim::privacy::DpConfig;
 use mnist_train::optim::OptimizerConfig;
 use mnist_train::rng::Rng;
-use mnist_train::train::step::{PrivateStep, StepEngine};
+use mnist_train::train::step::{PrivateStep, StepBatch, StepEngine};
 use mnist_train::train::{BatchSize, Progress, ProgressMode, TrainConfig, Trainer};
 
 /// 784 → 12 → 8 → 10 without dropout (dropout makes per-example gradients depend on the draw
@@ -64,15 +64,8 @@ fn materialized_gradients(mlp: &Mlp, params: &[f32], indices: &[u32]) -> Vec<Vec
                 &mut workspace.labels,
             );
             let mut grads = vec![0.0; mlp.parameter_count()];
-            mlp.train_chunk_into(
-                params,
-                &mut workspace,
-                1,
-                1.0,
-                &mut Rng::from_u64(0),
-                &mut grads,
-                false,
-            );
+            let gradient = GradientSink::writing(&mut grads, 1.0);
+            mlp.train_chunk(params, &mut workspace, 1, &mut Rng::from_u64(0), gradient);
             grads
         })
         .collect()
@@ -140,16 +133,9 @@ fn clipped_sum_is_the_sum_of_individually_clipped_gradients_each_at_most_c() {
     for (offset, (&index, &full_norm)) in indices.iter().zip(&norms).enumerate() {
         let mut workspace = chunk_workspace(&mlp, &[index]);
         let mut grads = vec![0.0; mlp.parameter_count()];
-        mlp.train_chunk_clipped(
-            &params,
-            &mut workspace,
-            1,
-            clip,
-            1.0,
-            &mut Rng::from_u64(0),
-            &mut grads,
-            false,
-        );
+        let gradient = GradientSink::writing(&mut grads, 1.0);
+        let mut rng = Rng::from_u64(0);
+        mlp.train_chunk_clipped(&params, &mut workspace, 1, clip, &mut rng, gradient);
         let contribution = norm(&grads);
         assert!(
             contribution <= f64::from(clip) * (1.0 + 1e-5),
@@ -166,16 +152,10 @@ fn clipped_sum_is_the_sum_of_individually_clipped_gradients_each_at_most_c() {
     let scale = 0.25;
     let mut workspace = chunk_workspace(&mlp, &indices);
     let mut grads = vec![0.0; mlp.parameter_count()];
-    mlp.train_chunk_clipped(
-        &params,
-        &mut workspace,
-        indices.len(),
-        clip,
-        scale,
-        &mut Rng::from_u64(0),
-        &mut grads,
-        false,
-    );
+    let gradient = GradientSink::writing(&mut grads, scale);
+    let rows = indices.len();
+    let mut rng = Rng::from_u64(0);
+    mlp.train_chunk_clipped(&params, &mut workspace, rows, clip, &mut rng, gradient);
     let mut expected = vec![0.0f64; mlp.parameter_count()];
     for (g, &n) in per_example.iter().zip(&norms) {
         let factor = f64::from(scale) * (f64::from(clip) / n).min(1.0);
@@ -209,7 +189,15 @@ fn noise_has_mean_zero_and_standard_deviation_sigma_c_over_expected_batch_and_is
     let noise_only = |threads: usize, seed: u64, step: u64| {
         let mut engine = StepEngine::new(&mlp, 64, threads);
         // An empty Poisson sample: the step's gradient is the noise alone.
-        engine.private_gradient(&mlp, &params, &data, &[], seed, step, private);
+        let empty = StepBatch {
+            mlp: &mlp,
+            params: &params,
+            dataset: &data,
+            indices: &[],
+            seed,
+            global_step: step,
+        };
+        engine.private_gradient(&empty, private);
         let mut grads = vec![0.0; params.len()];
         engine.batch_gradient(&mut grads);
         grads
@@ -316,35 +304,18 @@ fn the_same_seed_gives_the_same_private_model_and_another_seed_does_not() {
 
 mod cli {
 
-    use crate::support::{assert_one_line_error, json_lines, mnist_train};
+    use crate::support::{
+        assert_one_line_error, json_lines, mnist_train, succeeded, train_printing,
+    };
 
     #[test]
     fn target_epsilon_finds_the_noise_reports_epsilon_and_the_model_and_eval_carry_the_guarantee() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("private.bin");
-        let output = mnist_train()
-            .args([
-                "--limit",
-                "2000",
-                "--epochs",
-                "2",
-                "--batch-size",
-                "100",
-                "--json",
-            ])
-            .args([
-                "--dp-target-epsilon",
-                "3",
-                "--dp-clip-norm",
-                "1.5",
-                "--learning-rate",
-                "0.5",
-            ])
-            .arg("--output")
-            .arg(&model)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
+        let private = ["--dp-target-epsilon", "3", "--dp-clip-norm", "1.5"];
+        let run = ["--limit", "2000", "--epochs", "2", "--batch-size", "100"];
+        let args = [&run[..], &private, &["--learning-rate", "0.5", "--json"]].concat();
+        let output = train_printing(&model, &args);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains("Private training (DP-SGD): noise multiplier"),
@@ -375,23 +346,21 @@ mod cli {
         assert_eq!(lines[2]["config"]["batch_size"], 100);
         assert_eq!(lines[2]["config"]["epochs"], 2);
 
-        let eval = mnist_train()
-            .args(["eval", "--json", "--model"])
-            .arg(&model)
-            .output()
-            .unwrap();
-        assert!(eval.status.success(), "{eval:?}");
+        let eval = succeeded(
+            mnist_train()
+                .args(["eval", "--json", "--model"])
+                .arg(&model),
+        );
         let evaluation = &json_lines(&eval.stdout)[0];
         assert_eq!(&evaluation["privacy"], privacy);
 
         let exported = dir.path().join("private.safetensors");
-        let export = mnist_train()
-            .args(["export", "--model"])
-            .arg(&model)
-            .arg(&exported)
-            .output()
-            .unwrap();
-        assert!(export.status.success(), "{export:?}");
+        let export = succeeded(
+            mnist_train()
+                .args(["export", "--model"])
+                .arg(&model)
+                .arg(&exported),
+        );
         let stdout = String::from_utf8_lossy(&export.stdout);
         assert!(
             stdout.contains(&format!("(ε = {second:.2}, δ = 1e-5)")),
@@ -402,14 +371,13 @@ mod cli {
     #[test]
     fn target_epsilon_alone_uses_the_private_recipe() {
         let dir = tempfile::tempdir().unwrap();
-        let output = mnist_train()
-            .args(["--limit", "1200", "--json", "--dp-target-epsilon", "4"])
-            .args(["--epochs", "1"])
-            .arg("--output")
-            .arg(dir.path().join("m.bin"))
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
+        let output = succeeded(
+            mnist_train()
+                .args(["--limit", "1200", "--json", "--dp-target-epsilon", "4"])
+                .args(["--epochs", "1"])
+                .arg("--output")
+                .arg(dir.path().join("m.bin")),
+        );
         let lines = json_lines(&output.stdout);
         let config = &lines.last().unwrap()["config"];
         use mnist_train::optim::privacy::recipe;

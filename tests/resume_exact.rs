@@ -12,7 +12,7 @@ use mnist_train::train::{
     BatchSize, Callback, CallbackState, Control, EpochRecord, Progress, ProgressMode, TrainConfig,
     Trainer,
 };
-use support::{random_dataset, test_run, timeless};
+use support::{assert_same_training_state, random_dataset, small_run, test_run};
 
 /// Asks the loop to stop once `stop_after` optimization steps are done.
 struct StopAfter {
@@ -68,23 +68,16 @@ impl Callback for EpochCounter {
     }
 }
 
+/// Three epochs of a 12-unit MLP.
 fn config(optimizer: OptimizerConfig, batch_size: BatchSize) -> TrainConfig {
+    let mlp = Architecture {
+        hidden: vec![12],
+        ..Architecture::tutorial()
+    };
     TrainConfig {
-        architecture: Architecture {
-            hidden: vec![12],
-            ..Architecture::tutorial()
-        },
         optimizer,
-        learning_rate: 0.01,
-        epochs: 3,
-        batch_size,
-        seed: 11,
-        ..TrainConfig::default()
+        ..small_run(mlp, batch_size, 3)
     }
-}
-
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]
@@ -168,24 +161,7 @@ fn resuming_after_every_possible_step_is_bit_identical() {
 
             let context =
                 format!("{optimizer:?} {batch_size:?} {privacy:?} stopped after {stop_after}");
-            assert_eq!(bits(&resumed.params), bits(&reference.params), "{context}");
-            assert_eq!(
-                resumed.optimizer.steps, reference.optimizer.steps,
-                "{context}"
-            );
-            for (a, b) in resumed
-                .optimizer
-                .slots
-                .iter()
-                .zip(&reference.optimizer.slots)
-            {
-                assert_eq!(bits(a), bits(b), "{context}");
-            }
-            assert_eq!(
-                timeless(&resumed.history),
-                timeless(&reference.history),
-                "{context}"
-            );
+            assert_same_training_state(&resumed, &reference, &context);
             assert_eq!(counter.epochs_seen, 3, "{context}");
             // Callback state is sampled at epoch ends, so it exists once an epoch completed.
             assert_eq!(counter.restored, first.epoch > 0, "{context}");

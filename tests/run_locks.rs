@@ -9,14 +9,8 @@ fn a_second_run_on_a_busy_checkpoint_folder_or_model_file_is_refused_naming_the_
     let work = Workdir::new(200);
     // Practically endless; "Loaded" is printed after the run has taken its locks.
     let (mut first, stderr) = spawn_until(
-        work.train().args([
-            "--epochs",
-            "1000000",
-            "--checkpoint-dir",
-            "ck",
-            "-o",
-            "first.bin",
-        ]),
+        work.endless_train()
+            .args(["--checkpoint-dir", "ck", "-o", "first.bin"]),
         "Loaded",
     );
     let holder = format!("(pid {})", first.id());
@@ -69,8 +63,7 @@ fn a_lock_left_by_a_sigkilled_run_does_not_block_the_next_run() {
     let work = Workdir::new(200);
     // By the time the second epoch reports, the first epoch's checkpoint is on disk.
     let (mut first, stderr) = spawn_until(
-        work.train()
-            .args(["--epochs", "1000000", "--checkpoint-dir", "ck"]),
+        work.endless_train().args(["--checkpoint-dir", "ck"]),
         "Epoch 2/",
     );
     let pid = first.id();

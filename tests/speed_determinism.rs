@@ -4,10 +4,12 @@
 use std::path::Path;
 
 use assert_cmd::Command;
+
+use crate::support::bits;
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
 use mnist_train::kernels::{self, Backend};
 use mnist_train::optim::OptimizerConfig;
-use mnist_train::train::step::StepEngine;
+use mnist_train::train::step::{StepBatch, StepEngine};
 use mnist_train::train::{evaluate, BatchSize, Progress, ProgressMode, TrainConfig, Trainer};
 
 fn mnist(split: Split, limit: usize) -> Dataset {
@@ -36,10 +38,6 @@ fn train(
         Some(backend) => kernels::with_backend(backend, run),
         None => run(),
     }
-}
-
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]
@@ -117,7 +115,14 @@ fn every_backend_matches_the_fastest_within_1e_5() {
         kernels::with_backend(backend, || {
             let trainer = Trainer::new(config.clone());
             let mut engine = StepEngine::new(&trainer.mlp, 32, 2);
-            engine.gradient(&trainer.mlp, &trainer.params, &dataset, &batch, 7, 0);
+            engine.gradient(&StepBatch {
+                mlp: &trainer.mlp,
+                params: &trainer.params,
+                dataset: &dataset,
+                indices: &batch,
+                seed: 7,
+                global_step: 0,
+            });
             let mut grads = vec![0.0; trainer.params.len()];
             engine.batch_gradient(&mut grads);
             grads
@@ -177,32 +182,28 @@ fn portable_fallback_keeps_end_to_end_accuracy() {
 fn the_kernel_can_be_forced_from_the_environment_and_bad_choices_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = dir.path().join("portable.bin");
-    Command::cargo_bin("mnist-train")
-        .expect("binary built")
+    // On the repository's data, 300 images, the model written to `output`.
+    let train = |args: &[&str]| {
+        let mut command = Command::cargo_bin("mnist-train").expect("binary built");
+        command
+            .args(["--limit", "300"])
+            .args(args)
+            .arg("--output")
+            .arg(&output)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        command
+    };
+    train(&["--epochs", "1", "--quiet"])
         .env("MNIST_TRAIN_KERNEL", "portable")
-        .args(["--limit", "300", "--epochs", "1", "--quiet"])
-        .arg("--output")
-        .arg(&output)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .assert()
         .success();
     assert!(output.exists());
-    Command::cargo_bin("mnist-train")
-        .expect("binary built")
+    train(&["--epochs", "1"])
         .env("MNIST_TRAIN_KERNEL", "sse9")
-        .args(["--limit", "300", "--epochs", "1"])
-        .arg("--output")
-        .arg(&output)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .assert()
         .code(2)
         .stderr(predicates::str::contains("sse9"));
-    Command::cargo_bin("mnist-train")
-        .expect("binary built")
-        .args(["--threads", "0", "--limit", "300"])
-        .arg("--output")
-        .arg(&output)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    train(&["--threads", "0"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("--threads"));

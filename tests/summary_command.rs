@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{assert_one_line_error, mnist_train};
+use crate::support::{assert_one_line_error, mnist_train, stdout_of};
 
 fn summary_json(args: &[&str]) -> Value {
     let output = mnist_train()
@@ -18,9 +18,7 @@ fn summary_json(args: &[&str]) -> Value {
 
 #[test]
 fn the_default_mlp_has_101_770_parameters_in_a_keras_table() {
-    let output = mnist_train().arg("summary").output().unwrap();
-    assert!(output.status.success());
-    let text = String::from_utf8(output.stdout).unwrap();
+    let text = stdout_of(mnist_train().arg("summary"));
     for needle in [
         "Layer (type)",
         "Output Shape",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mnist_train::report::tensorboard::RUNNING_LOSS_TAG;
 use serde_json::Value;
 
 use crate::support::protobuf::{double, float, int, messages, string};
@@ -107,7 +108,7 @@ fn epoch_lines(stdout: &[u8]) -> Vec<Value> {
 
 fn epoch_scalars(scalars: &[Scalar]) -> BTreeMap<(String, i64), f32> {
     let mut map = BTreeMap::new();
-    for scalar in scalars.iter().filter(|s| s.tag != "running_loss") {
+    for scalar in scalars.iter().filter(|s| s.tag != RUNNING_LOSS_TAG) {
         let previous = map.insert((scalar.tag.clone(), scalar.step), scalar.value);
         assert!(
             previous.is_none(),
@@ -119,20 +120,28 @@ fn epoch_scalars(scalars: &[Scalar]) -> BTreeMap<(String, i64), f32> {
     map
 }
 
+/// 400 training images at batch 50: 8 steps an epoch, the running loss every 3 steps, each step
+/// once.
+fn assert_running_loss_every_3_of_8_steps(scalars: &[Scalar]) {
+    let running: Vec<i64> = scalars
+        .iter()
+        .filter(|s| s.tag == RUNNING_LOSS_TAG)
+        .map(|s| s.step)
+        .collect();
+    assert_eq!(running, (1..=8).map(|k| 3 * k).collect::<Vec<i64>>());
+}
+
+/// The fields of an epoch line that are not logged as scalars: where it stands, and wall time.
+const NOT_SCALARS: [&str; 4] = ["epoch", "epochs", "seconds", "samples_per_second"];
+
+/// Every other numeric field of the epoch lines, by (tag, epoch).
 fn expected_scalars(lines: &[Value]) -> BTreeMap<(String, i64), f32> {
     let mut map = BTreeMap::new();
     for line in lines {
         let epoch = line["epoch"].as_i64().unwrap();
-        for tag in [
-            "loss",
-            "accuracy",
-            "val_loss",
-            "val_accuracy",
-            "learning_rate",
-            "epsilon",
-        ] {
-            if let Some(value) = line[tag].as_f64() {
-                map.insert((tag.to_string(), epoch), value as f32);
+        for (tag, value) in line.as_object().unwrap() {
+            if let (false, Some(value)) = (NOT_SCALARS.contains(&tag.as_str()), value.as_f64()) {
+                map.insert((tag.clone(), epoch), value as f32);
             }
         }
     }
@@ -190,13 +199,7 @@ fn tensorboard_scalars_equal_the_json_epoch_lines_and_a_resume_leaves_each_step_
     assert!(scalars
         .iter()
         .all(|s| s.wall_time >= before.floor() && s.wall_time <= after + 1.0));
-    // 400 training images at batch 50: 8 steps an epoch, the running loss every 3 steps.
-    let running: Vec<i64> = scalars
-        .iter()
-        .filter(|s| s.tag == "running_loss")
-        .map(|s| s.step)
-        .collect();
-    assert_eq!(running, (1..=8).map(|k| 3 * k).collect::<Vec<i64>>());
+    assert_running_loss_every_3_of_8_steps(&scalars);
 
     // Resume after epoch 1 and redo epochs 2 and 3: the first file keeps epoch 1 and steps ≤ 8.
     let resumed = epoch_lines(&train(
@@ -209,12 +212,7 @@ fn tensorboard_scalars_equal_the_json_epoch_lines_and_a_resume_leaves_each_step_
     let mut expected = expected_scalars(&first[..1]);
     expected.extend(expected_scalars(&resumed));
     assert_eq!(epoch_scalars(&scalars), expected);
-    let running: Vec<i64> = scalars
-        .iter()
-        .filter(|s| s.tag == "running_loss")
-        .map(|s| s.step)
-        .collect();
-    assert_eq!(running, (1..=8).map(|k| 3 * k).collect::<Vec<i64>>());
+    assert_running_loss_every_3_of_8_steps(&scalars);
 }
 
 #[test]

@@ -1,21 +1,15 @@
-//! The checkpoint decoder on arbitrary bytes, plain and resealed (see model_file.rs).
+//! The checkpoint decoder on arbitrary bytes, plain and sealed (see sealed.rs).
 #![no_main]
+
+mod sealed;
 
 use libfuzzer_sys::fuzz_target;
 use mnist_train::checkpoint::Checkpoint;
-use mnist_train::model_file::{FORMAT_VERSION, MAGIC};
 
 fuzz_target!(|data: &[u8]| {
     let _ = Checkpoint::decode(data);
-    let mut sealed = MAGIC.to_vec();
-    sealed.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    sealed.extend_from_slice(data);
-    let crc = crc32fast::hash(&sealed);
-    sealed.extend_from_slice(&crc.to_le_bytes());
-    if let Ok(checkpoint) = Checkpoint::decode(&sealed) {
-        assert_eq!(
-            checkpoint.params.len(),
-            checkpoint.config.architecture.parameter_count()
-        );
+    if let Ok(checkpoint) = Checkpoint::decode(&sealed::sealed(data)) {
+        let architecture = &checkpoint.spec.training.architecture;
+        assert_eq!(checkpoint.params.len(), architecture.parameter_count());
     }
 });

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::builder::PossibleValuesParser;
 use clap::Args;
 
-use crate::cli::optimizer_args::positive;
 use crate::cli::performance::PerformanceArgs;
+use crate::cli::positive;
 use crate::cli::train::TensorBoardArgs;
 use crate::cli::{DataArgs, DatasetArg, OutputArgs};
 use crate::compare::plot::ComparisonFigure;
@@ -120,7 +120,7 @@ impl CompareArgs {
             test_batch_size: self.test_batch_size,
             threads: self.performance.threads(),
             dataset: DatasetKind::from(self.dataset),
-            tensorboard: self.tensorboard.settings()?,
+            tensorboard: self.tensorboard.settings(),
         };
         Ok((config, variants))
     }

@@ -47,7 +47,7 @@ pub struct EvalArgs {
     pub show_errors: Option<usize>,
     /// Grey levels in terminal drawings: auto uses them on a terminal unless NO_COLOR is set or
     /// TERM=dumb
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, default_value_t = ColorChoice::Auto, value_parser = crate::cli::choice::<ColorChoice>())]
     pub color: ColorChoice,
     /// Print one JSON object on stdout (human text goes to stderr)
     #[arg(long)]

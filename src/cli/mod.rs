@@ -20,9 +20,11 @@ pub mod validation_args;
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::choice::Choice;
 use crate::data::DatasetKind;
 use crate::error::Result;
 use crate::train::ProgressMode;
@@ -139,6 +141,50 @@ impl From<DatasetArg> for DatasetKind {
     }
 }
 
+/// The value parser of an option whose values are a library [`Choice`] (`--kernel`, `--color`,
+/// `--invert`): the names, their help and the parsing all come from the library's enum.
+pub fn choice<T>() -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: Choice + std::str::FromStr<Err = String> + Clone + Send + Sync,
+{
+    let values = T::CHOICES.iter().map(|&(_, name, help)| match help {
+        Some(help) => PossibleValue::new(name).help(help),
+        None => PossibleValue::new(name),
+    });
+    PossibleValuesParser::new(values).try_map(|name| name.parse::<T>())
+}
+
+/// `value` if it is `valid`, else an error naming `option`: "must <must>, got <value>".
+pub fn require<T: std::fmt::Display>(option: &str, value: T, valid: bool, must: &str) -> Result<T> {
+    if valid {
+        Ok(value)
+    } else {
+        Err(crate::error::Error::config(
+            option,
+            format!("must {must}, got {value}"),
+        ))
+    }
+}
+
+/// A finite value > 0.
+pub fn positive<T: Into<f64> + Copy + std::fmt::Display>(option: &str, value: T) -> Result<T> {
+    let number: f64 = value.into();
+    let valid = number.is_finite() && number > 0.0;
+    require(option, value, valid, "be a positive number")
+}
+
+/// Refuses the first of `options` (name, whether it was given) that was given: it has no effect
+/// without `needs`.
+pub fn refuse_given_without(options: &[(&str, bool)], needs: &str) -> Result<()> {
+    match options.iter().find(|(_, given)| *given) {
+        Some(&(option, _)) => Err(crate::error::Error::config(
+            option,
+            format!("has no effect without {needs}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A count that must be at least 1 (`--epochs`, `--limit`, `--runs`, …): checked while parsing,
 /// so clap names the option in the error.
 pub fn at_least_one<T>(value: &str) -> std::result::Result<T, String>
@@ -242,5 +288,58 @@ pub fn report_parse_error(error: clap::Error) -> i32 {
             eprintln!("{first_line} (see --help)");
             crate::error::exit_code::USAGE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::{Debug, Display};
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::kernels::KernelChoice;
+    use crate::predict::InvertMode;
+    use crate::report::ColorChoice;
+
+    /// Every choice of `T` is offered with its help, parses from its name and prints as it.
+    fn offers_every_choice<T>()
+    where
+        T: Choice + FromStr<Err = String> + Display + Clone + Send + Sync + PartialEq + Debug,
+    {
+        let offered: Vec<PossibleValue> = choice::<T>()
+            .possible_values()
+            .expect("a fixed list")
+            .collect();
+        assert_eq!(offered.len(), T::CHOICES.len());
+        for (&(choice, _, _), value) in T::CHOICES.iter().zip(&offered) {
+            assert_eq!(value.get_name(), choice.name());
+            let help = value.get_help().map(|help| help.to_string());
+            assert_eq!(help.as_deref(), choice.description());
+            assert_eq!(choice.to_string(), choice.name());
+            assert_eq!(choice.name().parse::<T>(), Ok(choice));
+        }
+    }
+
+    #[test]
+    fn choice_options_offer_the_library_enums_names_and_help() {
+        offers_every_choice::<KernelChoice>();
+        offers_every_choice::<ColorChoice>();
+        offers_every_choice::<InvertMode>();
+    }
+
+    #[test]
+    fn an_unknown_choice_is_a_usage_error_listing_the_names() {
+        let error = parse_from(["mnist-train", "--kernel", "sse9"]).expect_err("sse9 is no kernel");
+        assert_eq!(error.kind(), clap::error::ErrorKind::InvalidValue);
+        let text = error.to_string();
+        assert!(text.contains("sse9"), "{text}");
+        assert!(
+            text.contains("auto, avx512, avx2, neon, portable"),
+            "{text}"
+        );
+        let error = "Never"
+            .parse::<ColorChoice>()
+            .expect_err("names are lower case");
+        assert!(error.contains("auto, always, never"), "{error}");
     }
 }

@@ -3,6 +3,7 @@
 
 use clap::{Args, ValueEnum};
 
+use crate::cli::{positive, require};
 use crate::error::{Error, Result};
 use crate::optim::schedule::{LrSchedule, ScheduleKind, Warmup};
 use crate::optim::{OptimizerConfig, OptimizerKind};
@@ -36,39 +37,36 @@ pub struct OptimizerArgs {
     #[arg(long, value_name = "WD", allow_hyphen_values = true)]
     pub weight_decay: Option<f32>,
 
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+}
+
+/// `train`'s options that shape the learning rate over the run.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Learning-rate schedule")]
+pub struct ScheduleArgs {
     /// How the learning rate changes during training, computed before every step (--arch cnn and --layers: cosine) [default: constant]
-    #[arg(long, value_enum, help_heading = "Learning-rate schedule")]
+    #[arg(long, value_enum)]
     pub lr_schedule: Option<ScheduleName>,
     /// step: epochs between decays [default: 2]
-    #[arg(long, value_name = "EPOCHS", help_heading = "Learning-rate schedule", value_parser = crate::cli::at_least_one::<usize>)]
+    #[arg(long, value_name = "EPOCHS", value_parser = crate::cli::at_least_one::<usize>)]
     pub lr_step_size: Option<usize>,
     /// step and exponential: factor applied per decay (step) or per epoch (exponential) [default: 0.5]
-    #[arg(
-        long,
-        value_name = "GAMMA",
-        allow_hyphen_values = true,
-        help_heading = "Learning-rate schedule"
-    )]
+    #[arg(long, value_name = "GAMMA", allow_hyphen_values = true)]
     pub lr_decay: Option<f32>,
     /// cosine: the learning rate reached at the end of training [default: 0]
-    #[arg(
-        long,
-        value_name = "LR",
-        allow_hyphen_values = true,
-        help_heading = "Learning-rate schedule"
-    )]
+    #[arg(long, value_name = "LR", allow_hyphen_values = true)]
     pub lr_min: Option<f32>,
     /// Linear warm-up from lr/W to lr over this many epochs (fractions allowed) before the schedule
     #[arg(
         long,
         value_name = "EPOCHS",
         allow_hyphen_values = true,
-        conflicts_with = "warmup_steps",
-        help_heading = "Learning-rate schedule"
+        conflicts_with = "warmup_steps"
     )]
     pub warmup_epochs: Option<f32>,
     /// Linear warm-up over this many optimization steps before the schedule
-    #[arg(long, value_name = "STEPS", help_heading = "Learning-rate schedule", value_parser = crate::cli::at_least_one::<u64>)]
+    #[arg(long, value_name = "STEPS", value_parser = crate::cli::at_least_one::<u64>)]
     pub warmup_steps: Option<u64>,
 }
 
@@ -104,18 +102,14 @@ impl OptimizerArgs {
     pub fn resolve(&self, recipe: &Recipe) -> Result<(OptimizerConfig, f32, LrSchedule)> {
         let name = self.optimizer;
         let given = |option: &str, value: Option<f32>, allowed: &[OptimizerName]| {
-            if value.is_some() && !allowed.contains(&name) {
-                let allowed: Vec<&str> = allowed.iter().map(|o| o.as_str()).collect();
-                return Err(Error::config(
-                    option,
-                    format!(
-                        "applies only to --optimizer {}, not {}",
-                        allowed.join(" or "),
-                        name.as_str()
-                    ),
-                ));
-            }
-            Ok(())
+            let chosen = ("--optimizer", name);
+            applies_only_to(
+                option,
+                value.is_some(),
+                allowed,
+                chosen,
+                OptimizerName::as_str,
+            )
         };
         use OptimizerName::*;
         given("--momentum", self.momentum, &[Momentum, Nesterov])?;
@@ -160,28 +154,25 @@ impl OptimizerArgs {
                 _ => config.default_learning_rate(),
             }),
         )?;
-        Ok((config, learning_rate, self.schedule(learning_rate, recipe)?))
+        Ok((
+            config,
+            learning_rate,
+            self.schedule.resolve(learning_rate, recipe)?,
+        ))
     }
+}
 
-    fn schedule(&self, learning_rate: f32, recipe: &Recipe) -> Result<LrSchedule> {
+impl ScheduleArgs {
+    /// The schedule for base rate `learning_rate`, `recipe`'s where no option is given.
+    fn resolve(&self, learning_rate: f32, recipe: &Recipe) -> Result<LrSchedule> {
         let schedule = self.lr_schedule.unwrap_or(if recipe.cosine_schedule {
             ScheduleName::Cosine
         } else {
             ScheduleName::Constant
         });
         let only_for = |option: &str, given: bool, allowed: &[ScheduleName]| {
-            if given && !allowed.contains(&schedule) {
-                let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
-                return Err(Error::config(
-                    option,
-                    format!(
-                        "applies only to --lr-schedule {}, not {}",
-                        allowed.join(" or "),
-                        schedule.as_str()
-                    ),
-                ));
-            }
-            Ok(())
+            let chosen = ("--lr-schedule", schedule);
+            applies_only_to(option, given, allowed, chosen, ScheduleName::as_str)
         };
         only_for(
             "--lr-step-size",
@@ -261,38 +252,37 @@ impl ScheduleName {
     }
 }
 
-/// A finite value > 0.
-pub fn positive(option: &str, value: f32) -> Result<f32> {
-    if value.is_finite() && value > 0.0 {
-        Ok(value)
-    } else {
-        Err(Error::config(
-            option,
-            format!("must be a positive number, got {value}"),
-        ))
+/// Refuses `option` when `given` unless the value chosen for another option (that option and
+/// its value; `name` spells values) is one of `allowed`: e.g. --momentum applies only to
+/// --optimizer momentum or nesterov.
+fn applies_only_to<T: Copy + PartialEq>(
+    option: &str,
+    given: bool,
+    allowed: &[T],
+    (chosen_option, chosen): (&str, T),
+    name: fn(T) -> &'static str,
+) -> Result<()> {
+    if !given || allowed.contains(&chosen) {
+        return Ok(());
     }
+    let allowed: Vec<&str> = allowed.iter().map(|&value| name(value)).collect();
+    Err(Error::config(
+        option,
+        format!(
+            "applies only to {chosen_option} {}, not {}",
+            allowed.join(" or "),
+            name(chosen)
+        ),
+    ))
 }
 
 /// A finite value ≥ 0.
 fn non_negative(option: &str, value: f32) -> Result<f32> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(value)
-    } else {
-        Err(Error::config(
-            option,
-            format!("must be zero or positive, got {value}"),
-        ))
-    }
+    let check = value.is_finite() && value >= 0.0;
+    require(option, value, check, "be zero or positive")
 }
 
 /// A decay or momentum coefficient in [0, 1).
 fn unit_interval(option: &str, value: f32) -> Result<f32> {
-    if (0.0..1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(Error::config(
-            option,
-            format!("must be in [0, 1), got {value}"),
-        ))
-    }
+    require(option, value, (0.0..1.0).contains(&value), "be in [0, 1)")
 }

@@ -20,7 +20,7 @@ pub struct PerformanceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct KernelArgs {
     /// Compute kernels: the fastest the CPU supports, or a specific one (portable runs anywhere)
-    #[arg(long, value_enum, env = "MNIST_TRAIN_KERNEL", default_value_t = KernelChoice::Auto)]
+    #[arg(long, env = "MNIST_TRAIN_KERNEL", default_value_t = KernelChoice::Auto, value_parser = crate::cli::choice::<KernelChoice>())]
     pub kernel: KernelChoice,
 }
 

@@ -41,7 +41,7 @@ pub struct PredictArgs {
     pub data: DataArgs,
     /// Invert images before classifying (MNIST digits are light on dark); auto inverts images
     /// whose border is light
-    #[arg(long, value_enum, default_value_t = InvertMode::Auto)]
+    #[arg(long, default_value_t = InvertMode::Auto, value_parser = crate::cli::choice::<InvertMode>())]
     pub invert: InvertMode,
     /// How many of the most probable classes to print
     #[arg(long, default_value_t = 3, value_name = "K", value_parser = crate::cli::at_least_one::<usize>)]
@@ -51,7 +51,7 @@ pub struct PredictArgs {
     pub show: bool,
     /// Grey levels in terminal drawings: auto uses them on a terminal unless NO_COLOR is set or
     /// TERM=dumb
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, default_value_t = ColorChoice::Auto, value_parser = crate::cli::choice::<ColorChoice>())]
     pub color: ColorChoice,
     /// Print one JSON line per image on stdout (human text goes to stderr)
     #[arg(long)]

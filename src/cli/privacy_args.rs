@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use crate::cli::{positive, refuse_given_without, require};
 use crate::error::{Error, Result};
 use crate::optim::privacy::{NoisePlan, PrivacyPlan, DEFAULT_DELTA};
 use crate::train::callbacks::Monitor;
@@ -41,53 +42,26 @@ impl PrivacyArgs {
     /// `None` for an ordinary run. Errors name the option.
     pub fn resolve(&self) -> Result<Option<PrivacyPlan>> {
         let noise = match (self.dp_noise_multiplier, self.dp_target_epsilon) {
-            (Some(sigma), _) => {
-                if !(sigma.is_finite() && sigma > 0.0) {
-                    return Err(Error::config(
-                        "--dp-noise-multiplier",
-                        format!("must be a positive number, got {sigma}"),
-                    ));
-                }
-                NoisePlan::Multiplier(sigma)
-            }
+            (Some(sigma), _) => NoisePlan::Multiplier(positive("--dp-noise-multiplier", sigma)?),
             (None, Some(epsilon)) => {
-                if !(epsilon.is_finite() && epsilon > 0.0) {
-                    return Err(Error::config(
-                        "--dp-target-epsilon",
-                        format!("must be a positive number, got {epsilon}"),
-                    ));
-                }
-                NoisePlan::TargetEpsilon(epsilon)
+                NoisePlan::TargetEpsilon(positive("--dp-target-epsilon", epsilon)?)
             }
             (None, None) => {
-                for (option, given) in [
+                let given = [
                     ("--dp-clip-norm", self.dp_clip_norm.is_some()),
                     ("--dp-delta", self.dp_delta.is_some()),
-                ] {
-                    if given {
-                        return Err(Error::config(
-                            option,
-                            "has no effect without --dp-noise-multiplier or --dp-target-epsilon",
-                        ));
-                    }
-                }
+                ];
+                refuse_given_without(&given, "--dp-noise-multiplier or --dp-target-epsilon")?;
                 return Ok(None);
             }
         };
-        let clip_norm = self.dp_clip_norm.unwrap_or(DEFAULT_CLIP_NORM);
-        if !(clip_norm.is_finite() && clip_norm > 0.0) {
-            return Err(Error::config(
-                "--dp-clip-norm",
-                format!("must be a positive number, got {clip_norm}"),
-            ));
-        }
+        let clip_norm = positive(
+            "--dp-clip-norm",
+            self.dp_clip_norm.unwrap_or(DEFAULT_CLIP_NORM),
+        )?;
         let delta = self.dp_delta.unwrap_or(DEFAULT_DELTA);
-        if !(delta > 0.0 && delta < 1.0) {
-            return Err(Error::config(
-                "--dp-delta",
-                format!("must be in (0, 1), got {delta}"),
-            ));
-        }
+        let valid = delta > 0.0 && delta < 1.0;
+        let delta = require("--dp-delta", delta, valid, "be in (0, 1)")?;
         Ok(Some(PrivacyPlan {
             noise,
             clip_norm,

@@ -173,7 +173,7 @@ impl TrainReportArgs {
             json: self.json,
             history: self.history.clone(),
             plot: self.plot.clone(),
-            tensorboard: self.tensorboard.settings()?,
+            tensorboard: self.tensorboard.settings(),
         })
     }
 }
@@ -186,20 +186,17 @@ pub struct TensorBoardArgs {
     #[arg(long, value_name = "DIR")]
     pub tensorboard: Option<PathBuf>,
     /// Log the running loss to TensorBoard every N optimization steps
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = crate::cli::at_least_one::<u64>)]
     pub tensorboard_every: u64,
 }
 
 impl TensorBoardArgs {
-    /// The checked options, or `None` without `--tensorboard`.
-    pub fn settings(&self) -> Result<Option<TensorBoardSettings>> {
-        if self.tensorboard_every == 0 {
-            return Err(Error::config("--tensorboard-every", "must be at least 1"));
-        }
-        Ok(self.tensorboard.clone().map(|dir| TensorBoardSettings {
+    /// The settings (checked while parsing), or `None` without `--tensorboard`.
+    pub fn settings(&self) -> Option<TensorBoardSettings> {
+        self.tensorboard.clone().map(|dir| TensorBoardSettings {
             dir,
             every_steps: self.tensorboard_every,
-        }))
+        })
     }
 }
 
@@ -356,7 +353,7 @@ pub fn apply_recipe(args: &mut TrainArgs) {
         }
     }
     if schedule {
-        args.optimizer.lr_schedule = Some(ScheduleName::Cosine);
+        args.optimizer.schedule.lr_schedule = Some(ScheduleName::Cosine);
     }
     if clip {
         args.privacy.dp_clip_norm = Some(budget.clip_norm);

@@ -2,6 +2,7 @@
 
 use clap::{Args, ValueEnum};
 
+use crate::cli::refuse_given_without;
 use crate::error::{Error, Result};
 use crate::run::ValidationPlan;
 use crate::train::callbacks::{Metric, Monitor};
@@ -65,17 +66,11 @@ impl ValidationArgs {
         }
         let watching = self.early_stopping.is_some() || self.restore_best;
         if !watching {
-            for (option, given) in [
+            let given = [
                 ("--monitor", self.monitor.is_some()),
                 ("--min-delta", self.min_delta.is_some()),
-            ] {
-                if given {
-                    return Err(Error::config(
-                        option,
-                        "has no effect without --early-stopping or --restore-best",
-                    ));
-                }
-            }
+            ];
+            refuse_given_without(&given, "--early-stopping or --restore-best")?;
         }
         let min_delta = self.min_delta.unwrap_or(0.0);
         if !(min_delta.is_finite() && min_delta >= 0.0) {

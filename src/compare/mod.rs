@@ -117,6 +117,14 @@ pub struct VariantResult {
     pub variant: Variant,
     /// Per-epoch records; their `val_*` fields hold the **test-set** metrics after each epoch.
     pub history: Vec<EpochRecord>,
+    pub figures: VariantFigures,
+    /// Set when training diverged (non-finite loss); the metrics are then those reached before.
+    pub diverged: Option<String>,
+}
+
+/// What a variant reached: the figures every variant is compared on.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct VariantFigures {
     pub steps: u64,
     /// Loss and accuracy on the whole training set after training (dropout off), the same
     /// measure for every variant.
@@ -127,8 +135,6 @@ pub struct VariantResult {
     /// Time spent in optimization steps (the epochs' `seconds`, without evaluations).
     pub train_seconds: f64,
     pub samples_per_second: f64,
-    /// Set when training diverged (non-finite loss); the metrics are then those reached before.
-    pub diverged: Option<String>,
 }
 
 /// Trains every variant on `train` from the same seed, evaluating on `test` after every epoch.
@@ -168,13 +174,15 @@ pub fn run_variants(
         let samples = train.len() as f64 * trainer.history.len() as f64;
         results.push(VariantResult {
             variant: variant.clone(),
-            steps: trainer.optimizer.steps,
-            final_train_loss: final_train.loss,
-            final_train_accuracy: final_train.accuracy,
-            test_loss: outcome.evaluation.loss,
-            test_accuracy: outcome.evaluation.accuracy,
-            train_seconds,
-            samples_per_second: samples / train_seconds.max(1e-9),
+            figures: VariantFigures {
+                steps: trainer.optimizer.steps,
+                final_train_loss: final_train.loss,
+                final_train_accuracy: final_train.accuracy,
+                test_loss: outcome.evaluation.loss,
+                test_accuracy: outcome.evaluation.accuracy,
+                train_seconds,
+                samples_per_second: samples / train_seconds.max(1e-9),
+            },
             history: trainer.history,
             diverged: outcome.diverged.map(|error| error.to_string()),
         });

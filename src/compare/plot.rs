@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use crate::compare::{Variant, VariantResult};
 use crate::optim::OptimizerConfig;
 use crate::plot::curves::PALETTE;
-use crate::plot::{drawing_error, Figure, FONT};
+use crate::plot::{drawing_error, titled_page, Figure, FONT};
 use crate::train::BatchSize;
 
 const LEGEND_HEIGHT: u32 = 44;
@@ -60,10 +60,7 @@ impl Figure for ComparisonFigure<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        area.fill(&WHITE).map_err(drawing_error)?;
-        let root = area
-            .titled(&self.title, (FONT, 22))
-            .map_err(drawing_error)?;
+        let root = titled_page(area, &self.title, 22)?;
         let (width, height) = root.dim_in_pixel();
         let (charts, legend) = root.split_vertically(height.saturating_sub(LEGEND_HEIGHT));
         let (left, right) = charts.split_horizontally(width / 2);

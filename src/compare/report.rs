@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::compare::VariantResult;
+use crate::compare::{VariantFigures, VariantResult};
 use crate::report::history::{format_history_line, HISTORY_HEADER};
 use crate::report::table::aligned_table;
 use crate::train::EpochRecord;
@@ -25,8 +25,8 @@ fn cells(result: &VariantResult) -> [String; 9] {
     let (loss, accuracy) = match &result.diverged {
         Some(_) => ("diverged".to_string(), "-".to_string()),
         None => (
-            format!("{:.4}", result.final_train_loss),
-            format!("{:.2}%", 100.0 * result.test_accuracy),
+            format!("{:.4}", result.figures.final_train_loss),
+            format!("{:.2}%", 100.0 * result.figures.test_accuracy),
         ),
     };
     [
@@ -34,11 +34,11 @@ fn cells(result: &VariantResult) -> [String; 9] {
         variant.optimizer.name().to_string(),
         variant.batch_size.label(),
         variant.learning_rate.to_string(),
-        result.steps.to_string(),
+        result.figures.steps.to_string(),
         loss,
         accuracy,
-        format!("{:.2}s", result.train_seconds),
-        format!("{:.0}", result.samples_per_second),
+        format!("{:.2}s", result.figures.train_seconds),
+        format!("{:.0}", result.figures.samples_per_second),
     ]
 }
 
@@ -92,13 +92,8 @@ pub struct VariantJson<'a> {
     /// A number, or `"full"`.
     pub batch_size: String,
     pub learning_rate: f32,
-    pub steps: u64,
-    pub final_train_loss: f64,
-    pub final_train_accuracy: f64,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-    pub train_seconds: f64,
-    pub samples_per_second: f64,
+    #[serde(flatten)]
+    pub figures: VariantFigures,
     pub diverged: Option<&'a str>,
     pub history: Vec<EpochJson>,
 }
@@ -138,13 +133,7 @@ impl<'a> VariantJson<'a> {
             optimizer: result.variant.optimizer,
             batch_size: result.variant.batch_size.label(),
             learning_rate: result.variant.learning_rate,
-            steps: result.steps,
-            final_train_loss: result.final_train_loss,
-            final_train_accuracy: result.final_train_accuracy,
-            test_loss: result.test_loss,
-            test_accuracy: result.test_accuracy,
-            train_seconds: result.train_seconds,
-            samples_per_second: result.samples_per_second,
+            figures: result.figures,
             diverged: result.diverged.as_deref(),
             history: result.history.iter().map(EpochJson::from).collect(),
         }

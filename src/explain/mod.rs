@@ -175,41 +175,29 @@ pub const MAX_IG_STEPS: usize = 2000;
 impl Settings {
     /// Checks the settings for images of `width × height` pixels.
     pub fn validate(&self, width: usize, height: usize) -> Result<()> {
-        if !(1..=MAX_IG_STEPS).contains(&self.ig_steps) {
-            return Err(Error::setting(
-                Setting::IgSteps,
-                format!(
-                    "{} steps: must be between 1 and {MAX_IG_STEPS}",
-                    self.ig_steps
-                ),
-            ));
-        }
-        if self.quadrature == Quadrature::Trapezoid && self.ig_steps < 2 {
-            return Err(Error::setting(
-                Setting::IgSteps,
-                "the trapezoid rule needs at least 2 steps",
-            ));
-        }
+        let (steps, patch, baseline) = (self.ig_steps, self.occlusion_patch, self.baseline);
         let side = width.min(height);
-        if !(1..=side).contains(&self.occlusion_patch) {
-            return Err(Error::setting(
-                Setting::OcclusionPatch,
-                format!(
-                    "a {0}×{0} patch: must be between 1 and {side} pixels (the image is {width}×{height})",
-                    self.occlusion_patch
-                ),
-            ));
+        let problem = if !(1..=MAX_IG_STEPS).contains(&steps) {
+            let why = format!("{steps} steps: must be between 1 and {MAX_IG_STEPS}");
+            Some((Setting::IgSteps, why))
+        } else if self.quadrature == Quadrature::Trapezoid && steps < 2 {
+            let why = "the trapezoid rule needs at least 2 steps".to_string();
+            Some((Setting::IgSteps, why))
+        } else if !(1..=side).contains(&patch) {
+            let why = format!(
+                "a {patch}×{patch} patch: must be between 1 and {side} pixels (the image is {width}×{height})"
+            );
+            Some((Setting::OcclusionPatch, why))
+        } else if !(0.0..=1.0).contains(&baseline) {
+            let why = format!("{baseline}: must be a pixel value between 0 (black) and 1 (white)");
+            Some((Setting::AttributionBaseline, why))
+        } else {
+            None
+        };
+        match problem {
+            Some((setting, why)) => Err(Error::setting(setting, why)),
+            None => Ok(()),
         }
-        if !(0.0..=1.0).contains(&self.baseline) {
-            return Err(Error::setting(
-                Setting::AttributionBaseline,
-                format!(
-                    "{}: must be a pixel value between 0 (black) and 1 (white)",
-                    self.baseline
-                ),
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -62,3 +62,19 @@ pub fn pytorch_weight(weights: &[f32], inputs: usize, outputs: usize) -> Vec<f32
     }
     transposed
 }
+
+/// The tutorial MLP with `hidden` layers, initialized from `seed`, as a model of `dataset`: the
+/// exporters' test subject.
+#[cfg(test)]
+pub(crate) fn test_model(
+    hidden: Vec<usize>,
+    seed: u64,
+    dataset: crate::data::DatasetKind,
+) -> Model {
+    let architecture = crate::nn::Architecture {
+        hidden,
+        ..crate::nn::Architecture::tutorial()
+    };
+    let parameters = crate::nn::Mlp::new(architecture.clone()).initial_parameters(seed);
+    Model::for_dataset(architecture, dataset, parameters)
+}

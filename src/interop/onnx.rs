@@ -389,24 +389,10 @@ pub fn export(model: &Model, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model_file::Normalization;
-    use crate::nn::{Architecture, Mlp};
     use prost::Message;
 
     fn model(hidden: Vec<usize>) -> Model {
-        let architecture = Architecture {
-            hidden,
-            ..Architecture::tutorial()
-        };
-        let parameters = Mlp::new(architecture.clone()).initial_parameters(5);
-        Model {
-            architecture,
-            normalization: Normalization::default(),
-            dataset: crate::data::DatasetKind::Mnist,
-            class_names: crate::data::DatasetKind::Mnist.class_names(),
-            parameters,
-            privacy: None,
-        }
+        crate::interop::test_model(hidden, 5, crate::data::DatasetKind::Mnist)
     }
 
     #[test]

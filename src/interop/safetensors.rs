@@ -510,22 +510,9 @@ fn f32_tensor(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::Mlp;
 
     fn model(hidden: Vec<usize>) -> Model {
-        let architecture = Architecture {
-            hidden,
-            ..Architecture::tutorial()
-        };
-        let parameters = Mlp::new(architecture.clone()).initial_parameters(9);
-        Model {
-            architecture,
-            normalization: Normalization::default(),
-            dataset: DatasetKind::Fashion,
-            class_names: DatasetKind::Fashion.class_names(),
-            parameters,
-            privacy: None,
-        }
+        crate::interop::test_model(hidden, 9, DatasetKind::Fashion)
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod matmul;
 mod peak;
 pub mod pool;
 
+use crate::choice::choices;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -139,19 +140,16 @@ impl Backend {
     }
 }
 
-/// How the user asked for kernels to be chosen (`--kernel` / `MNIST_TRAIN_KERNEL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KernelChoice {
-    /// The fastest backend the CPU supports
-    Auto,
-    /// AVX-512 (fails if the CPU lacks it)
-    Avx512,
-    /// AVX2 + FMA (fails if the CPU lacks it)
-    Avx2,
-    /// AArch64 NEON (fails on other CPUs)
-    Neon,
-    /// Plain Rust loops that run anywhere
-    Portable,
+choices! {
+    /// How the user asked for kernels to be chosen (`--kernel` / `MNIST_TRAIN_KERNEL`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum KernelChoice {
+        Auto = "auto": "The fastest backend the CPU supports",
+        Avx512 = "avx512": "AVX-512 (fails if the CPU lacks it)",
+        Avx2 = "avx2": "AVX2 + FMA (fails if the CPU lacks it)",
+        Neon = "neon": "AArch64 NEON (fails on other CPUs)",
+        Portable = "portable": "Plain Rust loops that run anywhere",
+    }
 }
 
 impl KernelChoice {

@@ -161,6 +161,23 @@ fn chains_portable(seed: f32) -> f32 {
     acc.iter().flatten().sum()
 }
 
+/// One block of the chains on a vector type: `splat(x)` broadcasts x, `fma(chain, scale, offset)`
+/// is chain · scale + offset in one instruction. Evaluates to the [`CHAINS`] accumulators.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! fma_chains {
+    ($seed:expr, $splat:expr, $fma:expr) => {{
+        let scale = $splat(black_box(0.999));
+        let offset = $splat(black_box(1e-3));
+        let mut acc = [$splat($seed); CHAINS];
+        for _ in 0..BLOCK_ITERATIONS {
+            for chain in acc.iter_mut() {
+                *chain = $fma(*chain, scale, offset);
+            }
+        }
+        acc
+    }};
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -170,27 +187,13 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn chains_avx512(seed: f32) -> f32 {
-        let scale = _mm512_set1_ps(black_box(0.999));
-        let offset = _mm512_set1_ps(black_box(1e-3));
-        let mut acc = [_mm512_set1_ps(seed); CHAINS];
-        for _ in 0..BLOCK_ITERATIONS {
-            for chain in acc.iter_mut() {
-                *chain = _mm512_fmadd_ps(*chain, scale, offset);
-            }
-        }
+        let acc = fma_chains!(seed, _mm512_set1_ps, _mm512_fmadd_ps);
         acc.iter().map(|&chain| _mm512_reduce_add_ps(chain)).sum()
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn chains_avx2(seed: f32) -> f32 {
-        let scale = _mm256_set1_ps(black_box(0.999));
-        let offset = _mm256_set1_ps(black_box(1e-3));
-        let mut acc = [_mm256_set1_ps(seed); CHAINS];
-        for _ in 0..BLOCK_ITERATIONS {
-            for chain in acc.iter_mut() {
-                *chain = _mm256_fmadd_ps(*chain, scale, offset);
-            }
-        }
+        let acc = fma_chains!(seed, _mm256_set1_ps, _mm256_fmadd_ps);
         let mut lanes = [0.0f32; 8];
         let mut total = 0.0;
         for chain in acc {
@@ -212,14 +215,8 @@ mod neon {
     pub fn chains(seed: f32) -> f32 {
         // SAFETY: NEON is always present on aarch64 (the target enables it by default).
         unsafe {
-            let scale = vdupq_n_f32(black_box(0.999));
-            let offset = vdupq_n_f32(black_box(1e-3));
-            let mut acc = [vdupq_n_f32(seed); CHAINS];
-            for _ in 0..BLOCK_ITERATIONS {
-                for chain in acc.iter_mut() {
-                    *chain = vfmaq_f32(offset, *chain, scale);
-                }
-            }
+            let fma = |chain, scale, offset| vfmaq_f32(offset, chain, scale);
+            let acc = fma_chains!(seed, vdupq_n_f32, fma);
             acc.iter().map(|&chain| vaddvq_f32(chain)).sum()
         }
     }

@@ -44,20 +44,8 @@ impl Dense {
 
     /// grad_y: [batch, out] -> grad_w += xᵀ · grad_y: [in, out], grad_b += Σ_batch grad_y: [out],
     /// and, when asked for, grad_x = grad_y · wᵀ: [batch, in].
-    /// Parameter gradients accumulate so a large batch can be processed in chunks.
-    pub fn backward(
-        &self,
-        params: &[f32],
-        x: ArrayView2<f32>,
-        grad_y: ArrayView2<f32>,
-        grads: &mut [f32],
-        grad_x: Option<ArrayViewMut2<f32>>,
-    ) {
-        self.backward_into(params, x, grad_y, grads, grad_x, true);
-    }
-
-    /// [`Dense::backward`], overwriting the parameter gradients instead when `accumulate` is false
-    /// (saves clearing the buffer before the first chunk of a batch).
+    /// Parameter gradients accumulate when `accumulate` is true, so a large batch can be processed
+    /// in chunks; they are overwritten otherwise (saves clearing the buffer before the first chunk).
     pub fn backward_into(
         &self,
         params: &[f32],
@@ -114,4 +102,15 @@ impl Dense {
     ) {
         matmul(grad_y, self.weights(params).t(), &mut grad_x, 0.0);
     }
+}
+
+/// The first `rows` rows of a row-major buffer of `cols` columns, as a matrix.
+pub fn rows_view(buffer: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols), &buffer[..rows * cols]).expect("buffer fits the shape")
+}
+
+/// [`rows_view`], mutable.
+pub fn rows_view_mut(buffer: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), &mut buffer[..rows * cols])
+        .expect("buffer fits the shape")
 }

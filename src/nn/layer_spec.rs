@@ -66,6 +66,18 @@ impl Shape {
     pub fn is_empty(self) -> bool {
         self.len() == 0
     }
+
+    /// An image's (height, width, channels); `None` for a flat vector.
+    pub fn image(self) -> Option<(usize, usize, usize)> {
+        match self {
+            Shape::Image {
+                height,
+                width,
+                channels,
+            } => Some((height, width, channels)),
+            Shape::Flat(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for Shape {
@@ -222,15 +234,8 @@ pub fn plan_shapes(
     let mut parameters = 0usize;
     for (index, layer) in layers.iter().enumerate() {
         let fail = |why: String| format!("layer {} ({layer}) does not fit: {why}", index + 1);
-        let next = match (*layer, shape) {
-            (
-                LayerSpec::Conv { filters, kernel },
-                Shape::Image {
-                    height,
-                    width,
-                    channels,
-                },
-            ) => {
+        let next = match (*layer, shape.image()) {
+            (LayerSpec::Conv { filters, kernel }, Some((height, width, channels))) => {
                 if kernel > height || kernel > width {
                     return Err(fail(format!(
                         "a {kernel}×{kernel} kernel is larger than its {shape} input"
@@ -243,14 +248,7 @@ pub fn plan_shapes(
                     channels: filters,
                 }
             }
-            (
-                LayerSpec::MaxPool { size },
-                Shape::Image {
-                    height,
-                    width,
-                    channels,
-                },
-            ) => {
+            (LayerSpec::MaxPool { size }, Some((height, width, channels))) => {
                 if size > height || size > width {
                     return Err(fail(format!(
                         "a {size}×{size} pool is larger than its {shape} input"
@@ -262,22 +260,23 @@ pub fn plan_shapes(
                     channels,
                 }
             }
-            (LayerSpec::Conv { .. } | LayerSpec::MaxPool { .. }, Shape::Flat(n)) => {
+            (LayerSpec::Conv { .. } | LayerSpec::MaxPool { .. }, None) => {
                 return Err(fail(format!(
-                    "it needs an image but gets a flat vector of {n} values (put it before flatten)"
+                    "it needs an image but gets a flat vector of {shape} values (put it before flatten)"
                 )))
             }
-            (LayerSpec::Flatten, shape) => Shape::Flat(shape.len()),
-            (LayerSpec::Dense { units }, Shape::Flat(n)) => {
+            (LayerSpec::Flatten, _) => Shape::Flat(shape.len()),
+            (LayerSpec::Dense { units }, None) => {
+                let n = shape.len();
                 parameters = parameters.saturating_add(n.saturating_mul(units) + units);
                 Shape::Flat(units)
             }
-            (LayerSpec::Dense { .. }, Shape::Image { .. }) => {
+            (LayerSpec::Dense { .. }, Some(_)) => {
                 return Err(fail(format!(
                     "it needs a flat vector but gets a {shape} image (put flatten before it)"
                 )))
             }
-            (LayerSpec::Relu | LayerSpec::Dropout { .. }, shape) => shape,
+            (LayerSpec::Relu | LayerSpec::Dropout { .. }, _) => shape,
         };
         if next.len() > MAX_FEATURES {
             return Err(fail(format!(
@@ -376,50 +375,31 @@ mod tests {
     #[test]
     fn the_cnn_shapes_follow_keras_summary() {
         let shapes = plan_shapes(&cnn_layers(), MNIST, 10).unwrap();
-        let image = |height, width, channels| Shape::Image {
-            height,
-            width,
-            channels,
-        };
-        let outs: Vec<Shape> = shapes.iter().map(|&(_, out)| out).collect();
-        assert_eq!(
-            outs,
-            [
-                image(26, 26, 32),
-                image(26, 26, 32),
-                image(13, 13, 32),
-                image(11, 11, 64),
-                image(11, 11, 64),
-                image(5, 5, 64),
-                Shape::Flat(1600),
-                Shape::Flat(1600),
-                Shape::Flat(10),
-            ]
-        );
+        // Height×width×channels of an image, the length of a flat vector.
+        let outs: Vec<String> = shapes.iter().map(|(_, out)| out.to_string()).collect();
+        #[rustfmt::skip]
+        let keras = ["26×26×32", "26×26×32", "13×13×32", "11×11×64", "11×11×64", "5×5×64", "1600", "1600", "10"];
+        assert_eq!(outs, keras);
+        assert!(matches!(shapes[5].1, Shape::Image { .. }));
+        assert!(matches!(shapes[6].1, Shape::Flat(1600)));
     }
 
     #[test]
     fn shape_errors_name_the_layer_that_does_not_fit() {
         let plan = |spec: &str| plan_shapes(&parse_layers(spec).unwrap(), MNIST, 10);
-        let error = plan("conv8x3,dense10").unwrap_err();
-        assert!(
-            error.contains("layer 2 (dense10)") && error.contains("flatten"),
-            "{error}"
-        );
-        let error = plan("flatten,conv8x3,dense10").unwrap_err();
-        assert!(error.contains("layer 2 (conv8x3)"), "{error}");
-        let error = plan("pool8,pool8,flatten,dense10").unwrap_err();
-        assert!(
-            error.contains("layer 2 (pool8)") && error.contains("3×3×1"),
-            "{error}"
-        );
-        let error = plan("conv4x29,flatten,dense10").unwrap_err();
-        assert!(error.contains("layer 1 (conv4x29)"), "{error}");
-        let error = plan("flatten,dense12").unwrap_err();
-        assert!(
-            error.contains("dense12") && error.contains("10 classes"),
-            "{error}"
-        );
+        let cases: [(&str, &[&str]); 5] = [
+            ("conv8x3,dense10", &["layer 2 (dense10)", "flatten"]),
+            ("flatten,conv8x3,dense10", &["layer 2 (conv8x3)"]),
+            ("pool8,pool8,flatten,dense10", &["layer 2 (pool8)", "3×3×1"]),
+            ("conv4x29,flatten,dense10", &["layer 1 (conv4x29)"]),
+            ("flatten,dense12", &["dense12", "10 classes"]),
+        ];
+        for (spec, needles) in cases {
+            let error = plan(spec).expect_err(spec);
+            for needle in needles {
+                assert!(error.contains(needle), "{spec}: {needle:?} not in {error}");
+            }
+        }
         assert!(plan("conv4x28,flatten,dense10").is_ok());
     }
 

@@ -3,14 +3,15 @@
 //! architecture with a layer list, the [`Sequential`] stack it describes (the MLP keeps its own
 //! path, so its results stay bit-identical to before stacks existed).
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::ArrayView2;
 
 use crate::kernels::{relu_backward, relu_forward};
 use crate::nn::architecture::Architecture;
-use crate::nn::dense::Dense;
+use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::sequential::{Sequential, StackWorkspace};
+use crate::nn::GradientSink;
 use crate::optim::privacy::clipping::{clip_factors, scale_rows};
 use crate::rng::{stream, Rng, Stream};
 
@@ -221,8 +222,8 @@ impl Mlp {
             let output = &mut after[0][..rows * layer.outputs];
             layer.forward(
                 params,
-                view(input, rows, layer.inputs),
-                view_mut(output, rows, layer.outputs),
+                rows_view(input, rows, layer.inputs),
+                rows_view_mut(output, rows, layer.outputs),
             );
             if index < last {
                 relu_forward(output);
@@ -252,13 +253,9 @@ impl Mlp {
             "Mlp::backward is for the MLP; a layer stack trains through train_chunk"
         );
         for (index, layer) in self.layers.iter().enumerate().rev() {
-            let grad_y = view(
-                &workspace.grad_output[..rows * layer.outputs],
-                rows,
-                layer.outputs,
-            );
+            let grad_y = rows_view(&workspace.grad_output, rows, layer.outputs);
             if index == 0 {
-                let x = view(&workspace.inputs[..rows * layer.inputs], rows, layer.inputs);
+                let x = rows_view(&workspace.inputs, rows, layer.inputs);
                 layer.backward_into(params, x, grad_y, grads, None, accumulate);
                 break;
             }
@@ -267,10 +264,10 @@ impl Mlp {
             let grad_x = &mut workspace.grad_input[..rows * layer.inputs];
             layer.backward_into(
                 params,
-                view(x_slice, rows, layer.inputs),
+                rows_view(x_slice, rows, layer.inputs),
                 grad_y,
                 grads,
-                Some(view_mut(grad_x, rows, layer.inputs)),
+                Some(rows_view_mut(grad_x, rows, layer.inputs)),
                 accumulate,
             );
             // Back through the hidden layer's dropout and ReLU.
@@ -315,18 +312,14 @@ impl Mlp {
             row[class] = 1.0;
         }
         for (index, layer) in self.layers.iter().enumerate().rev() {
-            let grad_y = view(
-                &workspace.grad_output[..rows * layer.outputs],
-                rows,
-                layer.outputs,
-            );
+            let grad_y = rows_view(&workspace.grad_output, rows, layer.outputs);
             if index == 0 {
                 let grad_x = &mut grad_inputs[..rows * layer.inputs];
-                layer.backward_input(params, grad_y, view_mut(grad_x, rows, layer.inputs));
+                layer.backward_input(params, grad_y, rows_view_mut(grad_x, rows, layer.inputs));
                 break;
             }
             let grad_x = &mut workspace.grad_input[..rows * layer.inputs];
-            layer.backward_input(params, grad_y, view_mut(grad_x, rows, layer.inputs));
+            layer.backward_input(params, grad_y, rows_view_mut(grad_x, rows, layer.inputs));
             relu_backward(
                 &workspace.activations[index - 1][..rows * layer.inputs],
                 grad_x,
@@ -335,53 +328,19 @@ impl Mlp {
         }
     }
 
-    /// Forward with dropout, loss and backward on the first `rows` rows of the workspace.
-    /// Gradients of `grad_scale * Σ loss` are added into `grads`. Returns (loss sum, correct).
+    /// Forward with dropout, loss and backward on the first `rows` rows of the workspace; the
+    /// gradients go to `gradient`. Returns (loss sum, correct).
     pub fn train_chunk(
         &self,
         params: &[f32],
         workspace: &mut Workspace,
         rows: usize,
-        grad_scale: f32,
         dropout_rng: &mut Rng,
-        grads: &mut [f32],
-    ) -> (f64, usize) {
-        self.train_chunk_into(
-            params,
-            workspace,
-            rows,
-            grad_scale,
-            dropout_rng,
-            grads,
-            true,
-        )
-    }
-
-    /// [`Mlp::train_chunk`], overwriting `grads` instead of adding to them when `accumulate` is
-    /// false (the first chunk of a shard: saves clearing the buffer).
-    #[allow(clippy::too_many_arguments)]
-    pub fn train_chunk_into(
-        &self,
-        params: &[f32],
-        workspace: &mut Workspace,
-        rows: usize,
-        grad_scale: f32,
-        dropout_rng: &mut Rng,
-        grads: &mut [f32],
-        accumulate: bool,
+        gradient: GradientSink,
     ) -> (f64, usize) {
         if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
-            return stack.train_chunk(
-                params,
-                &workspace.inputs,
-                &workspace.labels,
-                buffers,
-                rows,
-                grad_scale,
-                dropout_rng,
-                grads,
-                accumulate,
-            );
+            let (inputs, labels) = (&workspace.inputs, &workspace.labels);
+            return stack.train_chunk(params, inputs, labels, buffers, rows, dropout_rng, gradient);
         }
         self.forward(params, workspace, rows, Some(dropout_rng));
         let outputs = self.architecture.outputs;
@@ -390,47 +349,47 @@ impl Mlp {
             &workspace.activations[last][..rows * outputs],
             &workspace.labels[..rows],
             outputs,
-            grad_scale,
+            gradient.scale,
             Some(&mut workspace.grad_output[..rows * outputs]),
         );
         let dropout = self.architecture.dropout > 0.0;
-        self.backward(params, workspace, rows, grads, dropout, accumulate);
+        self.backward(
+            params,
+            workspace,
+            rows,
+            gradient.grads,
+            dropout,
+            gradient.accumulate,
+        );
         (loss_sum, correct)
     }
 
-    /// [`Mlp::train_chunk_into`] for private training (DP-SGD with ghost clipping): each example's
-    /// gradient is clipped to norm `clip_norm` before the sum, i.e. `grads` (+)= `grad_scale` ·
+    /// [`Mlp::train_chunk`] for private training (DP-SGD with ghost clipping): each example's
+    /// gradient is clipped to norm `clip_norm` before the sum, i.e. `grads` (+)= `scale` ·
     /// Σ_i min(1, C/‖g_i‖)·g_i. Per-example norms come from the layers' δ and inputs
     /// ([`Mlp::example_gradient_norms_sq`]), so no per-example gradient is formed, and the
     /// clipped sum is the usual GEMM xᵀ·(diag(c)·δ).
-    #[allow(clippy::too_many_arguments)]
     pub fn train_chunk_clipped(
         &self,
         params: &[f32],
         workspace: &mut Workspace,
         rows: usize,
         clip_norm: f32,
-        grad_scale: f32,
         dropout_rng: &mut Rng,
-        grads: &mut [f32],
-        accumulate: bool,
+        gradient: GradientSink,
     ) -> (f64, usize) {
         let (loss_sum, correct) =
             self.example_gradient_norms_sq(params, workspace, rows, dropout_rng);
         // Taken out of the workspace while the layers' buffers are borrowed; put back below.
         let mut example_scales = std::mem::take(&mut workspace.example_scales);
         let scales = &mut example_scales[..rows];
-        clip_factors(scales, clip_norm, grad_scale);
+        clip_factors(scales, clip_norm, gradient.scale);
         for (index, layer) in self.layers.iter().enumerate() {
             let delta = &mut workspace.deltas[index][..rows * layer.outputs];
             scale_rows(delta, layer.outputs, scales);
             let x = self.layer_input(workspace, index, rows);
-            let delta = view(
-                &workspace.deltas[index][..rows * layer.outputs],
-                rows,
-                layer.outputs,
-            );
-            layer.backward_into(params, x, delta, grads, None, accumulate);
+            let delta = rows_view(&workspace.deltas[index], rows, layer.outputs);
+            layer.backward_into(params, x, delta, gradient.grads, None, gradient.accumulate);
         }
         workspace.example_scales = example_scales;
         (loss_sum, correct)
@@ -465,8 +424,8 @@ impl Mlp {
             let grad_x = &mut below[index - 1][..rows * layer.inputs];
             layer.backward_input(
                 params,
-                view(&above[0][..rows * layer.outputs], rows, layer.outputs),
-                view_mut(grad_x, rows, layer.inputs),
+                rows_view(&above[0], rows, layer.outputs),
+                rows_view_mut(grad_x, rows, layer.inputs),
             );
             if dropout {
                 dropout_backward(&workspace.masks[index - 1][..rows * layer.inputs], grad_x);
@@ -480,11 +439,7 @@ impl Mlp {
         norms_sq[..rows].fill(0.0);
         for (index, layer) in self.layers.iter().enumerate() {
             let x = self.layer_input(workspace, index, rows);
-            let delta = view(
-                &workspace.deltas[index][..rows * layer.outputs],
-                rows,
-                layer.outputs,
-            );
+            let delta = rows_view(&workspace.deltas[index], rows, layer.outputs);
             layer.add_example_gradient_norms_sq(x, delta, &mut norms_sq[..rows]);
         }
         workspace.example_scales = norms_sq;
@@ -504,7 +459,7 @@ impl Mlp {
         } else {
             &workspace.activations[index - 1]
         };
-        view(&buffer[..rows * inputs], rows, inputs)
+        rows_view(buffer, rows, inputs)
     }
 
     /// Inference on the first `rows` rows: (loss sum, correct). Logits stay in the workspace.
@@ -524,12 +479,4 @@ impl Mlp {
             None,
         )
     }
-}
-
-fn view(slice: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
-    ArrayView2::from_shape((rows, cols), slice).expect("buffer sized for the shape")
-}
-
-fn view_mut(slice: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
-    ArrayViewMut2::from_shape((rows, cols), slice).expect("buffer sized for the shape")
 }

@@ -17,3 +17,33 @@ pub use architecture::Architecture;
 pub use layer_spec::LayerSpec;
 pub use mlp::{Mlp, Workspace, WorkspaceLayout};
 pub use sequential::Sequential;
+
+/// Where a training chunk's parameter gradients go: `grads` receives `scale` · ∇(Σ loss), added
+/// to what it holds when `accumulate` is true, overwriting it otherwise (the first chunk of a
+/// shard: saves clearing the buffer).
+#[derive(Debug)]
+pub struct GradientSink<'a> {
+    pub grads: &'a mut [f32],
+    pub scale: f32,
+    pub accumulate: bool,
+}
+
+impl<'a> GradientSink<'a> {
+    /// `scale` · ∇(Σ loss) added to `grads`.
+    pub fn adding(grads: &'a mut [f32], scale: f32) -> Self {
+        GradientSink {
+            grads,
+            scale,
+            accumulate: true,
+        }
+    }
+
+    /// `scale` · ∇(Σ loss) written over `grads`.
+    pub fn writing(grads: &'a mut [f32], scale: f32) -> Self {
+        GradientSink {
+            grads,
+            scale,
+            accumulate: false,
+        }
+    }
+}

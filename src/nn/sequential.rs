@@ -7,15 +7,14 @@
 //! and keeps the passes' working sets near the cache; the pass split depends only on the chunk
 //! size, so results do not depend on threads.
 
-use ndarray::{ArrayView2, ArrayViewMut2};
-
 use crate::kernels::{relu_backward, relu_forward};
 use crate::nn::conv2d::Conv2d;
-use crate::nn::dense::Dense;
+use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward};
 use crate::nn::layer_spec::{plan_shapes, LayerSpec, Shape};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::max_pool::MaxPool;
+use crate::nn::GradientSink;
 use crate::rng::{stream, Rng, Stream};
 
 /// Rows per forward/backward pass. 16 MNIST images make conv2's im2col matrix 16·121 × 288
@@ -98,59 +97,49 @@ impl Sequential {
         let layers = specs
             .iter()
             .zip(&shapes)
-            .map(|(spec, &(shape_in, shape_out))| match (*spec, shape_in) {
-                (
-                    LayerSpec::Conv { filters, kernel },
-                    Shape::Image {
-                        height,
-                        width,
-                        channels,
-                    },
-                ) => {
-                    let weights = take(kernel * kernel * channels * filters);
-                    let bias = take(filters);
-                    Layer::Conv(Conv2d {
-                        in_height: height,
-                        in_width: width,
-                        in_channels: channels,
-                        filters,
-                        kernel,
-                        weights,
-                        bias,
-                    })
-                }
-                (
-                    LayerSpec::MaxPool { size },
-                    Shape::Image {
-                        height,
-                        width,
-                        channels,
-                    },
-                ) => Layer::MaxPool(MaxPool {
-                    in_height: height,
-                    in_width: width,
-                    channels,
-                    size,
-                }),
-                (LayerSpec::Dense { units }, _) => {
-                    let inputs = shape_in.len();
-                    let weights = take(inputs * units);
-                    let bias = take(units);
-                    Layer::Dense(Dense {
-                        inputs,
-                        outputs: units,
-                        weights,
-                        bias,
-                    })
-                }
-                (LayerSpec::Relu, _) => Layer::Relu,
-                (LayerSpec::Dropout { rate }, _) => Layer::Dropout { rate },
-                // plan_shapes accepted it, so only flatten is left (conv and pool had images).
-                _ => {
-                    debug_assert_eq!(shape_out, Shape::Flat(shape_in.len()));
-                    Layer::Flatten
-                }
-            })
+            .map(
+                |(spec, &(shape_in, shape_out))| match (*spec, shape_in.image()) {
+                    (LayerSpec::Conv { filters, kernel }, Some((height, width, channels))) => {
+                        let weights = take(kernel * kernel * channels * filters);
+                        let bias = take(filters);
+                        Layer::Conv(Conv2d {
+                            in_height: height,
+                            in_width: width,
+                            in_channels: channels,
+                            filters,
+                            kernel,
+                            weights,
+                            bias,
+                        })
+                    }
+                    (LayerSpec::MaxPool { size }, Some((height, width, channels))) => {
+                        Layer::MaxPool(MaxPool {
+                            in_height: height,
+                            in_width: width,
+                            channels,
+                            size,
+                        })
+                    }
+                    (LayerSpec::Dense { units }, _) => {
+                        let inputs = shape_in.len();
+                        let weights = take(inputs * units);
+                        let bias = take(units);
+                        Layer::Dense(Dense {
+                            inputs,
+                            outputs: units,
+                            weights,
+                            bias,
+                        })
+                    }
+                    (LayerSpec::Relu, _) => Layer::Relu,
+                    (LayerSpec::Dropout { rate }, _) => Layer::Dropout { rate },
+                    // plan_shapes accepted it, so only flatten is left (conv and pool had images).
+                    _ => {
+                        debug_assert_eq!(shape_out, Shape::Flat(shape_in.len()));
+                        Layer::Flatten
+                    }
+                },
+            )
             .collect();
         let mut network = Sequential {
             specs: specs.to_vec(),
@@ -260,16 +249,16 @@ impl Sequential {
         sources
     }
 
-    /// One pass forward over `rows` ≤ pass_rows rows of `input`; the logits end in the last
+    /// One pass forward over `input` (≤ pass_rows rows); the logits end in the last
     /// owning layer's buffer. Dropout is active when `dropout_rng` is given.
     fn forward_pass(
         &self,
         params: &[f32],
         input: &[f32],
         workspace: &mut StackWorkspace,
-        rows: usize,
         mut dropout_rng: Option<&mut Rng>,
     ) {
+        let rows = input.len() / self.inputs;
         let sources = &self.sources;
         if !workspace.input_copy.is_empty() {
             workspace.input_copy[..rows * self.inputs]
@@ -294,9 +283,11 @@ impl Sequential {
                     // x: [rows, h, w, c] -> y: [rows, h/p, w/p, c]
                     Layer::MaxPool(pool) => pool.forward(x, rows, y),
                     // x: [rows, in] -> y: [rows, out]
-                    Layer::Dense(dense) => {
-                        dense.forward(params, view(x, rows, in_len), view_mut(y, rows, out_len))
-                    }
+                    Layer::Dense(dense) => dense.forward(
+                        params,
+                        rows_view(x, rows, in_len),
+                        rows_view_mut(y, rows, out_len),
+                    ),
                     _ => unreachable!("only owning layers here"),
                 }
                 continue;
@@ -381,12 +372,12 @@ impl Sequential {
                         Source::InputCopy => &ws.input_copy[..rows * in_len],
                         Source::Layer(source) => &ws.outputs[source][..rows * in_len],
                     };
-                    let grad_y = view(&ws.grad_output[..rows * out_len], rows, out_len);
-                    let grad_x = need_grad_x
-                        .then(|| view_mut(&mut ws.grad_input[..rows * in_len], rows, in_len));
+                    let grad_y = rows_view(&ws.grad_output, rows, out_len);
+                    let grad_x =
+                        need_grad_x.then(|| rows_view_mut(&mut ws.grad_input, rows, in_len));
                     dense.backward_into(
                         params,
-                        view(x, rows, in_len),
+                        rows_view(x, rows, in_len),
                         grad_y,
                         grads,
                         grad_x,
@@ -440,13 +431,7 @@ impl Sequential {
         for start in (0..rows).step_by(pass_rows) {
             let count = pass_rows.min(rows - start);
             let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
-            self.forward_pass(
-                params,
-                pass_input,
-                workspace,
-                count,
-                dropout_rng.as_deref_mut(),
-            );
+            self.forward_pass(params, pass_input, workspace, dropout_rng.as_deref_mut());
             self.copy_logits(workspace, start, count);
         }
     }
@@ -469,7 +454,7 @@ impl Sequential {
         for start in (0..rows).step_by(pass_rows) {
             let count = pass_rows.min(rows - start);
             let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
-            self.forward_pass(params, pass_input, workspace, count, None);
+            self.forward_pass(params, pass_input, workspace, None);
             // ∂logit[class]/∂logits is the one-hot row of `class`.
             let one_hot = &mut workspace.grad_output[..count * self.outputs];
             one_hot.fill(0.0);
@@ -485,9 +470,8 @@ impl Sequential {
         }
     }
 
-    /// Forward with dropout, loss and backward on `rows` rows, pass by pass. Gradients of
-    /// `grad_scale · Σ loss` are added into `grads` (written, when `accumulate` is false).
-    /// Returns (loss sum, correct).
+    /// Forward with dropout, loss and backward on `rows` rows, pass by pass; the gradients go to
+    /// `gradient`. Returns (loss sum, correct).
     #[allow(clippy::too_many_arguments)]
     pub fn train_chunk(
         &self,
@@ -496,10 +480,8 @@ impl Sequential {
         labels: &[u8],
         workspace: &mut StackWorkspace,
         rows: usize,
-        grad_scale: f32,
         dropout_rng: &mut Rng,
-        grads: &mut [f32],
-        accumulate: bool,
+        gradient: GradientSink,
     ) -> (f64, usize) {
         let dropout = self
             .layers
@@ -510,13 +492,13 @@ impl Sequential {
         for start in (0..rows).step_by(pass_rows) {
             let count = pass_rows.min(rows - start);
             let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
-            self.forward_pass(params, pass_input, workspace, count, Some(dropout_rng));
+            self.forward_pass(params, pass_input, workspace, Some(dropout_rng));
             self.copy_logits(workspace, start, count);
             let (pass_loss, pass_correct) = softmax_cross_entropy(
                 &workspace.logits[start * self.outputs..(start + count) * self.outputs],
                 &labels[start..start + count],
                 self.outputs,
-                grad_scale,
+                gradient.scale,
                 Some(&mut workspace.grad_output[..count * self.outputs]),
             );
             loss_sum += pass_loss;
@@ -526,20 +508,12 @@ impl Sequential {
                 pass_input,
                 workspace,
                 count,
-                grads,
+                gradient.grads,
                 dropout,
-                accumulate || start > 0,
+                gradient.accumulate || start > 0,
                 false,
             );
         }
         (loss_sum, correct)
     }
-}
-
-fn view(slice: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
-    ArrayView2::from_shape((rows, cols), slice).expect("buffer sized for the shape")
-}
-
-fn view_mut(slice: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
-    ArrayViewMut2::from_shape((rows, cols), slice).expect("buffer sized for the shape")
 }

@@ -55,19 +55,41 @@ fn momentum_and_nesterov_accumulate_velocity_over_two_steps() {
 }
 
 #[test]
-fn adam_bias_correction_on_steps_one_and_two() {
-    let after = run(OptimizerConfig::adam_default(), 0.001, &[GRAD_1, GRAD_2]);
-    // Step 1: m = 0.1·g, v = 0.001·g², α = 0.001·√0.001 / 0.1, so the step is ≈ lr·sign(g)
-    // (bias correction makes the first step lr-sized whatever the gradient's scale).
-    assert_close(
-        &after[0],
-        &[0.999_000_006_324_515_4, -1.999_000_003_162_267_7],
-    );
-    // Step 2: m = (0.02, -0.015), v = (3.1225e-4, 1.5615e-3), α = 0.001·√(1-0.999²) / (1-0.9²).
-    assert_close(
-        &after[1],
-        &[0.998_733_670_792_079_2, -1.998_910_678_380_910_5],
-    );
+fn adam_and_rmsprop_two_steps_match_hand_computed_values() {
+    let cases = [
+        (
+            OptimizerConfig::adam_default(),
+            [
+                // Step 1: m = 0.1·g, v = 0.001·g², α = 0.001·√0.001 / 0.1, so the step is
+                // ≈ lr·sign(g) (bias correction makes the first step lr-sized whatever the
+                // gradient's scale).
+                [0.999_000_006_324_515_4, -1.999_000_003_162_267_7],
+                // Step 2: m = (0.02, -0.015), v = (3.1225e-4, 1.5615e-3),
+                // α = 0.001·√(1-0.999²) / (1-0.9²).
+                [0.998_733_670_792_079_2, -1.998_910_678_380_910_5],
+            ],
+        ),
+        (
+            // Keras adds ε inside the root.
+            OptimizerConfig::Rmsprop {
+                rho: 0.9,
+                epsilon: 1e-7,
+            },
+            [
+                // s1 = 0.1·g²; p -= 0.001·g / √(s1 + 1e-7)
+                [0.996_837_728_664_367_9, -1.996_837_723_920_969_4],
+                // s2 = 0.9·s1 + 0.1·g2²
+                [0.998_312_145_661_715_7, -1.998_798_884_601_869],
+            ],
+        ),
+    ];
+    for (config, expected) in cases {
+        let after = run(config, 0.001, &[GRAD_1, GRAD_2]);
+        assert_eq!(after.len(), expected.len());
+        for (params, expected) in after.iter().zip(&expected) {
+            assert_close(params, expected);
+        }
+    }
 }
 
 #[test]
@@ -83,25 +105,6 @@ fn adamw_decays_weights_before_the_adam_step() {
     assert_close(
         &after[0],
         &[0.989_000_063_245_153_2, -1.988_000_031_622_676_7],
-    );
-}
-
-#[test]
-fn rmsprop_two_steps_with_epsilon_inside_the_root() {
-    let config = OptimizerConfig::Rmsprop {
-        rho: 0.9,
-        epsilon: 1e-7,
-    };
-    let after = run(config, 0.001, &[GRAD_1, GRAD_2]);
-    // s1 = 0.1·g²; p -= 0.001·g / √(s1 + 1e-7)
-    assert_close(
-        &after[0],
-        &[0.996_837_728_664_367_9, -1.996_837_723_920_969_4],
-    );
-    // s2 = 0.9·s1 + 0.1·g2²
-    assert_close(
-        &after[1],
-        &[0.998_312_145_661_715_7, -1.998_798_884_601_869],
     );
 }
 

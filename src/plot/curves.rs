@@ -2,10 +2,11 @@
 //! had a validation split) dashed. Several runs can share one figure (one colour per run), which is
 //! what `compare` needs.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::plot::{drawing_error, Figure, FONT};
+use crate::plot::{drawing_error, titled_page, Figure, FONT};
 use crate::train::EpochRecord;
 
 /// One run's per-epoch history, with the name shown in the legend.
@@ -152,20 +153,7 @@ impl TrainingCurves {
             } else {
                 run.name.clone()
             };
-            chart
-                .draw_series(LineSeries::new(train.clone(), color.stroke_width(2)))
-                .map_err(drawing_error)?
-                .label(train_label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(
-                    train
-                        .iter()
-                        .map(|&point| Circle::new(point, 3, color.filled())),
-                )
-                .map_err(drawing_error)?;
+            draw_line(&mut chart, train, color, Line::Solid, train_label)?;
             let validation: Vec<(f64, f64)> = run
                 .history
                 .iter()
@@ -180,25 +168,7 @@ impl TrainingCurves {
                 } else {
                     format!("{} (val)", run.name)
                 };
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        validation.clone(),
-                        6,
-                        4,
-                        val_color.stroke_width(2),
-                    ))
-                    .map_err(drawing_error)?
-                    .label(val_label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 8, y)], val_color.stroke_width(2))
-                    });
-                chart
-                    .draw_series(
-                        validation
-                            .iter()
-                            .map(|&point| Circle::new(point, 3, val_color.stroke_width(2))),
-                    )
-                    .map_err(drawing_error)?;
+                draw_line(&mut chart, validation, val_color, Line::Dashed, val_label)?;
             }
         }
         chart
@@ -216,16 +186,51 @@ impl TrainingCurves {
     }
 }
 
+/// Training lines are solid with filled dots, validation lines dashed with hollow dots.
+#[derive(Clone, Copy, PartialEq)]
+enum Line {
+    Solid,
+    Dashed,
+}
+
+/// One line of a panel with a dot per epoch, and its legend entry.
+fn draw_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    line: Line,
+    label: String,
+) -> Result<(), String> {
+    let style = color.stroke_width(2);
+    let (series, legend_length, dot) = match line {
+        Line::Solid => (
+            chart.draw_series(LineSeries::new(points.clone(), style)),
+            20,
+            color.filled(),
+        ),
+        Line::Dashed => (
+            chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style)),
+            8,
+            style,
+        ),
+    };
+    series
+        .map_err(drawing_error)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + legend_length, y)], style));
+    chart
+        .draw_series(points.iter().map(|&point| Circle::new(point, 3, dot)))
+        .map_err(drawing_error)?;
+    Ok(())
+}
+
 impl Figure for TrainingCurves {
     fn size(&self) -> (u32, u32) {
         (1200, 480)
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        area.fill(&WHITE).map_err(drawing_error)?;
-        let area = area
-            .titled(&self.title, (FONT, 20))
-            .map_err(drawing_error)?;
+        let area = titled_page(area, &self.title, 20)?;
         let (width, _) = area.dim_in_pixel();
         let (left, right) = area.split_horizontally(width / 2);
         self.draw_panel(&left, Metric::Loss)?;

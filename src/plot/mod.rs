@@ -103,6 +103,16 @@ fn register_font() {
     });
 }
 
+/// Paints `area` white and titles it (`size`-point type); returns the area below the title.
+pub(crate) fn titled_page<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    size: u32,
+) -> std::result::Result<DrawingArea<DB, Shift>, String> {
+    area.fill(&WHITE).map_err(drawing_error)?;
+    area.titled(title, (FONT, size)).map_err(drawing_error)
+}
+
 /// Turns any plotters error into the message figures report.
 pub(crate) fn drawing_error(error: impl std::fmt::Display) -> String {
     error.to_string()

@@ -20,6 +20,7 @@ use std::path::Path;
 use image::imageops::FilterType;
 use image::{ImageBuffer, ImageReader, Limits, Luma};
 
+use crate::choice::choices;
 use crate::error::{Error, Result};
 
 /// Side of MNIST's frame and of the box the digit is scaled into.
@@ -41,16 +42,15 @@ pub struct GrayImage {
     pub pixels: Vec<u8>,
 }
 
-/// Whether to invert an image before classifying it (MNIST digits are light on dark).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum InvertMode {
-    /// Invert when the image's border is light (dark ink on light paper)
-    #[default]
-    Auto,
-    /// Always invert
-    Yes,
-    /// Never invert (the image is already light on dark, like MNIST)
-    No,
+choices! {
+    /// Whether to invert an image before classifying it (MNIST digits are light on dark).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum InvertMode {
+        #[default]
+        Auto = "auto": "Invert when the image's border is light (dark ink on light paper)",
+        Yes = "yes": "Always invert",
+        No = "no": "Never invert (the image is already light on dark, like MNIST)",
+    }
 }
 
 /// Reads a PNG, JPEG or PGM/PNM file (format detected by content) as grayscale, transparent

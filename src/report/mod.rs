@@ -14,6 +14,8 @@ pub mod table;
 pub mod tensorboard;
 
 pub use history::CsvHistory;
+
+use crate::choice::choices;
 pub use json::{print_json_line, EpochJson, JsonLines};
 pub use tensorboard::TensorBoard;
 
@@ -44,14 +46,15 @@ impl HumanOutput {
     }
 }
 
-/// `--color`: whether drawings in the terminal use ANSI grey levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ColorChoice {
-    /// Colours on a terminal, unless NO_COLOR is set or TERM is dumb
-    #[default]
-    Auto,
-    Always,
-    Never,
+choices! {
+    /// `--color`: whether drawings in the terminal use ANSI grey levels.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum ColorChoice {
+        #[default]
+        Auto = "auto": "Colours on a terminal, unless NO_COLOR is set or TERM is dumb",
+        Always = "always",
+        Never = "never",
+    }
 }
 
 impl HumanOutput {

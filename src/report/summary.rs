@@ -330,13 +330,17 @@ mod tests {
 
     #[test]
     fn numbers_are_grouped_and_sizes_use_1024() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(readable_size(1023), "1023.00 B");
-        assert_eq!(readable_size(1536), "1.50 KB");
-        assert_eq!(readable_size(3 << 20), "3.00 MB");
+        for (count, grouped) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (1_234_567, "1,234,567"),
+        ] {
+            assert_eq!(thousands(count), grouped);
+        }
+        for (bytes, size) in [(1023, "1023.00 B"), (1536, "1.50 KB"), (3 << 20, "3.00 MB")] {
+            assert_eq!(readable_size(bytes), size);
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use evaluate::evaluate;
 pub use metrics::{EpochRecord, Evaluation};
 pub use progress::{Progress, ProgressMode};
 pub use recipe::Recipe;
-use step::{PrivateStep, StepEngine};
+use step::{PrivateStep, StepBatch, StepEngine};
 
 /// Examples per optimization step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,42 +298,38 @@ impl Trainer {
             for step in self.step_in_epoch..steps_per_epoch {
                 // A resumed run starts after the steps its checkpoint already took.
                 let global_step = (epoch * steps_per_epoch + step) as u64;
-                let (batch_loss, batch_correct) = match self.config.privacy {
+                match self.config.privacy {
                     None => {
                         let end = ((step + 1) * batch_size).min(order.len());
                         batch.clear();
                         batch.extend_from_slice(&order[step * batch_size..end]);
-                        engine.gradient(
-                            &self.mlp,
-                            &self.params,
-                            train,
-                            &batch,
-                            self.config.seed,
-                            global_step,
-                        )
                     }
-                    Some(privacy) => {
-                        poisson_batch(
-                            train.len(),
-                            sampling_rate,
-                            self.config.seed,
-                            global_step,
-                            &mut batch,
-                        );
-                        engine.private_gradient(
-                            &self.mlp,
-                            &self.params,
-                            train,
-                            &batch,
-                            self.config.seed,
-                            global_step,
-                            PrivateStep {
-                                clip_norm: privacy.clip_norm,
-                                noise_multiplier: privacy.noise_multiplier,
-                                expected_batch: sampling_rate * train.len() as f64,
-                            },
-                        )
-                    }
+                    Some(_) => poisson_batch(
+                        train.len(),
+                        sampling_rate,
+                        self.config.seed,
+                        global_step,
+                        &mut batch,
+                    ),
+                }
+                let step_batch = StepBatch {
+                    mlp: &self.mlp,
+                    params: &self.params,
+                    dataset: train,
+                    indices: &batch,
+                    seed: self.config.seed,
+                    global_step,
+                };
+                let (batch_loss, batch_correct) = match self.config.privacy {
+                    None => engine.gradient(&step_batch),
+                    Some(privacy) => engine.private_gradient(
+                        &step_batch,
+                        PrivateStep {
+                            clip_norm: privacy.clip_norm,
+                            noise_multiplier: privacy.noise_multiplier,
+                            expected_batch: sampling_rate * train.len() as f64,
+                        },
+                    ),
                 };
                 if !batch_loss.is_finite() {
                     return Err(Error::NonFinite {

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use crate::data::{gather_normalized, Dataset};
 use crate::kernels::{add_assign, add_into, WorkerPool};
-use crate::nn::{Mlp, Workspace};
+use crate::nn::{GradientSink, Mlp, Workspace};
 use crate::optim::privacy::noise::add_gaussian;
 use crate::optim::Optimizer;
 use crate::rng::{stream, Stream};
@@ -65,15 +65,10 @@ pub fn shard_buffers(batch_size: usize) -> (usize, usize) {
 
 /// What one shard needs to compute its gradient.
 pub struct ShardJob<'a> {
-    pub mlp: &'a Mlp,
-    pub params: &'a [f32],
-    pub dataset: &'a Dataset,
-    /// The shard's rows (dataset indices).
-    pub indices: &'a [u32],
+    /// The step, narrowed to the shard's rows.
+    pub rows: StepBatch<'a>,
     /// 1 / (rows in the whole batch): shard gradients then sum to the batch-mean gradient.
     pub grad_scale: f32,
-    pub seed: u64,
-    pub global_step: u64,
     pub shard_index: usize,
     /// Private training: clip every example's gradient to this norm (before `grad_scale`).
     pub clip_norm: Option<f32>,
@@ -83,48 +78,37 @@ pub struct ShardJob<'a> {
 /// Dropout masks come from a stream named by (seed, step, shard): independent of which thread
 /// runs the shard, and reproducible on resume.
 pub fn compute_shard(job: &ShardJob, workspace: &mut Workspace, grads: &mut [f32]) -> (f64, usize) {
+    let step = &job.rows;
     let mut dropout_rng = stream(
-        job.seed,
+        step.seed,
         Stream::Dropout,
-        job.global_step,
+        step.global_step,
         job.shard_index as u64,
     );
-    let inputs = job.mlp.architecture.inputs;
+    let inputs = step.mlp.architecture.inputs;
     let (mut loss_sum, mut correct) = (0.0, 0);
-    for (chunk_index, chunk) in job.indices.chunks(workspace.capacity).enumerate() {
+    for (chunk_index, chunk) in step.indices.chunks(workspace.capacity).enumerate() {
         let rows = chunk.len();
         gather_normalized(
-            job.dataset,
+            step.dataset,
             chunk,
             &mut workspace.inputs[..rows * inputs],
             &mut workspace.labels[..rows],
         );
-        let accumulate = chunk_index > 0;
+        let gradient = GradientSink {
+            grads: &mut *grads,
+            scale: job.grad_scale,
+            accumulate: chunk_index > 0,
+        };
+        let (mlp, params, rng) = (step.mlp, step.params, &mut dropout_rng);
         let (chunk_loss, chunk_correct) = match job.clip_norm {
-            Some(clip_norm) => job.mlp.train_chunk_clipped(
-                job.params,
-                workspace,
-                rows,
-                clip_norm,
-                job.grad_scale,
-                &mut dropout_rng,
-                grads,
-                accumulate,
-            ),
-            None => job.mlp.train_chunk_into(
-                job.params,
-                workspace,
-                rows,
-                job.grad_scale,
-                &mut dropout_rng,
-                grads,
-                accumulate,
-            ),
+            Some(clip) => mlp.train_chunk_clipped(params, workspace, rows, clip, rng, gradient),
+            None => mlp.train_chunk(params, workspace, rows, rng, gradient),
         };
         loss_sum += chunk_loss;
         correct += chunk_correct;
     }
-    if job.indices.is_empty() {
+    if step.indices.is_empty() {
         grads.fill(0.0);
     }
     (loss_sum, correct)
@@ -136,6 +120,30 @@ struct Shard {
     grads: Vec<f32>,
     loss_sum: f64,
     correct: usize,
+}
+
+impl Shard {
+    fn new(mlp: &Mlp, capacity: usize, parameter_count: usize) -> Shard {
+        Shard {
+            workspace: mlp.workspace(capacity),
+            grads: vec![0.0; parameter_count],
+            loss_sum: 0.0,
+            correct: 0,
+        }
+    }
+}
+
+/// One optimization step's batch and what its gradient depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct StepBatch<'a> {
+    pub mlp: &'a Mlp,
+    pub params: &'a [f32],
+    pub dataset: &'a Dataset,
+    /// The batch's rows (dataset indices).
+    pub indices: &'a [u32],
+    /// The run's seed and the step's number: they name the step's dropout (and noise) streams.
+    pub seed: u64,
+    pub global_step: u64,
 }
 
 /// Computes steps for one training run: the worker threads (created once, with the engine) and
@@ -175,12 +183,7 @@ impl StepEngine {
         StepEngine {
             pool: WorkerPool::new(threads.clamp(1, shard_count)),
             shards: (0..shard_count)
-                .map(|_| Shard {
-                    workspace: mlp.workspace(capacity),
-                    grads: vec![0.0; parameter_count],
-                    loss_sum: 0.0,
-                    correct: 0,
-                })
+                .map(|_| Shard::new(mlp, capacity, parameter_count))
                 .collect(),
             active_shards: 0,
             noise: Vec::new(),
@@ -192,58 +195,22 @@ impl StepEngine {
         self.pool.thread_count()
     }
 
-    /// Computes the shard gradients of `batch` (their sum is the batch-mean gradient; see
+    /// Computes the shard gradients of `step`'s batch (their sum is the batch-mean gradient; see
     /// [`StepEngine::apply`] and [`StepEngine::batch_gradient`]). Returns (loss sum, correct).
-    pub fn gradient(
-        &mut self,
-        mlp: &Mlp,
-        params: &[f32],
-        dataset: &Dataset,
-        batch: &[u32],
-        seed: u64,
-        global_step: u64,
-    ) -> (f64, usize) {
-        let grad_scale = 1.0 / batch.len() as f32;
-        self.shard_gradients(
-            mlp,
-            params,
-            dataset,
-            batch,
-            seed,
-            global_step,
-            grad_scale,
-            None,
-        )
+    pub fn gradient(&mut self, step: &StepBatch) -> (f64, usize) {
+        let grad_scale = 1.0 / step.indices.len() as f32;
+        self.shard_gradients(step, grad_scale, None)
     }
 
     /// [`StepEngine::gradient`] for DP-SGD: the sum of clipped per-example gradients over the
-    /// (Poisson-sampled) `batch`, divided by the expected batch size, plus Gaussian noise of
+    /// (Poisson-sampled) batch, divided by the expected batch size, plus Gaussian noise of
     /// standard deviation σ·C / expected batch drawn from (seed, step).
-    #[allow(clippy::too_many_arguments)]
-    pub fn private_gradient(
-        &mut self,
-        mlp: &Mlp,
-        params: &[f32],
-        dataset: &Dataset,
-        batch: &[u32],
-        seed: u64,
-        global_step: u64,
-        private: PrivateStep,
-    ) -> (f64, usize) {
+    pub fn private_gradient(&mut self, step: &StepBatch, private: PrivateStep) -> (f64, usize) {
         let grad_scale = (1.0 / private.expected_batch) as f32;
-        let result = self.shard_gradients(
-            mlp,
-            params,
-            dataset,
-            batch,
-            seed,
-            global_step,
-            grad_scale,
-            Some(private.clip_norm),
-        );
+        let result = self.shard_gradients(step, grad_scale, Some(private.clip_norm));
         let std_dev =
             private.noise_multiplier * f64::from(private.clip_norm) / private.expected_batch;
-        self.draw_noise(params.len(), std_dev, seed, global_step);
+        self.draw_noise(step.params.len(), std_dev, step.seed, step.global_step);
         result
     }
 
@@ -258,41 +225,30 @@ impl StepEngine {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn shard_gradients(
         &mut self,
-        mlp: &Mlp,
-        params: &[f32],
-        dataset: &Dataset,
-        batch: &[u32],
-        seed: u64,
-        global_step: u64,
+        step: &StepBatch,
         grad_scale: f32,
         clip_norm: Option<f32>,
     ) -> (f64, usize) {
         self.noise.clear();
+        let batch = step.indices;
         let shard_count = shard_count(batch.len());
         // A Poisson-sampled batch can exceed the size the engine was made for: add shards.
         while self.shards.len() < shard_count {
             let first = &self.shards[0];
-            self.shards.push(Shard {
-                workspace: mlp.workspace(first.workspace.capacity),
-                grads: vec![0.0; first.grads.len()],
-                loss_sum: 0.0,
-                correct: 0,
-            });
+            let shard = Shard::new(step.mlp, first.workspace.capacity, first.grads.len());
+            self.shards.push(shard);
         }
         self.active_shards = shard_count;
         let shards = &mut self.shards[..shard_count];
         self.pool.for_each_mut(shards, |shard_index, shard| {
             let job = ShardJob {
-                mlp,
-                params,
-                dataset,
-                indices: &batch[shard_range(batch.len(), shard_index)],
+                rows: StepBatch {
+                    indices: &batch[shard_range(batch.len(), shard_index)],
+                    ..*step
+                },
                 grad_scale,
-                seed,
-                global_step,
                 shard_index,
                 clip_norm,
             };

@@ -8,7 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use super::step::StepEngine;
+use super::step::{StepBatch, StepEngine};
 use crate::data::Dataset;
 use crate::kernels::{with_backend, Backend};
 use crate::nn::{Architecture, Mlp};
@@ -99,7 +99,14 @@ fn steps_allocate_nothing(mlp: &Mlp, dataset: &Dataset, batch: &[u32], backend: 
         let mut optimizer = Optimizer::new(config, params.len());
         let mut engine = StepEngine::new(mlp, batch.len(), threads);
         let mut step = |global_step: u64| {
-            engine.gradient(mlp, &params, dataset, batch, 7, global_step);
+            engine.gradient(&StepBatch {
+                mlp,
+                params: &params,
+                dataset,
+                indices: batch,
+                seed: 7,
+                global_step,
+            });
             engine.apply(&mut optimizer, &mut params, 0.01);
         };
         // The first step may size lazily created state.

@@ -2,6 +2,7 @@
 //! MNIST-format datasets built in code, and helpers to run and signal the binary.
 #![allow(dead_code)]
 
+pub mod finite_difference;
 pub mod protobuf;
 
 use std::io::{BufRead, BufReader, Write};
@@ -13,9 +14,10 @@ use std::thread::JoinHandle;
 use mnist_train::checkpoint::TrainingData;
 use mnist_train::data::idx::encode_idx;
 use mnist_train::data::{Dataset, DatasetKind};
+use mnist_train::nn::Architecture;
 use mnist_train::rng::Rng;
 use mnist_train::run::RunSpec;
-use mnist_train::train::{EpochRecord, TrainConfig};
+use mnist_train::train::{BatchSize, EpochRecord, TrainConfig, Trainer};
 
 /// Path of the binary under test, for tests that spawn it as a child process.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_mnist-train");
@@ -34,6 +36,11 @@ pub fn train_model(model: &Path, args: &[&str]) {
         .arg(model)
         .assert()
         .success();
+}
+
+/// Trains with `args` into the model file `model`, expecting success; returns what it printed.
+pub fn train_printing(model: &Path, args: &[&str]) -> Output {
+    succeeded(mnist_train().args(args).arg("--output").arg(model))
 }
 
 /// Every stdout line parsed as JSON (`--json` output is JSON Lines).
@@ -214,17 +221,7 @@ impl Workdir {
     /// byte-identical to `reference`.
     pub fn assert_each_checkpoint_resumes_to(&self, checkpoints: &[PathBuf], reference: &[u8]) {
         for file in checkpoints {
-            let name = file.file_name().unwrap().to_string_lossy();
-            let single = self.path(&format!("single-{name}"));
-            std::fs::create_dir(&single).unwrap();
-            std::fs::copy(file, single.join(file.file_name().unwrap())).unwrap();
-            let output = Command::new(BINARY)
-                .current_dir(self.temp.path())
-                .args(["train", "--resume"])
-                .arg(&single)
-                .args(["-o", "resumed.bin"])
-                .output()
-                .unwrap();
+            let output = resume_copy_of(self, file, "resumed.bin");
             assert!(
                 output.status.success(),
                 "{}",
@@ -246,6 +243,13 @@ impl Workdir {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.temp.path().join(name)
+    }
+
+    /// [`Workdir::train`] for practically ever (a million epochs), for tests that stop the run.
+    pub fn endless_train(&self) -> Command {
+        let mut command = self.train();
+        command.args(["--epochs", "1000000"]);
+        command
     }
 
     /// The binary, run in this folder on its synthetic data with a small network.
@@ -348,4 +352,45 @@ pub fn test_run(train_examples: usize) -> (RunSpec, TrainingData) {
         fingerprint: "crc32:01234567".to_string(),
     };
     (spec, data)
+}
+
+/// A small run for tests that compare runs bit for bit: `epochs` epochs of `architecture` at
+/// `batch_size`, learning rate 0.01, seed 11, the defaults otherwise.
+pub fn small_run(architecture: Architecture, batch_size: BatchSize, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        architecture,
+        learning_rate: 0.01,
+        epochs,
+        batch_size,
+        seed: 11,
+        ..TrainConfig::default()
+    }
+}
+
+/// The bit patterns of `values`, for comparisons that must be exact.
+pub fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Fails unless `resumed` ended where `reference` did: the same parameters and optimizer state
+/// bit for bit, and the same history but for wall time.
+pub fn assert_same_training_state(resumed: &Trainer, reference: &Trainer, context: &str) {
+    assert_eq!(bits(&resumed.params), bits(&reference.params), "{context}");
+    assert_eq!(
+        resumed.optimizer.steps, reference.optimizer.steps,
+        "{context}"
+    );
+    for (a, b) in resumed
+        .optimizer
+        .slots
+        .iter()
+        .zip(&reference.optimizer.slots)
+    {
+        assert_eq!(bits(a), bits(b), "{context}");
+    }
+    assert_eq!(
+        timeless(&resumed.history),
+        timeless(&reference.history),
+        "{context}"
+    );
 }

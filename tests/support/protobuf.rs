@@ -78,14 +78,21 @@ pub fn strings(bytes: &[u8], field: u64) -> Vec<String> {
         .collect()
 }
 
-pub fn int(bytes: &[u8], field: u64) -> Option<i64> {
+/// The last value of field `field` that `convert` takes (a field of another wire type is skipped).
+fn last<T>(bytes: &[u8], field: u64, convert: impl Fn(Value) -> Option<T>) -> Option<T> {
     fields(bytes)
         .into_iter()
         .rev()
-        .find_map(|(number, value)| match value {
-            Value::Varint(v) if number == field => Some(v as i64),
-            _ => None,
-        })
+        .filter(|(number, _)| *number == field)
+        .find_map(|(_, value)| convert(value))
+}
+
+/// The last `int64` (varint) of field `field`.
+pub fn int(bytes: &[u8], field: u64) -> Option<i64> {
+    last(bytes, field, |value| match value {
+        Value::Varint(v) => Some(v as i64),
+        _ => None,
+    })
 }
 
 /// A repeated int64, packed or not (parsers must accept both).
@@ -108,22 +115,16 @@ pub fn ints(bytes: &[u8], field: u64) -> Vec<i64> {
 
 /// The last `double` (fixed64) of field `field`.
 pub fn double(bytes: &[u8], field: u64) -> Option<f64> {
-    fields(bytes)
-        .into_iter()
-        .rev()
-        .find_map(|(number, value)| match value {
-            Value::Fixed64(raw) if number == field => Some(f64::from_le_bytes(raw)),
-            _ => None,
-        })
+    last(bytes, field, |value| match value {
+        Value::Fixed64(raw) => Some(f64::from_le_bytes(raw)),
+        _ => None,
+    })
 }
 
 /// The last `float` (fixed32) of field `field`.
 pub fn float(bytes: &[u8], field: u64) -> Option<f32> {
-    fields(bytes)
-        .into_iter()
-        .rev()
-        .find_map(|(number, value)| match value {
-            Value::Fixed32(raw) if number == field => Some(f32::from_le_bytes(raw)),
-            _ => None,
-        })
+    last(bytes, field, |value| match value {
+        Value::Fixed32(raw) => Some(f32::from_le_bytes(raw)),
+        _ => None,
+    })
 }
