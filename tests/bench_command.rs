@@ -56,6 +56,11 @@ fn bench_measures_the_matrix_and_reports_json_and_markdown() {
     assert!(one_thread > 0.0 && all_threads > 0.0, "{peak}");
     assert!(peak["threads"].as_u64().is_some_and(|t| t >= 1), "{peak}");
 
+    assert_eq!(report["network"], "784-128-10");
+    assert_eq!(
+        report["training_flops_per_example"]["forward"].as_f64(),
+        Some(203_264.0)
+    );
     let cases = report["cases"].as_array().expect("cases");
     assert_eq!(cases.len(), 2 * 2 * 2, "batch sizes × threads × optimizers");
     for case in cases {
@@ -153,4 +158,61 @@ fn bench_rejects_nonsense_options() {
             .code(2)
             .stderr(predicates::str::contains(option));
     }
+}
+
+#[test]
+fn bench_counts_the_cnns_arithmetic_from_its_layers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let markdown_path = dir.path().join("bench.md");
+    let output = Command::cargo_bin("mnist-train")
+        .expect("binary built")
+        .args([
+            "bench",
+            "--arch",
+            "cnn",
+            "--limit",
+            "64",
+            "--epochs",
+            "1",
+            "--warmup",
+            "0",
+            "--runs",
+            "1",
+            "--batch-sizes",
+            "64",
+            "--threads",
+            "1",
+            "--json",
+        ])
+        .arg("--export-markdown")
+        .arg(&markdown_path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    assert_eq!(
+        report["network"],
+        "conv32x3,relu,pool2,conv64x3,relu,pool2,flatten,dropout0.5,dense10"
+    );
+    // Issue 12: 4.88 MFLOP forward, 9.37 backward per training image (conv1 needs no input
+    // gradient), not the MLP's 409,088.
+    let flops = &report["training_flops_per_example"];
+    assert_eq!(flops["forward"].as_f64(), Some(4_881_920.0));
+    assert_eq!(flops["backward"].as_f64(), Some(9_374_464.0));
+    let case = &report["cases"][0];
+    let gflop = case["training_gflop_per_epoch"].as_f64().expect("GFLOP");
+    assert!((gflop - 64.0 * 14_256_384.0 / 1e9).abs() < 1e-9, "{gflop}");
+    let median = case["epoch_seconds"]["median"].as_f64().expect("median");
+    let achieved = case["achieved_gflops"].as_f64().expect("achieved");
+    assert!(((achieved - gflop / median) / achieved).abs() < 1e-9);
+    let markdown = std::fs::read_to_string(&markdown_path).expect("Markdown exported");
+    assert!(
+        markdown.contains("- Network: conv32x3,relu,pool2,conv64x3")
+            && markdown.contains("14.256 MFLOP"),
+        "{markdown}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Network: conv32x3"), "{stderr}");
 }

@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::data::DatasetKind;
 use crate::error::Result;
 use crate::kernels::FmaPeak;
-use crate::nn::Architecture;
 use crate::optim::privacy::{DpConfig, DEFAULT_DELTA};
 use crate::optim::OptimizerConfig;
 use crate::run::{self, Observers, RunSpec, Source};
@@ -145,7 +144,8 @@ pub struct CaseReport {
     pub peak_rss_bytes: Option<u64>,
     pub train_examples: usize,
     /// The matrix products of one training epoch (forward, weight and input gradients), in
-    /// GFLOP: what the floor and the fraction of the peak are computed from.
+    /// GFLOP, counted from the trained network's layers ([`crate::nn::Architecture::training_flops_per_example`]
+    /// × `train_examples`): what the floor and the fraction of the peak are computed from.
     pub training_gflop_per_epoch: f64,
     /// `training_gflop_per_epoch` ÷ the median epoch time.
     pub achieved_gflops: f64,
@@ -162,23 +162,6 @@ pub struct CaseReport {
     pub final_accuracy: f64,
     pub test_accuracy: f64,
     pub runs: Vec<RunMeasurement>,
-}
-
-/// Floating-point operations of the matrix products that train on one example: per dense layer
-/// `2·in·out` forward and `2·in·out` for the weight gradient, and `2·in·out` for the input gradient
-/// of every layer but the first (409,088 for 784-128-10: 24.55 GFLOP per 60,000-image epoch).
-/// Element-wise work (bias, ReLU, dropout, softmax, the optimizer) is not counted: it is memory-
-/// rather than FMA-bound, and small next to the products.
-pub fn training_flops_per_example(architecture: &Architecture) -> f64 {
-    let widths = architecture.widths();
-    widths
-        .windows(2)
-        .enumerate()
-        .map(|(index, pair)| {
-            let products = if index == 0 { 2.0 } else { 3.0 };
-            products * 2.0 * (pair[0] * pair[1]) as f64
-        })
-        .sum()
 }
 
 /// Warms up, measures `settings.runs` runs of `case` and summarizes them against the machine's
@@ -211,8 +194,9 @@ pub fn measure_case(
     let pick = |field: fn(&RunMeasurement) -> f64| -> Vec<f64> { runs.iter().map(field).collect() };
     let last = runs.last().cloned().expect("at least one run");
     let epoch_seconds = Stats::of(&epochs);
+    // Counted from the network that was trained (its layer stack, or the MLP's widths).
     let training_gflop_per_epoch = last.train_examples as f64
-        * training_flops_per_example(&TrainConfig::default().architecture)
+        * settings.architecture.training_flops_per_example().total()
         / 1e9;
     let peak_gflops = peak.for_threads(case.threads);
     let achieved_gflops = training_gflop_per_epoch / epoch_seconds.median.max(1e-12);

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::bench::{CaseReport, Stats};
 use crate::kernels::FmaPeak;
+use crate::nn::TrainingFlops;
 
 /// Identifies the JSON layout; bumped when a field changes meaning or disappears.
 pub const SCHEMA: &str = "mnist-train-bench/1";
@@ -27,6 +28,12 @@ pub struct BenchReport {
     /// The kernel's FMA throughput on this CPU, measured before the cases.
     pub fma_peak: FmaPeak,
     pub dataset: &'static str,
+    /// The network every case trained: its layer list (`conv32x3,relu,…`) or the MLP's widths
+    /// (`784-128-10`).
+    pub network: String,
+    /// The matrix-product flops of training on one example, counted from the network's layers
+    /// (forward; backward = weight gradients and the input gradients that are needed).
+    pub training_flops_per_example: TrainingFlops,
     pub epochs: usize,
     pub warmup_runs: usize,
     pub measured_runs: usize,
@@ -98,7 +105,7 @@ fn row(case: &CaseReport) -> [String; 14] {
 
 impl BenchReport {
     /// What was measured where, one fact per line: the CPU, the kernel, the run settings.
-    fn header_lines(&self) -> [String; 4] {
+    fn header_lines(&self) -> [String; 5] {
         [
             format!(
                 "CPU: {} ({} threads available)",
@@ -112,6 +119,14 @@ impl BenchReport {
                 self.fma_peak.one_thread_gflops,
                 self.fma_peak.all_threads_gflops,
                 self.fma_peak.threads
+            ),
+            format!(
+                "Network: {} ({:.3} MFLOP of matrix products per training example: forward {:.3}, \
+                 backward {:.3})",
+                self.network,
+                self.training_flops_per_example.total() / 1e6,
+                self.training_flops_per_example.forward / 1e6,
+                self.training_flops_per_example.backward / 1e6
             ),
             format!(
                 "{} epoch(s) per run on {}, {} warm-up + {} measured run(s) per case",

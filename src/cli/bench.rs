@@ -131,6 +131,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         kernel_description: backend.description(),
         fma_peak: kernels::measure_fma_peak(backend, default_threads()),
         dataset: settings.dataset.name(),
+        network: settings.architecture.widths_label(),
+        training_flops_per_example: settings.architecture.training_flops_per_example(),
         epochs: settings.epochs,
         warmup_runs: settings.warmup,
         measured_runs: settings.runs,

@@ -10,7 +10,7 @@ use crate::nn::architecture::Architecture;
 use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward};
 use crate::nn::loss::softmax_cross_entropy;
-use crate::nn::sequential::{Sequential, StackWorkspace};
+use crate::nn::sequential::{Sequential, StackWorkspace, StackWorkspaceLayout};
 use crate::nn::GradientSink;
 use crate::optim::privacy::clipping::{clip_factors, scale_rows};
 use crate::rng::{stream, Rng, Stream};
@@ -68,6 +68,9 @@ pub struct WorkspaceLayout {
     pub deltas: Vec<usize>,
     /// f32 per-example gradient norm or clip factor: [capacity].
     pub example_scales: usize,
+    /// A layer stack's buffers (activations, im2col patches, masks, gradients); the MLP's
+    /// fields above other than `inputs` and `labels` are then empty.
+    pub stack: Option<StackWorkspaceLayout>,
 }
 
 impl WorkspaceLayout {
@@ -82,10 +85,33 @@ impl WorkspaceLayout {
         floats
             .saturating_mul(std::mem::size_of::<f32>() as u64)
             .saturating_add(self.labels as u64)
+            .saturating_add(self.stack.as_ref().map_or(0, StackWorkspaceLayout::bytes))
     }
 }
 
 impl Workspace {
+    /// Bytes the buffers really hold (their allocated capacities), to check
+    /// [`WorkspaceLayout::bytes`] against.
+    pub fn allocated_bytes(&self) -> u64 {
+        let floats: usize = [
+            &self.inputs,
+            &self.grad_output,
+            &self.grad_input,
+            &self.example_scales,
+        ]
+        .into_iter()
+        .chain(&self.activations)
+        .chain(&self.masks)
+        .chain(&self.deltas)
+        .map(Vec::capacity)
+        .sum();
+        (floats * std::mem::size_of::<f32>() + self.labels.capacity()) as u64
+            + self
+                .stack
+                .as_ref()
+                .map_or(0, StackWorkspace::allocated_bytes)
+    }
+
     /// After [`Mlp::example_gradient_norms_sq`]: each example's squared gradient norm, [rows].
     pub fn example_norms_sq(&self, rows: usize) -> &[f32] {
         &self.example_scales[..rows]
@@ -146,9 +172,21 @@ impl Mlp {
     /// The buffer lengths of a workspace for `capacity` rows: what [`Mlp::workspace`] allocates,
     /// and what memory estimates count before allocating.
     pub fn workspace_layout(&self, capacity: usize) -> WorkspaceLayout {
+        let rows_of = |width: usize| capacity.saturating_mul(width);
+        if let Some(stack) = &self.stack {
+            return WorkspaceLayout {
+                inputs: rows_of(self.architecture.inputs),
+                labels: capacity,
+                activations: Vec::new(),
+                masks: Vec::new(),
+                grad: 0,
+                deltas: Vec::new(),
+                example_scales: 0,
+                stack: Some(stack.workspace_layout(capacity)),
+            };
+        }
         let widths = self.architecture.widths();
         let max_width = widths[1..].iter().copied().max().unwrap_or(0);
-        let rows_of = |width: usize| capacity.saturating_mul(width);
         WorkspaceLayout {
             inputs: rows_of(self.architecture.inputs),
             labels: capacity,
@@ -162,25 +200,12 @@ impl Mlp {
             grad: rows_of(max_width),
             deltas: widths[1..].iter().map(|&w| rows_of(w)).collect(),
             example_scales: capacity,
+            stack: None,
         }
     }
 
     pub fn workspace(&self, capacity: usize) -> Workspace {
         let zeros = |len: usize| vec![0.0; len];
-        if let Some(stack) = &self.stack {
-            return Workspace {
-                capacity,
-                inputs: zeros(capacity * self.architecture.inputs),
-                labels: vec![0; capacity],
-                activations: Vec::new(),
-                masks: Vec::new(),
-                grad_output: Vec::new(),
-                grad_input: Vec::new(),
-                stack: Some(stack.workspace(capacity)),
-                deltas: Vec::new(),
-                example_scales: Vec::new(),
-            };
-        }
         let layout = self.workspace_layout(capacity);
         Workspace {
             capacity,
@@ -192,7 +217,7 @@ impl Mlp {
             grad_input: zeros(layout.grad),
             deltas: layout.deltas.iter().map(|&len| zeros(len)).collect(),
             example_scales: zeros(layout.example_scales),
-            stack: None,
+            stack: self.stack.as_ref().map(|stack| stack.workspace(capacity)),
         }
     }
 

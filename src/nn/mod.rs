@@ -6,6 +6,7 @@ pub mod architecture;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
+pub mod flops;
 pub mod layer_spec;
 pub mod layers;
 pub mod loss;
@@ -14,6 +15,7 @@ pub mod mlp;
 pub mod sequential;
 
 pub use architecture::Architecture;
+pub use flops::TrainingFlops;
 pub use layer_spec::LayerSpec;
 pub use mlp::{Mlp, Workspace, WorkspaceLayout};
 pub use sequential::Sequential;

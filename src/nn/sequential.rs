@@ -75,6 +75,66 @@ pub struct StackWorkspace {
     pub logits: Vec<f32>,
 }
 
+/// Buffer lengths (in f32 values) of a [`StackWorkspace`]; see [`Sequential::workspace_layout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackWorkspaceLayout {
+    /// Rows per forward/backward pass: min(capacity, [`ROWS_PER_PASS`]).
+    pub pass_rows: usize,
+    /// Output of each layer that owns one (0 for in-place layers): [pass_rows, out_len].
+    pub outputs: Vec<usize>,
+    /// im2col patches of each convolution (0 for other layers): [pass_rows · out pixels, patch].
+    pub cols: Vec<usize>,
+    /// Dropout masks (0 for other layers): [pass_rows, len].
+    pub masks: Vec<usize>,
+    /// A copy of the input when the first layer works in place: [pass_rows, inputs].
+    pub input_copy: usize,
+    /// Each of the two gradient ping-pong buffers: [pass_rows, largest layer input or output].
+    pub grad: usize,
+    /// A convolution's input-gradient scratch: the largest `cols`.
+    pub grad_col: usize,
+    /// Logits of every row of a chunk: [capacity, outputs].
+    pub logits: usize,
+}
+
+impl StackWorkspaceLayout {
+    /// Bytes the workspace occupies (saturating).
+    pub fn bytes(&self) -> u64 {
+        let floats = [
+            self.input_copy,
+            self.grad,
+            self.grad,
+            self.grad_col,
+            self.logits,
+        ]
+        .iter()
+        .chain(&self.outputs)
+        .chain(&self.cols)
+        .chain(&self.masks)
+        .fold(0u64, |sum, &len| sum.saturating_add(len as u64));
+        floats.saturating_mul(std::mem::size_of::<f32>() as u64)
+    }
+}
+
+impl StackWorkspace {
+    /// Bytes the buffers really hold (their allocated capacities), to check the layout against.
+    pub fn allocated_bytes(&self) -> u64 {
+        let floats: usize = [
+            &self.input_copy,
+            &self.grad_output,
+            &self.grad_input,
+            &self.grad_col,
+            &self.logits,
+        ]
+        .into_iter()
+        .chain(&self.outputs)
+        .chain(&self.cols)
+        .chain(&self.masks)
+        .map(Vec::capacity)
+        .sum();
+        (floats * std::mem::size_of::<f32>()) as u64
+    }
+}
+
 /// Where a layer reads its input from: the network input or an earlier layer's buffer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Source {
@@ -181,55 +241,66 @@ impl Sequential {
         params
     }
 
-    /// Buffers for chunks of up to `capacity` rows.
-    pub fn workspace(&self, capacity: usize) -> StackWorkspace {
+    /// The buffer lengths (in f32 values) of a workspace for chunks of up to `capacity` rows:
+    /// what [`Sequential::workspace`] allocates, and what memory estimates count before
+    /// allocating (saturating: an estimate must not wrap around).
+    pub fn workspace_layout(&self, capacity: usize) -> StackWorkspaceLayout {
         let pass_rows = capacity.clamp(1, ROWS_PER_PASS);
+        let rows_of = |len: usize| pass_rows.saturating_mul(len);
         let out_len = |index: usize| self.shapes[index].1.len();
-        let per_layer =
-            |wanted: fn(&Layer) -> bool, len: &dyn Fn(usize) -> usize| -> Vec<Vec<f32>> {
-                self.layers
-                    .iter()
-                    .enumerate()
-                    .map(|(index, layer)| {
-                        if wanted(layer) {
-                            vec![0.0; pass_rows * len(index)]
-                        } else {
-                            Vec::new()
-                        }
-                    })
-                    .collect()
-            };
-        let outputs = per_layer(Layer::owns_output, &out_len);
-        let cols = per_layer(
-            |layer| matches!(layer, Layer::Conv(_)),
-            &|index| match &self.layers[index] {
-                Layer::Conv(conv) => conv.out_pixels() * conv.patch_len(),
-                _ => 0,
-            },
-        );
-        let masks = per_layer(|layer| matches!(layer, Layer::Dropout { .. }), &out_len);
+        let per_layer = |len: &dyn Fn(usize, &Layer) -> Option<usize>| -> Vec<usize> {
+            self.layers
+                .iter()
+                .enumerate()
+                .map(|(index, layer)| len(index, layer).map_or(0, rows_of))
+                .collect()
+        };
+        let outputs = per_layer(&|index, layer| layer.owns_output().then(|| out_len(index)));
+        let cols = per_layer(&|_, layer| match layer {
+            Layer::Conv(conv) => Some(conv.out_pixels().saturating_mul(conv.patch_len())),
+            _ => None,
+        });
+        let masks = per_layer(&|index, layer| {
+            matches!(layer, Layer::Dropout { .. }).then(|| out_len(index))
+        });
         let max_len = self
             .shapes
             .iter()
             .map(|&(shape_in, shape_out)| shape_in.len().max(shape_out.len()))
             .max()
             .unwrap_or(0);
-        let max_col = cols.iter().map(Vec::len).max().unwrap_or(0);
-        let input_copy = if self.layers[0].owns_output() {
-            Vec::new()
-        } else {
-            vec![0.0; pass_rows * self.inputs]
-        };
-        StackWorkspace {
+        StackWorkspaceLayout {
             pass_rows,
+            input_copy: if self.layers[0].owns_output() {
+                0
+            } else {
+                rows_of(self.inputs)
+            },
+            grad: rows_of(max_len),
+            grad_col: cols.iter().copied().max().unwrap_or(0),
+            logits: capacity.saturating_mul(self.outputs),
             outputs,
             cols,
             masks,
-            input_copy,
-            grad_output: vec![0.0; pass_rows * max_len],
-            grad_input: vec![0.0; pass_rows * max_len],
-            grad_col: vec![0.0; max_col],
-            logits: vec![0.0; capacity * self.outputs],
+        }
+    }
+
+    /// Buffers for chunks of up to `capacity` rows, as [`Sequential::workspace_layout`] lays
+    /// them out.
+    pub fn workspace(&self, capacity: usize) -> StackWorkspace {
+        let layout = self.workspace_layout(capacity);
+        let zeros = |len: usize| vec![0.0; len];
+        let each = |lens: &[usize]| lens.iter().map(|&len| zeros(len)).collect();
+        StackWorkspace {
+            pass_rows: layout.pass_rows,
+            outputs: each(&layout.outputs),
+            cols: each(&layout.cols),
+            masks: each(&layout.masks),
+            input_copy: zeros(layout.input_copy),
+            grad_output: zeros(layout.grad),
+            grad_input: zeros(layout.grad),
+            grad_col: zeros(layout.grad_col),
+            logits: zeros(layout.logits),
         }
     }
 

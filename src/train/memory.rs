@@ -370,6 +370,59 @@ mod tests {
     }
 
     #[test]
+    fn a_cnn_estimate_counts_the_workspaces_it_allocates() {
+        // The estimate's workspaces are the bytes the allocator really hands out (im2col
+        // patches, every layer's outputs, masks, gradient scratch), for every shard.
+        let network = Mlp::new(Architecture::cnn());
+        for batch_rows in [1, 7, 16, 32, 64, 128, 1000, usize::MAX] {
+            let estimate = MemoryEstimate::training(&TrainingShape {
+                mlp: &network,
+                optimizer: adam(),
+                batch_rows,
+                evaluation: Some((1000, 10_000)),
+                keeps_best_weights: false,
+                private: false,
+            });
+            let (shards, capacity) = shard_buffers(batch_rows);
+            let allocated = network.workspace(capacity).allocated_bytes();
+            assert_eq!(
+                network.workspace_layout(capacity).bytes(),
+                allocated,
+                "batch {batch_rows}"
+            );
+            assert_eq!(
+                estimate.workspaces,
+                shards as u64 * allocated,
+                "batch {batch_rows}"
+            );
+            let evaluation = network.workspace(1000).allocated_bytes();
+            assert_eq!(estimate.evaluation, evaluation + 10_000 * 5);
+        }
+        // By hand, one shard of 16 rows (one pass): inputs 784 and labels per row; conv1's
+        // output 26·26·32 and patches 26·26·9; pool1 13·13·32; conv2's output 11·11·64 and
+        // patches 11·11·288; pool2 5·5·64; the dropout mask 1600; dense 10; two gradient
+        // buffers of the largest layer (26·26·32); conv2's patch gradient; the logits.
+        let (conv1, cols1) = (26 * 26 * 32, 26 * 26 * 9);
+        let (conv2, cols2) = (11 * 11 * 64, 11 * 11 * 288);
+        let per_row = 784
+            + conv1
+            + cols1
+            + 13 * 13 * 32
+            + conv2
+            + cols2
+            + 1600
+            + 1600
+            + 10
+            + 2 * conv1
+            + cols2
+            + 10;
+        let layout = network.workspace_layout(16);
+        assert_eq!(layout.bytes(), 16 * (per_row as u64 * 4 + 1));
+        // About 10 MB per shard; the MLP-sized layout the estimate used before counted 53 KB.
+        assert!(layout.bytes() > 10_000_000, "{}", layout.bytes());
+    }
+
+    #[test]
     fn huge_batches_are_capped_by_the_step_chunks_and_the_dataset() {
         let network = mlp(&[128]);
         let shape = |batch_rows, evaluation| TrainingShape {
