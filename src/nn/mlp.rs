@@ -177,7 +177,7 @@ impl Mlp {
                 grad_input: Vec::new(),
                 stack: Some(stack.workspace(capacity)),
                 deltas: Vec::new(),
-                example_scales: Vec::new(),
+                example_scales: zeros(capacity),
             };
         }
         let layout = self.workspace_layout(capacity);
@@ -402,7 +402,9 @@ impl Mlp {
     /// gradient is clipped to norm `clip_norm` before the sum, i.e. `grads` (+)= `grad_scale` ·
     /// Σ_i min(1, C/‖g_i‖)·g_i. Per-example norms come from the layers' δ and inputs
     /// ([`Mlp::example_gradient_norms_sq`]), so no per-example gradient is formed, and the
-    /// clipped sum is the usual GEMM xᵀ·(diag(c)·δ).
+    /// clipped sum is the usual GEMM xᵀ·(diag(c)·δ). A layer stack clips the same way
+    /// ([`Sequential::train_chunk_clipped`]; its convolutions form each example's small weight
+    /// gradient for the norm).
     #[allow(clippy::too_many_arguments)]
     pub fn train_chunk_clipped(
         &self,
@@ -415,6 +417,20 @@ impl Mlp {
         grads: &mut [f32],
         accumulate: bool,
     ) -> (f64, usize) {
+        if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
+            return stack.train_chunk_clipped(
+                params,
+                &workspace.inputs,
+                &workspace.labels,
+                buffers,
+                rows,
+                clip_norm,
+                grad_scale,
+                dropout_rng,
+                grads,
+                accumulate,
+            );
+        }
         let (loss_sum, correct) =
             self.example_gradient_norms_sq(params, workspace, rows, dropout_rng);
         // Taken out of the workspace while the layers' buffers are borrowed; put back below.
@@ -446,6 +462,17 @@ impl Mlp {
         rows: usize,
         dropout_rng: &mut Rng,
     ) -> (f64, usize) {
+        if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
+            return stack.example_gradient_norms_sq(
+                params,
+                &workspace.inputs,
+                &workspace.labels,
+                buffers,
+                rows,
+                dropout_rng,
+                &mut workspace.example_scales[..rows],
+            );
+        }
         self.forward(params, workspace, rows, Some(dropout_rng));
         let outputs = self.architecture.outputs;
         let last = self.layers.len() - 1;

@@ -16,6 +16,7 @@ use crate::nn::dropout::{dropout_backward, dropout_forward};
 use crate::nn::layer_spec::{plan_shapes, LayerSpec, Shape};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::max_pool::MaxPool;
+use crate::optim::privacy::clipping::clip_factors;
 use crate::rng::{stream, Rng, Stream};
 
 /// Rows per forward/backward pass. 16 MNIST images make conv2's im2col matrix 16·121 × 288
@@ -74,6 +75,23 @@ pub struct StackWorkspace {
     grad_col: Vec<f32>,
     /// Logits of every row of the chunk: [capacity, outputs].
     pub logits: Vec<f32>,
+    /// Private training: the pass's unscaled loss gradient at the logits, [pass_rows, outputs];
+    /// each example's squared gradient norm, then its clip factor, [pass_rows]; and scratch for
+    /// one example's convolution gradient ([`Conv2d::norm_scratch_len`]).
+    logit_grads: Vec<f32>,
+    example_scales: Vec<f32>,
+    norm_scratch: Vec<f32>,
+}
+
+/// What a backward pass computes besides the gradients it carries down.
+enum BackwardTarget<'a> {
+    /// Parameter gradients, added into (or, with `accumulate` false, written to) the buffer.
+    Gradients {
+        grads: &'a mut [f32],
+        accumulate: bool,
+    },
+    /// Each example's squared parameter-gradient norm, added to `workspace.example_scales`.
+    ExampleNorms,
 }
 
 /// Where a layer reads its input from: the network input or an earlier layer's buffer.
@@ -226,6 +244,15 @@ impl Sequential {
             .max()
             .unwrap_or(0);
         let max_col = cols.iter().map(Vec::len).max().unwrap_or(0);
+        let max_norm_scratch = self
+            .layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Conv(conv) => conv.norm_scratch_len(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
         let input_copy = if self.layers[0].owns_output() {
             Vec::new()
         } else {
@@ -241,6 +268,9 @@ impl Sequential {
             grad_input: vec![0.0; pass_rows * max_len],
             grad_col: vec![0.0; max_col],
             logits: vec![0.0; capacity * self.outputs],
+            logit_grads: vec![0.0; pass_rows * self.outputs],
+            example_scales: vec![0.0; pass_rows],
+            norm_scratch: vec![0.0; max_norm_scratch],
         }
     }
 
@@ -322,8 +352,8 @@ impl Sequential {
         }
     }
 
-    /// Backward over one pass from the logits' gradient in `workspace.grad_output`, adding (or,
-    /// with `accumulate` false, writing) the parameter gradients into `grads`.
+    /// Backward over one pass from the logits' gradient in `workspace.grad_output`, computing
+    /// what `target` asks for: the parameter gradients, or each example's squared gradient norm.
     #[allow(clippy::too_many_arguments)]
     fn backward_pass(
         &self,
@@ -331,9 +361,8 @@ impl Sequential {
         input: &[f32],
         workspace: &mut StackWorkspace,
         rows: usize,
-        grads: &mut [f32],
+        mut target: BackwardTarget,
         dropout: bool,
-        accumulate: bool,
         input_gradient: bool,
     ) {
         let sources = &self.sources;
@@ -352,15 +381,29 @@ impl Sequential {
                     } else {
                         None
                     };
-                    conv.backward(
-                        params,
-                        &ws.cols[index],
-                        grad_y,
-                        rows,
-                        grads,
-                        grad_x,
-                        accumulate,
-                    );
+                    match &mut target {
+                        BackwardTarget::Gradients { grads, accumulate } => conv.backward(
+                            params,
+                            &ws.cols[index],
+                            grad_y,
+                            rows,
+                            grads,
+                            grad_x,
+                            *accumulate,
+                        ),
+                        BackwardTarget::ExampleNorms => {
+                            conv.add_example_gradient_norms_sq(
+                                &ws.cols[index],
+                                grad_y,
+                                rows,
+                                &mut ws.norm_scratch,
+                                &mut ws.example_scales,
+                            );
+                            if let Some((grad_x, grad_col)) = grad_x {
+                                conv.backward_input(params, grad_y, rows, grad_x, grad_col);
+                            }
+                        }
+                    }
                 }
                 Layer::MaxPool(pool) => {
                     let x: &[f32] = match sources[index] {
@@ -384,14 +427,26 @@ impl Sequential {
                     let grad_y = view(&ws.grad_output[..rows * out_len], rows, out_len);
                     let grad_x = need_grad_x
                         .then(|| view_mut(&mut ws.grad_input[..rows * in_len], rows, in_len));
-                    dense.backward_into(
-                        params,
-                        view(x, rows, in_len),
-                        grad_y,
-                        grads,
-                        grad_x,
-                        accumulate,
-                    );
+                    match &mut target {
+                        BackwardTarget::Gradients { grads, accumulate } => dense.backward_into(
+                            params,
+                            view(x, rows, in_len),
+                            grad_y,
+                            grads,
+                            grad_x,
+                            *accumulate,
+                        ),
+                        BackwardTarget::ExampleNorms => {
+                            dense.add_example_gradient_norms_sq(
+                                view(x, rows, in_len),
+                                grad_y,
+                                &mut ws.example_scales[..rows],
+                            );
+                            if let Some(grad_x) = grad_x {
+                                dense.backward_input(params, grad_y, grad_x);
+                            }
+                        }
+                    }
                 }
                 Layer::Relu => {
                     let output: &[f32] = match sources[index] {
@@ -476,9 +531,11 @@ impl Sequential {
             for row in one_hot.chunks_exact_mut(self.outputs) {
                 row[class] = 1.0;
             }
-            self.backward_pass(
-                params, pass_input, workspace, count, scratch, false, false, true,
-            );
+            let target = BackwardTarget::Gradients {
+                grads: scratch,
+                accumulate: false,
+            };
+            self.backward_pass(params, pass_input, workspace, count, target, false, true);
             // After the first layer's step the input's gradient sits in grad_output.
             grad_inputs[start * self.inputs..(start + count) * self.inputs]
                 .copy_from_slice(&workspace.grad_output[..count * self.inputs]);
@@ -501,10 +558,7 @@ impl Sequential {
         grads: &mut [f32],
         accumulate: bool,
     ) -> (f64, usize) {
-        let dropout = self
-            .layers
-            .iter()
-            .any(|layer| matches!(layer, Layer::Dropout { rate } if *rate > 0.0));
+        let dropout = self.has_dropout();
         let pass_rows = workspace.pass_rows;
         let (mut loss_sum, mut correct) = (0.0, 0);
         for start in (0..rows).step_by(pass_rows) {
@@ -521,16 +575,145 @@ impl Sequential {
             );
             loss_sum += pass_loss;
             correct += pass_correct;
-            self.backward_pass(
+            let target = BackwardTarget::Gradients {
+                grads: &mut *grads,
+                accumulate: accumulate || start > 0,
+            };
+            self.backward_pass(params, pass_input, workspace, count, target, dropout, false);
+        }
+        (loss_sum, correct)
+    }
+
+    /// Whether any dropout layer is active in training.
+    fn has_dropout(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|layer| matches!(layer, Layer::Dropout { rate } if *rate > 0.0))
+    }
+
+    /// [`Sequential::train_chunk`] for private training (DP-SGD): each example's gradient is
+    /// clipped to norm `clip_norm` before the sum, i.e. `grads` (+)= `grad_scale` ·
+    /// Σ_i min(1, C/‖g_i‖)·g_i. Per pass: forward, a backward pass that carries the unscaled
+    /// loss gradient down and adds up each example's squared gradient norm layer by layer
+    /// (dense: ‖δ_i‖²·(‖x_i‖² + 1); convolution: the example's own weight gradient, see
+    /// [`Conv2d::add_example_gradient_norms_sq`]), then the ordinary backward pass from the
+    /// logits' gradient with example i's row multiplied by its clip factor (every layer's
+    /// gradient is linear in it). Returns (loss sum, correct).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_chunk_clipped(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        labels: &[u8],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        clip_norm: f32,
+        grad_scale: f32,
+        dropout_rng: &mut Rng,
+        grads: &mut [f32],
+        accumulate: bool,
+    ) -> (f64, usize) {
+        let dropout = self.has_dropout();
+        let pass_rows = workspace.pass_rows;
+        let outputs = self.outputs;
+        let (mut loss_sum, mut correct) = (0.0, 0);
+        for start in (0..rows).step_by(pass_rows) {
+            let count = pass_rows.min(rows - start);
+            let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
+            let (pass_loss, pass_correct) = self.example_gradient_norms_sq_pass(
                 params,
                 pass_input,
+                &labels[start..start + count],
                 workspace,
+                start,
                 count,
-                grads,
-                dropout,
-                accumulate || start > 0,
-                false,
+                dropout_rng,
             );
+            loss_sum += pass_loss;
+            correct += pass_correct;
+            let scales = &mut workspace.example_scales[..count];
+            clip_factors(scales, clip_norm, grad_scale);
+            let logit_rows = workspace.logit_grads[..count * outputs].chunks_exact(outputs);
+            let scaled_rows = workspace.grad_output[..count * outputs].chunks_exact_mut(outputs);
+            for ((scaled, unscaled), &factor) in scaled_rows.zip(logit_rows).zip(scales.iter()) {
+                for (s, &u) in scaled.iter_mut().zip(unscaled) {
+                    *s = factor * u;
+                }
+            }
+            let target = BackwardTarget::Gradients {
+                grads: &mut *grads,
+                accumulate: accumulate || start > 0,
+            };
+            self.backward_pass(params, pass_input, workspace, count, target, dropout, false);
+        }
+        (loss_sum, correct)
+    }
+
+    /// One pass of [`Sequential::train_chunk_clipped`] up to the clip factors: forward (logits to
+    /// rows `start..start + count` of `workspace.logits`), the unscaled loss gradient kept in
+    /// `workspace.logit_grads`, and each example's squared gradient norm in
+    /// `workspace.example_scales`. Returns (loss sum, correct).
+    #[allow(clippy::too_many_arguments)]
+    fn example_gradient_norms_sq_pass(
+        &self,
+        params: &[f32],
+        pass_input: &[f32],
+        labels: &[u8],
+        workspace: &mut StackWorkspace,
+        start: usize,
+        count: usize,
+        dropout_rng: &mut Rng,
+    ) -> (f64, usize) {
+        let outputs = self.outputs;
+        self.forward_pass(params, pass_input, workspace, count, Some(dropout_rng));
+        self.copy_logits(workspace, start, count);
+        let result = softmax_cross_entropy(
+            &workspace.logits[start * outputs..(start + count) * outputs],
+            labels,
+            outputs,
+            1.0,
+            Some(&mut workspace.logit_grads[..count * outputs]),
+        );
+        workspace.grad_output[..count * outputs]
+            .copy_from_slice(&workspace.logit_grads[..count * outputs]);
+        workspace.example_scales[..count].fill(0.0);
+        let dropout = self.has_dropout();
+        let target = BackwardTarget::ExampleNorms;
+        self.backward_pass(params, pass_input, workspace, count, target, dropout, false);
+        result
+    }
+
+    /// Each example's squared gradient norm ‖g_i‖² (of its unscaled loss, dropout active) for
+    /// `rows` rows of `input`, written to `norms_sq` ([rows]); what private training clips by.
+    /// Returns (loss sum, correct).
+    #[allow(clippy::too_many_arguments)]
+    pub fn example_gradient_norms_sq(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        labels: &[u8],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        dropout_rng: &mut Rng,
+        norms_sq: &mut [f32],
+    ) -> (f64, usize) {
+        let pass_rows = workspace.pass_rows;
+        let (mut loss_sum, mut correct) = (0.0, 0);
+        for start in (0..rows).step_by(pass_rows) {
+            let count = pass_rows.min(rows - start);
+            let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
+            let (pass_loss, pass_correct) = self.example_gradient_norms_sq_pass(
+                params,
+                pass_input,
+                &labels[start..start + count],
+                workspace,
+                start,
+                count,
+                dropout_rng,
+            );
+            loss_sum += pass_loss;
+            correct += pass_correct;
+            norms_sq[start..start + count].copy_from_slice(&workspace.example_scales[..count]);
         }
         (loss_sum, correct)
     }
