@@ -32,6 +32,12 @@ impl Rng {
         Rng { state }
     }
 
+    /// The generator's state words (to seed generators run side by side, see
+    /// `kernels::xoshiro_lanes`).
+    pub fn state(&self) -> [u64; 4] {
+        self.state
+    }
+
     #[inline]
     pub fn next_u64_fast(&mut self) -> u64 {
         let s = &mut self.state;

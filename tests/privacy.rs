@@ -33,6 +33,8 @@ fn accountant_agrees_with_dp_accounting_within_one_percent() {
 
 use crate::support::{self, random_dataset};
 use mnist_train::data::gather_normalized;
+use mnist_train::nn::layer_spec::parse_layers;
+use mnist_train::nn::sequential::ROWS_PER_PASS;
 use mnist_train::nn::{Architecture, GradientSink, Mlp};
 use mnist_train::optim::privacy::DpConfig;
 use mnist_train::optim::OptimizerConfig;
@@ -86,16 +88,40 @@ fn chunk_workspace(mlp: &Mlp, indices: &[u32]) -> mnist_train::nn::Workspace {
     workspace
 }
 
+/// A small CNN over MNIST-shaped images, without dropout: two convolutions (28 → 26 → pool 13 →
+/// 11 → pool 5) and a dense layer, so the norms cover conv, pool and dense layers.
+fn small_cnn() -> Mlp {
+    Mlp::new(Architecture::stack(
+        parse_layers("conv4x3,relu,pool2,conv6x3,relu,pool2,flatten,dense10")
+            .expect("a valid layer list"),
+    ))
+}
+
 #[test]
 fn fast_per_example_norms_equal_norms_of_materialized_gradients() {
-    let mlp = small_mlp();
+    assert_fast_norms_match_materialized(&small_mlp());
+}
+
+#[test]
+fn cnn_per_example_norms_equal_norms_of_materialized_gradients() {
+    // 24 examples: more than one pass of the stack (ROWS_PER_PASS = 16).
+    const { assert!(24 > ROWS_PER_PASS) };
+    assert_fast_norms_match_materialized(&small_cnn());
+}
+
+#[test]
+fn cnn_clipped_sum_is_the_sum_of_individually_clipped_gradients_each_at_most_c() {
+    assert_clipped_sum_matches_materialized(&small_cnn());
+}
+
+fn assert_fast_norms_match_materialized(mlp: &Mlp) {
     let params = mlp.initial_parameters(3);
     let indices: Vec<u32> = (0..24).collect();
-    let expected: Vec<f64> = materialized_gradients(&mlp, &params, &indices)
+    let expected: Vec<f64> = materialized_gradients(mlp, &params, &indices)
         .iter()
         .map(|g| norm(g))
         .collect();
-    let mut workspace = chunk_workspace(&mlp, &indices);
+    let mut workspace = chunk_workspace(mlp, &indices);
     mlp.example_gradient_norms_sq(
         &params,
         &mut workspace,
@@ -118,10 +144,13 @@ fn fast_per_example_norms_equal_norms_of_materialized_gradients() {
 
 #[test]
 fn clipped_sum_is_the_sum_of_individually_clipped_gradients_each_at_most_c() {
-    let mlp = small_mlp();
+    assert_clipped_sum_matches_materialized(&small_mlp());
+}
+
+fn assert_clipped_sum_matches_materialized(mlp: &Mlp) {
     let params = mlp.initial_parameters(4);
     let indices: Vec<u32> = (0..24).collect();
-    let per_example = materialized_gradients(&mlp, &params, &indices);
+    let per_example = materialized_gradients(mlp, &params, &indices);
     let norms: Vec<f64> = per_example.iter().map(|g| norm(g)).collect();
     // A clip norm between the smallest and largest gradient: some examples clipped, some not.
     let mut sorted = norms.clone();
@@ -131,7 +160,7 @@ fn clipped_sum_is_the_sum_of_individually_clipped_gradients_each_at_most_c() {
 
     // Each example alone: its contribution to the noiseless sum has norm min(‖g_i‖, C) ≤ C.
     for (offset, (&index, &full_norm)) in indices.iter().zip(&norms).enumerate() {
-        let mut workspace = chunk_workspace(&mlp, &[index]);
+        let mut workspace = chunk_workspace(mlp, &[index]);
         let mut grads = vec![0.0; mlp.parameter_count()];
         let gradient = GradientSink::writing(&mut grads, 1.0);
         let mut rng = Rng::from_u64(0);
@@ -150,7 +179,7 @@ fn clipped_sum_is_the_sum_of_individually_clipped_gradients_each_at_most_c() {
 
     // The whole chunk at once equals Σ min(1, C/‖g_i‖)·g_i formed explicitly, times the scale.
     let scale = 0.25;
-    let mut workspace = chunk_workspace(&mlp, &indices);
+    let mut workspace = chunk_workspace(mlp, &indices);
     let mut grads = vec![0.0; mlp.parameter_count()];
     let gradient = GradientSink::writing(&mut grads, scale);
     let rows = indices.len();
@@ -283,6 +312,36 @@ fn private_training_is_bit_identical_for_every_thread_count_and_reports_growing_
     assert!(epsilons.windows(2).all(|w| w[0] < w[1]), "{epsilons:?}");
     let guarantee = reference.privacy_guarantee(train.len()).unwrap();
     assert_eq!((guarantee.steps, guarantee.epsilon), (30, epsilons[2]));
+}
+
+#[test]
+fn private_cnn_training_is_bit_identical_for_every_thread_count_and_learns() {
+    // A Poisson batch of ~40 splits into 2 or more shards; each shard runs in stack passes.
+    let train = random_dataset(200, 8);
+    let config = TrainConfig {
+        architecture: Architecture::stack(
+            parse_layers("conv4x3,relu,pool2,flatten,dropout0.25,dense10")
+                .expect("a valid layer list"),
+        ),
+        batch_size: BatchSize::Examples(40),
+        ..private_config(2)
+    };
+    let run = |threads: usize| {
+        let mut trainer = Trainer::new(config.clone());
+        trainer.threads = threads;
+        trainer
+            .fit(&train, &mut Progress::new(ProgressMode::None, 2), &mut [])
+            .unwrap();
+        trainer
+    };
+    let reference = run(1);
+    let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&run(2).params), bits(&reference.params));
+    assert_eq!(bits(&run(3).params), bits(&reference.params));
+    let initial = Mlp::new(config.architecture.clone()).initial_parameters(config.seed);
+    assert_ne!(bits(&initial), bits(&reference.params));
+    assert!(reference.params.iter().all(|v| v.is_finite()));
+    assert!(reference.history.iter().all(|r| r.epsilon.is_some()));
 }
 
 #[test]

@@ -222,18 +222,6 @@ impl TrainArgs {
                 check_monitor("--restore-best", monitor)?;
             }
         }
-        if privacy.is_some() && architecture.layers.is_some() {
-            // Per-example gradients (for clipping) exist for the MLP's dense layers only.
-            let option = if self.privacy.dp_noise_multiplier.is_some() {
-                "--dp-noise-multiplier"
-            } else {
-                "--dp-target-epsilon"
-            };
-            return Err(Error::config(
-                option,
-                "private training supports --arch mlp only, not a layer stack",
-            ));
-        }
         let dataset = DatasetKind::from(self.dataset);
         let training = TrainConfig {
             architecture,
@@ -338,7 +326,7 @@ pub fn apply_recipe(args: &mut TrainArgs) {
     if batch {
         args.batch_size = Some(crate::train::BatchSize::Examples(recipe::BATCH_SIZE));
     }
-    // The MLP's dropout only: a layer stack is refused for private training later, by name.
+    // The MLP's dropout only (--dropout does not apply to a layer stack).
     let mlp = args.layers.is_none() && args.arch == ArchName::Mlp;
     if dropout && mlp {
         args.dropout = Some(recipe::DROPOUT);

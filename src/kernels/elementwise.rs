@@ -40,6 +40,119 @@ macro_rules! multiversion {
             }
         }
     };
+    ($(#[$attr:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$attr])*
+        pub fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn body($($arg: $ty),*) -> $ret $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+            fn avx512($($arg: $ty),*) -> $ret {
+                body($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($arg: $ty),*) -> $ret {
+                body($($arg),*)
+            }
+
+            match backend() {
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx2 => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
+        }
+    };
+}
+
+multiversion! {
+    /// values *= factor (in place).
+    pub fn scale_in_place(values: &mut [f32], factor: f32) {
+        for value in values.iter_mut() {
+            *value *= factor;
+        }
+    }
+}
+
+/// Lanes of [`sum_of_squares`]: independent partial sums, added in a fixed order at the end, so
+/// the result is the same on every backend (it does not depend on the vector width).
+const SQUARE_LANES: usize = 16;
+
+multiversion! {
+    /// Σ v² over `values`: 16 partial sums (element j goes to lane j mod 16), then the lanes in
+    /// order, then the remainder.
+    pub fn sum_of_squares(values: &[f32]) -> f32 {
+        let mut lanes = [0.0f32; SQUARE_LANES];
+        let chunks = values.chunks_exact(SQUARE_LANES);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                *lane += v * v;
+            }
+        }
+        let mut sum = 0.0;
+        for lane in lanes {
+            sum += lane;
+        }
+        for &v in tail {
+            sum += v * v;
+        }
+        sum
+    }
+}
+
+/// Independent xoshiro256++ generators stepped side by side by [`xoshiro_lanes`].
+pub const XOSHIRO_LANES: usize = 8;
+
+multiversion! {
+    /// Fills `out` from [`XOSHIRO_LANES`] xoshiro256++ generators run side by side (vectorized):
+    /// `out[XOSHIRO_LANES · i + j]` is generator j's i-th output. `state[k][j]` is word k of
+    /// generator j's state; `out.len()` must be a multiple of the lane count.
+    pub fn xoshiro_lanes(state: &mut [[u64; XOSHIRO_LANES]; 4], out: &mut [u64]) {
+        let [mut s0, mut s1, mut s2, mut s3] = *state;
+        for chunk in out.chunks_exact_mut(XOSHIRO_LANES) {
+            for j in 0..XOSHIRO_LANES {
+                chunk[j] = s0[j].wrapping_add(s3[j]).rotate_left(23).wrapping_add(s0[j]);
+                let t = s1[j] << 17;
+                s2[j] ^= s0[j];
+                s3[j] ^= s1[j];
+                s1[j] ^= s2[j];
+                s0[j] ^= s3[j];
+                s2[j] ^= t;
+                s3[j] = s3[j].rotate_left(45);
+            }
+        }
+        *state = [s0, s1, s2, s3];
+    }
+}
+
+/// Layers of the ziggurat [`ziggurat_fast_path`] samples from (a power of two).
+pub const ZIGGURAT_LAYERS: usize = 1024;
+const LAYER_BITS: u32 = ZIGGURAT_LAYERS.trailing_zeros();
+
+multiversion! {
+    /// The fast path of a 1024-layer ziggurat on one 32-bit half of each draw (`high`: bits
+    /// 32..64, else 0..32): its low 10 bits pick layer `l`, its high 22 bits (signed) a uniform
+    /// `u` in [-1, 1); `z = u · widths[l]` is accepted (`accepted = 1`, `out = scale · z`) when
+    /// `|z| < inner[l]`. Rejected samples go to the exact slow path (`optim::privacy::noise`).
+    pub fn ziggurat_fast_path(draws: &[u64], high: bool, widths: &[f32; ZIGGURAT_LAYERS], inner: &[f32; ZIGGURAT_LAYERS], scale: f32, out: &mut [f32], accepted: &mut [u8]) {
+        let shift = if high { 32 } else { 0 };
+        let draws = &draws[..out.len()];
+        let accepted = &mut accepted[..out.len()];
+        for ((&draw, o), ok) in draws.iter().zip(out.iter_mut()).zip(accepted.iter_mut()) {
+            let word = (draw >> shift) as u32;
+            let layer = (word as usize) & (ZIGGURAT_LAYERS - 1);
+            let u = ((word as i32) >> LAYER_BITS) as f32 * (1.0 / (1u32 << (31 - LAYER_BITS)) as f32);
+            let value = u * widths[layer];
+            *o = scale * value;
+            *ok = u8::from(value.abs() < inner[layer]);
+        }
+    }
 }
 
 multiversion! {

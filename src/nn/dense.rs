@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::kernels::{matmul, sum_rows_into};
+use crate::kernels::{matmul, sum_of_squares, sum_rows_into};
 use crate::rng::Rng;
 
 pub type Dense = DenseLayout;
@@ -85,10 +85,17 @@ impl Dense {
         grad_y: ArrayView2<f32>,
         norms_sq: &mut [f32],
     ) {
-        for ((x_row, grad_row), norm_sq) in x.rows().into_iter().zip(grad_y.rows()).zip(norms_sq) {
-            let x_sq: f32 = x_row.iter().map(|v| v * v).sum();
-            let grad_sq: f32 = grad_row.iter().map(|v| v * v).sum();
-            *norm_sq += grad_sq * (x_sq + 1.0);
+        let x = x
+            .as_slice()
+            .expect("inputs are contiguous row-major buffers");
+        let grad_y = grad_y
+            .as_slice()
+            .expect("gradients are contiguous row-major buffers");
+        let rows = x
+            .chunks_exact(self.inputs)
+            .zip(grad_y.chunks_exact(self.outputs));
+        for ((x_row, grad_row), norm_sq) in rows.zip(norms_sq) {
+            *norm_sq += sum_of_squares(grad_row) * (sum_of_squares(x_row) + 1.0);
         }
     }
 

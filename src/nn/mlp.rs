@@ -393,7 +393,9 @@ impl Mlp {
     /// gradient is clipped to norm `clip_norm` before the sum, i.e. `grads` (+)= `scale` ·
     /// Σ_i min(1, C/‖g_i‖)·g_i. Per-example norms come from the layers' δ and inputs
     /// ([`Mlp::example_gradient_norms_sq`]), so no per-example gradient is formed, and the
-    /// clipped sum is the usual GEMM xᵀ·(diag(c)·δ).
+    /// clipped sum is the usual GEMM xᵀ·(diag(c)·δ). A layer stack clips the same way
+    /// ([`Sequential::train_chunk_clipped`]; its convolutions form each example's small weight
+    /// gradient for the norm).
     pub fn train_chunk_clipped(
         &self,
         params: &[f32],
@@ -403,6 +405,18 @@ impl Mlp {
         dropout_rng: &mut Rng,
         gradient: GradientSink,
     ) -> (f64, usize) {
+        if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
+            return stack.train_chunk_clipped(
+                params,
+                &workspace.inputs,
+                &workspace.labels,
+                buffers,
+                rows,
+                clip_norm,
+                dropout_rng,
+                gradient,
+            );
+        }
         let (loss_sum, correct) =
             self.example_gradient_norms_sq(params, workspace, rows, dropout_rng);
         // Taken out of the workspace while the layers' buffers are borrowed; put back below.
@@ -430,6 +444,17 @@ impl Mlp {
         rows: usize,
         dropout_rng: &mut Rng,
     ) -> (f64, usize) {
+        if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
+            return stack.example_gradient_norms_sq(
+                params,
+                &workspace.inputs,
+                &workspace.labels,
+                buffers,
+                rows,
+                dropout_rng,
+                &mut workspace.example_scales[..rows],
+            );
+        }
         self.forward(params, workspace, rows, Some(dropout_rng));
         let outputs = self.architecture.outputs;
         let last = self.layers.len() - 1;

@@ -15,6 +15,7 @@ use crate::nn::layer_spec::{plan_shapes, LayerSpec, Shape};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::max_pool::MaxPool;
 use crate::nn::GradientSink;
+use crate::optim::privacy::clipping::clip_factors;
 use crate::rng::{stream, Rng, Stream};
 
 /// Rows per forward/backward pass. 16 MNIST images make conv2's im2col matrix 16·121 × 288
@@ -73,6 +74,23 @@ pub struct StackWorkspace {
     grad_col: Vec<f32>,
     /// Logits of every row of the chunk: [capacity, outputs].
     pub logits: Vec<f32>,
+    /// Private training: the pass's unscaled loss gradient at the logits, [pass_rows, outputs];
+    /// each example's squared gradient norm, then its clip factor, [pass_rows]; and scratch for
+    /// one example's convolution gradient ([`Conv2d::norm_scratch_len`]).
+    logit_grads: Vec<f32>,
+    example_scales: Vec<f32>,
+    norm_scratch: Vec<f32>,
+}
+
+/// What a backward pass computes besides the gradients it carries down.
+enum BackwardTarget<'a> {
+    /// Parameter gradients, added into (or, with `accumulate` false, written to) the buffer.
+    Gradients {
+        grads: &'a mut [f32],
+        accumulate: bool,
+    },
+    /// Each example's squared parameter-gradient norm, added to `workspace.example_scales`.
+    ExampleNorms,
 }
 
 /// Buffer lengths (in f32 values) of a [`StackWorkspace`]; see [`Sequential::workspace_layout`].
@@ -94,6 +112,12 @@ pub struct StackWorkspaceLayout {
     pub grad_col: usize,
     /// Logits of every row of a chunk: [capacity, outputs].
     pub logits: usize,
+    /// Private training: the pass's unscaled loss gradient at the logits: [pass_rows, outputs].
+    pub logit_grads: usize,
+    /// Private training: each example's squared gradient norm, then clip factor: [pass_rows].
+    pub example_scales: usize,
+    /// Private training: one example's convolution gradient (the largest convolution's).
+    pub norm_scratch: usize,
 }
 
 impl StackWorkspaceLayout {
@@ -105,6 +129,9 @@ impl StackWorkspaceLayout {
             self.grad,
             self.grad_col,
             self.logits,
+            self.logit_grads,
+            self.example_scales,
+            self.norm_scratch,
         ]
         .iter()
         .chain(&self.outputs)
@@ -124,6 +151,9 @@ impl StackWorkspace {
             &self.grad_input,
             &self.grad_col,
             &self.logits,
+            &self.logit_grads,
+            &self.example_scales,
+            &self.norm_scratch,
         ]
         .into_iter()
         .chain(&self.outputs)
@@ -269,6 +299,15 @@ impl Sequential {
             .map(|&(shape_in, shape_out)| shape_in.len().max(shape_out.len()))
             .max()
             .unwrap_or(0);
+        let norm_scratch = self
+            .layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Conv(conv) => conv.norm_scratch_len(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
         StackWorkspaceLayout {
             pass_rows,
             input_copy: if self.layers[0].owns_output() {
@@ -282,6 +321,9 @@ impl Sequential {
             outputs,
             cols,
             masks,
+            logit_grads: rows_of(self.outputs),
+            example_scales: pass_rows,
+            norm_scratch,
         }
     }
 
@@ -301,6 +343,9 @@ impl Sequential {
             grad_input: zeros(layout.grad),
             grad_col: zeros(layout.grad_col),
             logits: zeros(layout.logits),
+            logit_grads: zeros(layout.logit_grads),
+            example_scales: zeros(layout.example_scales),
+            norm_scratch: zeros(layout.norm_scratch),
         }
     }
 
@@ -384,8 +429,8 @@ impl Sequential {
         }
     }
 
-    /// Backward over one pass from the logits' gradient in `workspace.grad_output`, adding (or,
-    /// with `accumulate` false, writing) the parameter gradients into `grads`.
+    /// Backward over one pass from the logits' gradient in `workspace.grad_output`, computing
+    /// what `target` asks for: the parameter gradients, or each example's squared gradient norm.
     #[allow(clippy::too_many_arguments)]
     fn backward_pass(
         &self,
@@ -393,9 +438,8 @@ impl Sequential {
         input: &[f32],
         workspace: &mut StackWorkspace,
         rows: usize,
-        grads: &mut [f32],
+        mut target: BackwardTarget,
         dropout: bool,
-        accumulate: bool,
         input_gradient: bool,
     ) {
         let sources = &self.sources;
@@ -414,15 +458,29 @@ impl Sequential {
                     } else {
                         None
                     };
-                    conv.backward(
-                        params,
-                        &ws.cols[index],
-                        grad_y,
-                        rows,
-                        grads,
-                        grad_x,
-                        accumulate,
-                    );
+                    match &mut target {
+                        BackwardTarget::Gradients { grads, accumulate } => conv.backward(
+                            params,
+                            &ws.cols[index],
+                            grad_y,
+                            rows,
+                            grads,
+                            grad_x,
+                            *accumulate,
+                        ),
+                        BackwardTarget::ExampleNorms => {
+                            conv.add_example_gradient_norms_sq(
+                                &ws.cols[index],
+                                grad_y,
+                                rows,
+                                &mut ws.norm_scratch,
+                                &mut ws.example_scales,
+                            );
+                            if let Some((grad_x, grad_col)) = grad_x {
+                                conv.backward_input(params, grad_y, rows, grad_x, grad_col);
+                            }
+                        }
+                    }
                 }
                 Layer::MaxPool(pool) => {
                     let x: &[f32] = match sources[index] {
@@ -446,14 +504,26 @@ impl Sequential {
                     let grad_y = rows_view(&ws.grad_output, rows, out_len);
                     let grad_x =
                         need_grad_x.then(|| rows_view_mut(&mut ws.grad_input, rows, in_len));
-                    dense.backward_into(
-                        params,
-                        rows_view(x, rows, in_len),
-                        grad_y,
-                        grads,
-                        grad_x,
-                        accumulate,
-                    );
+                    match &mut target {
+                        BackwardTarget::Gradients { grads, accumulate } => dense.backward_into(
+                            params,
+                            rows_view(x, rows, in_len),
+                            grad_y,
+                            grads,
+                            grad_x,
+                            *accumulate,
+                        ),
+                        BackwardTarget::ExampleNorms => {
+                            dense.add_example_gradient_norms_sq(
+                                rows_view(x, rows, in_len),
+                                grad_y,
+                                &mut ws.example_scales[..rows],
+                            );
+                            if let Some(grad_x) = grad_x {
+                                dense.backward_input(params, grad_y, grad_x);
+                            }
+                        }
+                    }
                 }
                 Layer::Relu => {
                     let output: &[f32] = match sources[index] {
@@ -532,9 +602,11 @@ impl Sequential {
             for row in one_hot.chunks_exact_mut(self.outputs) {
                 row[class] = 1.0;
             }
-            self.backward_pass(
-                params, pass_input, workspace, count, scratch, false, false, true,
-            );
+            let target = BackwardTarget::Gradients {
+                grads: scratch,
+                accumulate: false,
+            };
+            self.backward_pass(params, pass_input, workspace, count, target, false, true);
             // After the first layer's step the input's gradient sits in grad_output.
             grad_inputs[start * self.inputs..(start + count) * self.inputs]
                 .copy_from_slice(&workspace.grad_output[..count * self.inputs]);
@@ -554,10 +626,7 @@ impl Sequential {
         dropout_rng: &mut Rng,
         gradient: GradientSink,
     ) -> (f64, usize) {
-        let dropout = self
-            .layers
-            .iter()
-            .any(|layer| matches!(layer, Layer::Dropout { rate } if *rate > 0.0));
+        let dropout = self.has_dropout();
         let pass_rows = workspace.pass_rows;
         let (mut loss_sum, mut correct) = (0.0, 0);
         for start in (0..rows).step_by(pass_rows) {
@@ -574,16 +643,143 @@ impl Sequential {
             );
             loss_sum += pass_loss;
             correct += pass_correct;
-            self.backward_pass(
+            let target = BackwardTarget::Gradients {
+                grads: &mut *gradient.grads,
+                accumulate: gradient.accumulate || start > 0,
+            };
+            self.backward_pass(params, pass_input, workspace, count, target, dropout, false);
+        }
+        (loss_sum, correct)
+    }
+
+    /// Whether any dropout layer is active in training.
+    fn has_dropout(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|layer| matches!(layer, Layer::Dropout { rate } if *rate > 0.0))
+    }
+
+    /// [`Sequential::train_chunk`] for private training (DP-SGD): each example's gradient is
+    /// clipped to norm `clip_norm` before the sum, i.e. `gradient` (+)= its scale ·
+    /// Σ_i min(1, C/‖g_i‖)·g_i. Per pass: forward, a backward pass that carries the unscaled
+    /// loss gradient down and adds up each example's squared gradient norm layer by layer
+    /// (dense: ‖δ_i‖²·(‖x_i‖² + 1); convolution: the example's own weight gradient, see
+    /// [`Conv2d::add_example_gradient_norms_sq`]), then the ordinary backward pass from the
+    /// logits' gradient with example i's row multiplied by its clip factor (every layer's
+    /// gradient is linear in it). Returns (loss sum, correct).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_chunk_clipped(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        labels: &[u8],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        clip_norm: f32,
+        dropout_rng: &mut Rng,
+        gradient: GradientSink,
+    ) -> (f64, usize) {
+        let dropout = self.has_dropout();
+        let pass_rows = workspace.pass_rows;
+        let outputs = self.outputs;
+        let (mut loss_sum, mut correct) = (0.0, 0);
+        for start in (0..rows).step_by(pass_rows) {
+            let count = pass_rows.min(rows - start);
+            let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
+            let (pass_loss, pass_correct) = self.example_gradient_norms_sq_pass(
                 params,
                 pass_input,
+                &labels[start..start + count],
                 workspace,
+                start,
                 count,
-                gradient.grads,
-                dropout,
-                gradient.accumulate || start > 0,
-                false,
+                dropout_rng,
             );
+            loss_sum += pass_loss;
+            correct += pass_correct;
+            let scales = &mut workspace.example_scales[..count];
+            clip_factors(scales, clip_norm, gradient.scale);
+            let logit_rows = workspace.logit_grads[..count * outputs].chunks_exact(outputs);
+            let scaled_rows = workspace.grad_output[..count * outputs].chunks_exact_mut(outputs);
+            for ((scaled, unscaled), &factor) in scaled_rows.zip(logit_rows).zip(scales.iter()) {
+                for (s, &u) in scaled.iter_mut().zip(unscaled) {
+                    *s = factor * u;
+                }
+            }
+            let target = BackwardTarget::Gradients {
+                grads: &mut *gradient.grads,
+                accumulate: gradient.accumulate || start > 0,
+            };
+            self.backward_pass(params, pass_input, workspace, count, target, dropout, false);
+        }
+        (loss_sum, correct)
+    }
+
+    /// One pass of [`Sequential::train_chunk_clipped`] up to the clip factors: forward (logits to
+    /// rows `start..start + count` of `workspace.logits`), the unscaled loss gradient kept in
+    /// `workspace.logit_grads`, and each example's squared gradient norm in
+    /// `workspace.example_scales`. Returns (loss sum, correct).
+    #[allow(clippy::too_many_arguments)]
+    fn example_gradient_norms_sq_pass(
+        &self,
+        params: &[f32],
+        pass_input: &[f32],
+        labels: &[u8],
+        workspace: &mut StackWorkspace,
+        start: usize,
+        count: usize,
+        dropout_rng: &mut Rng,
+    ) -> (f64, usize) {
+        let outputs = self.outputs;
+        self.forward_pass(params, pass_input, workspace, Some(dropout_rng));
+        self.copy_logits(workspace, start, count);
+        let result = softmax_cross_entropy(
+            &workspace.logits[start * outputs..(start + count) * outputs],
+            labels,
+            outputs,
+            1.0,
+            Some(&mut workspace.logit_grads[..count * outputs]),
+        );
+        workspace.grad_output[..count * outputs]
+            .copy_from_slice(&workspace.logit_grads[..count * outputs]);
+        workspace.example_scales[..count].fill(0.0);
+        let dropout = self.has_dropout();
+        let target = BackwardTarget::ExampleNorms;
+        self.backward_pass(params, pass_input, workspace, count, target, dropout, false);
+        result
+    }
+
+    /// Each example's squared gradient norm ‖g_i‖² (of its unscaled loss, dropout active) for
+    /// `rows` rows of `input`, written to `norms_sq` ([rows]); what private training clips by.
+    /// Returns (loss sum, correct).
+    #[allow(clippy::too_many_arguments)]
+    pub fn example_gradient_norms_sq(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        labels: &[u8],
+        workspace: &mut StackWorkspace,
+        rows: usize,
+        dropout_rng: &mut Rng,
+        norms_sq: &mut [f32],
+    ) -> (f64, usize) {
+        let pass_rows = workspace.pass_rows;
+        let (mut loss_sum, mut correct) = (0.0, 0);
+        for start in (0..rows).step_by(pass_rows) {
+            let count = pass_rows.min(rows - start);
+            let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
+            let (pass_loss, pass_correct) = self.example_gradient_norms_sq_pass(
+                params,
+                pass_input,
+                &labels[start..start + count],
+                workspace,
+                start,
+                count,
+                dropout_rng,
+            );
+            loss_sum += pass_loss;
+            correct += pass_correct;
+            norms_sq[start..start + count].copy_from_slice(&workspace.example_scales[..count]);
         }
         (loss_sum, correct)
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::nn::Mlp;
 use crate::optim::OptimizerConfig;
 use crate::train::evaluate::evaluation_rows;
-use crate::train::step::{shard_buffers, MAX_SHARDS};
+use crate::train::step::{poisson_shard_capacity, shard_buffers, MAX_SHARDS};
 
 const F32_BYTES: u64 = std::mem::size_of::<f32>() as u64;
 
@@ -84,7 +84,11 @@ impl MemoryEstimate {
         let slots = shape.optimizer.slot_count() as u64;
         let best_copy = u64::from(shape.keeps_best_weights);
         let (shards, capacity) = shard_buffers(shape.batch_rows);
-        let shard_count = if shape.private { MAX_SHARDS } else { shards };
+        let (shard_count, capacity) = if shape.private {
+            (MAX_SHARDS, poisson_shard_capacity(shape.batch_rows))
+        } else {
+            (shards, capacity)
+        };
         let noise = u64::from(shape.private);
         let workspace = shape.mlp.workspace_layout(capacity).bytes();
         let evaluation = shape.evaluation.map_or(0, |(batch_size, examples)| {

@@ -30,7 +30,7 @@ pub use evaluate::evaluate;
 pub use metrics::{EpochRecord, Evaluation};
 pub use progress::{Progress, ProgressMode};
 pub use recipe::Recipe;
-use step::{PrivateStep, StepBatch, StepEngine};
+use step::{poisson_shard_capacity, shard_buffers, PrivateStep, StepBatch, StepEngine};
 
 /// Examples per optimization step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,7 +265,12 @@ impl Trainer {
         let (sampling_rate, steps_per_epoch) = self.config.sampling(train.len());
         let mut batch: Vec<u32> = Vec::with_capacity(batch_size);
         callbacks.sort_by_key(|callback| callback.phase());
-        let mut engine = StepEngine::new(&self.mlp, batch_size, self.threads);
+        let capacity = match self.config.privacy {
+            Some(_) => poisson_shard_capacity(batch_size),
+            None => shard_buffers(batch_size).1,
+        };
+        let mut engine =
+            StepEngine::with_shard_capacity(&self.mlp, batch_size, self.threads, capacity);
         let _flush_denormals = DenormalGuard::new();
         for callback in callbacks.iter_mut() {
             if let Some(state) = callback

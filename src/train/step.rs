@@ -9,7 +9,7 @@ use std::ops::Range;
 use crate::data::{gather_normalized, Dataset};
 use crate::kernels::{add_assign, add_into, WorkerPool};
 use crate::nn::{GradientSink, Mlp, Workspace};
-use crate::optim::privacy::noise::add_gaussian;
+use crate::optim::privacy::noise::fill_gaussian;
 use crate::optim::Optimizer;
 use crate::rng::{stream, Stream};
 
@@ -61,6 +61,19 @@ pub fn shard_buffers(batch_size: usize) -> (usize, usize) {
     // The first shard is the largest (see `shard_ranges`).
     let capacity = batch_size.div_ceil(shard_count).clamp(1, CHUNK_ROWS);
     (shard_count, capacity)
+}
+
+/// Rows per shard workspace for private training, whose Poisson batches of `expected` rows on
+/// average vary in size: enough for the largest shard of any batch up to expected + 4·√expected + 1
+/// rows (so nearly every shard runs in one chunk: a shard of 85 rows in a workspace of 64 would
+/// run as 64 + 21, and small matrix products are slow), at most `2 · CHUNK_ROWS`.
+pub fn poisson_shard_capacity(expected: usize) -> usize {
+    let largest = expected + (4.0 * (expected as f64).sqrt()).ceil() as usize + 1;
+    (1..=largest.min(MAX_SHARDS * 2 * CHUNK_ROWS))
+        .map(|rows| rows.div_ceil(shard_count(rows)))
+        .max()
+        .unwrap_or(1)
+        .clamp(shard_buffers(expected).1, 2 * CHUNK_ROWS)
 }
 
 /// What one shard needs to compute its gradient.
@@ -154,8 +167,10 @@ pub struct StepEngine {
     shards: Vec<Shard>,
     /// Shards used by the last [`StepEngine::gradient`] call.
     active_shards: usize,
-    /// Private training: the step's Gaussian noise, [parameters].
+    /// Private training: the step's Gaussian noise, [parameters] (kept between steps).
     noise: Vec<f32>,
+    /// Whether the last step was private (its gradient includes `noise`).
+    noisy: bool,
 }
 
 /// Parameters per block of noise: each block has its own random stream, so the noise depends on
@@ -178,7 +193,19 @@ impl StepEngine {
     /// An engine for batches of up to `batch_size` rows, on `threads` threads (the caller's
     /// included). More threads than shards would idle, so at most `shard_count` are started.
     pub fn new(mlp: &Mlp, batch_size: usize, threads: usize) -> Self {
-        let (shard_count, capacity) = shard_buffers(batch_size);
+        let (_, capacity) = shard_buffers(batch_size);
+        StepEngine::with_shard_capacity(mlp, batch_size, threads, capacity)
+    }
+
+    /// [`StepEngine::new`] with shard workspaces of `capacity` rows (private training:
+    /// [`poisson_shard_capacity`]).
+    pub fn with_shard_capacity(
+        mlp: &Mlp,
+        batch_size: usize,
+        threads: usize,
+        capacity: usize,
+    ) -> Self {
+        let (shard_count, _) = shard_buffers(batch_size);
         let parameter_count = mlp.parameter_count();
         StepEngine {
             pool: WorkerPool::new(threads.clamp(1, shard_count)),
@@ -187,6 +214,7 @@ impl StepEngine {
                 .collect(),
             active_shards: 0,
             noise: Vec::new(),
+            noisy: false,
         }
     }
 
@@ -216,12 +244,13 @@ impl StepEngine {
 
     /// Fills the noise buffer with N(0, std_dev²) per parameter, block by block in parallel.
     fn draw_noise(&mut self, parameters: usize, std_dev: f64, seed: u64, global_step: u64) {
-        self.noise.clear();
+        // Every element is overwritten: no clearing between steps.
         self.noise.resize(parameters, 0.0);
+        self.noisy = true;
         let mut blocks: Vec<&mut [f32]> = self.noise.chunks_mut(NOISE_BLOCK).collect();
         self.pool.for_each_mut(&mut blocks, |block_index, block| {
             let mut rng = stream(seed, Stream::DpNoise, global_step, block_index as u64);
-            add_gaussian(block, std_dev, &mut rng);
+            fill_gaussian(block, std_dev, &mut rng);
         });
     }
 
@@ -231,7 +260,7 @@ impl StepEngine {
         grad_scale: f32,
         clip_norm: Option<f32>,
     ) -> (f64, usize) {
-        self.noise.clear();
+        self.noisy = false;
         let batch = step.indices;
         let shard_count = shard_count(batch.len());
         // A Poisson-sampled batch can exceed the size the engine was made for: add shards.
@@ -266,7 +295,7 @@ impl StepEngine {
     /// the shard gradients are summed block by block inside the optimizer's parallel pass.
     pub fn apply(&self, optimizer: &mut Optimizer, params: &mut [f32], learning_rate: f32) {
         let shards = &self.shards[..self.active_shards];
-        let noise = &self.noise;
+        let noise: &[f32] = if self.noisy { &self.noise } else { &[] };
         optimizer.step_parallel_with(&self.pool, params, learning_rate, |range, block| {
             sum_shard_gradients(shards, range.clone(), block);
             if !noise.is_empty() {
@@ -279,7 +308,7 @@ impl StepEngine {
     /// noise included) call, written to `grads`.
     pub fn batch_gradient(&self, grads: &mut [f32]) {
         sum_shard_gradients(&self.shards[..self.active_shards], 0..grads.len(), grads);
-        if !self.noise.is_empty() {
+        if self.noisy {
             add_assign(grads, &self.noise);
         }
     }
@@ -331,9 +360,26 @@ mod tests {
         for batch in [1, 7, 16, 31, 32, 33, 100, 128, 256, 1000, 60_000] {
             let ranges = shard_ranges(batch);
             let (count, capacity) = shard_buffers(batch);
+            // Private runs' workspaces hold at least as many rows.
+            assert!(poisson_shard_capacity(batch) >= capacity);
             assert_eq!(count, ranges.len());
             assert_eq!(capacity, ranges[0].len().min(CHUNK_ROWS), "{batch}");
         }
         assert_eq!(shard_buffers(usize::MAX), (MAX_SHARDS, CHUNK_ROWS));
+    }
+
+    #[test]
+    fn poisson_shards_fit_one_chunk_up_to_four_standard_deviations() {
+        // Expected 256: the largest shard is half of a 191-row batch; expected 2048: 8 shards.
+        assert_eq!(poisson_shard_capacity(256), 96);
+        assert_eq!(poisson_shard_capacity(2048), 2048_usize.div_ceil(8) + 23);
+        for expected in [1, 20, 256, 2048] {
+            let capacity = poisson_shard_capacity(expected);
+            let largest = expected + (4.0 * (expected as f64).sqrt()).ceil() as usize + 1;
+            for rows in 1..=largest {
+                assert!(shard_range(rows, 0).len() <= capacity, "{expected}: {rows}");
+            }
+        }
+        assert_eq!(poisson_shard_capacity(60_000), 2 * CHUNK_ROWS);
     }
 }

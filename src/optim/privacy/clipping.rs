@@ -1,6 +1,8 @@
 //! Per-example clipping from per-example gradient norms (which the layers compute without forming
 //! per-example gradients: see `Dense::add_example_gradient_norms_sq`).
 
+use crate::kernels::scale_in_place;
+
 /// Turns squared per-example gradient norms into the factors each example's loss gradient is
 /// multiplied by: `scale · min(1, clip_norm / ‖g_i‖)` (in place). A zero gradient keeps factor
 /// `scale` (nothing to clip).
@@ -18,9 +20,7 @@ pub fn clip_factors(norms_sq: &mut [f32], clip_norm: f32, scale: f32) {
 /// Multiplies row i of `rows` ([n, cols]) by `factors[i]`, in place.
 pub fn scale_rows(rows: &mut [f32], cols: usize, factors: &[f32]) {
     for (row, &factor) in rows.chunks_exact_mut(cols).zip(factors) {
-        for value in row {
-            *value *= factor;
-        }
+        scale_in_place(row, factor);
     }
 }
 
