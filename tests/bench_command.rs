@@ -4,46 +4,41 @@
 use assert_cmd::Command;
 use serde_json::Value;
 
-#[test]
-fn bench_measures_the_matrix_and_reports_json_and_markdown() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json_path = dir.path().join("bench.json");
-    let markdown_path = dir.path().join("bench.md");
+/// Runs `mnist-train bench` with `args` (space-separated) and then `extra`, expecting success;
+/// returns the JSON report it prints on stdout and its stderr (the table).
+fn bench_report(args: &str, extra: &[&std::ffi::OsStr]) -> (Value, String) {
     let output = Command::cargo_bin("mnist-train")
         .expect("binary built")
-        .args([
-            "bench",
-            "--limit",
-            "400",
-            "--epochs",
-            "2",
-            "--warmup",
-            "0",
-            "--runs",
-            "2",
-            "--batch-sizes",
-            "32,full",
-            "--threads",
-            "1,2",
-            "--optimizers",
-            "adam,sgd",
-            "--json",
-        ])
-        .arg("--export-json")
-        .arg(&json_path)
-        .arg("--export-markdown")
-        .arg(&markdown_path)
+        .arg("bench")
+        .args(args.split(' '))
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .assert()
         .success()
         .get_output()
         .clone();
-    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    let report = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    (report, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn bench_measures_the_matrix_and_reports_json_and_markdown() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("bench.json");
+    let markdown_path = dir.path().join("bench.md");
+    let (report, stderr) = bench_report(
+        "--limit 400 --epochs 2 --warmup 0 --runs 2 --batch-sizes 32,full --threads 1,2 \
+         --optimizers adam,sgd --json --export-json",
+        &[
+            json_path.as_os_str(),
+            "--export-markdown".as_ref(),
+            markdown_path.as_os_str(),
+        ],
+    );
     assert_eq!(report["schema"], "mnist-train-bench/1");
     assert!(report["cpu"].as_str().is_some_and(|cpu| !cpu.is_empty()));
     let kernel = report["kernel"].as_str().expect("kernel named");
     assert!(["avx512", "avx2", "neon", "portable"].contains(&kernel));
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("CPU: ") && stderr.contains("Kernel: ") && stderr.contains("FMA peak"),
         "{stderr}"
@@ -164,34 +159,11 @@ fn bench_rejects_nonsense_options() {
 fn bench_counts_the_cnns_arithmetic_from_its_layers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let markdown_path = dir.path().join("bench.md");
-    let output = Command::cargo_bin("mnist-train")
-        .expect("binary built")
-        .args([
-            "bench",
-            "--arch",
-            "cnn",
-            "--limit",
-            "64",
-            "--epochs",
-            "1",
-            "--warmup",
-            "0",
-            "--runs",
-            "1",
-            "--batch-sizes",
-            "64",
-            "--threads",
-            "1",
-            "--json",
-        ])
-        .arg("--export-markdown")
-        .arg(&markdown_path)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    let (report, stderr) = bench_report(
+        "--arch cnn --limit 64 --epochs 1 --warmup 0 --runs 1 --batch-sizes 64 --threads 1 \
+         --json --export-markdown",
+        &[markdown_path.as_os_str()],
+    );
     assert_eq!(
         report["network"],
         "conv32x3,relu,pool2,conv64x3,relu,pool2,flatten,dropout0.5,dense10"
@@ -213,6 +185,5 @@ fn bench_counts_the_cnns_arithmetic_from_its_layers() {
             && markdown.contains("14.256 MFLOP"),
         "{markdown}"
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Network: conv32x3"), "{stderr}");
 }

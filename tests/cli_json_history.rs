@@ -148,22 +148,9 @@ fn resumed_run_continues_the_history_without_a_second_header() {
 
 #[test]
 fn bench_json_is_one_typed_line_like_every_json_output() {
-    let output = succeeded(mnist_train().args([
-        "bench",
-        "--limit",
-        "200",
-        "--epochs",
-        "1",
-        "--warmup",
-        "0",
-        "--runs",
-        "1",
-        "--batch-sizes",
-        "32",
-        "--threads",
-        "1",
-        "--json",
-    ]));
+    let args =
+        "bench --limit 200 --epochs 1 --warmup 0 --runs 1 --batch-sizes 32 --threads 1 --json";
+    let output = succeeded(mnist_train().args(args.split(' ')));
     let lines = json_lines(&output.stdout);
     assert_eq!(lines.len(), 1, "one line on stdout");
     assert_eq!(lines[0]["type"], "bench");

@@ -53,6 +53,18 @@ fn small_mlp() -> Mlp {
 }
 
 /// Every example's gradient, formed explicitly: one example per backward pass.
+/// Parameters from `seed`, 24 example indices, each example's gradient formed explicitly, and
+/// its norm.
+type Fixture = (Vec<f32>, Vec<u32>, Vec<Vec<f32>>, Vec<f64>);
+
+fn materialized_fixture(mlp: &Mlp, seed: u64) -> Fixture {
+    let params = mlp.initial_parameters(seed);
+    let indices: Vec<u32> = (0..24).collect();
+    let per_example = materialized_gradients(mlp, &params, &indices);
+    let norms = per_example.iter().map(|g| norm(g)).collect();
+    (params, indices, per_example, norms)
+}
+
 fn materialized_gradients(mlp: &Mlp, params: &[f32], indices: &[u32]) -> Vec<Vec<f32>> {
     let data = random_dataset(40, 5);
     let mut workspace = mlp.workspace(1);
@@ -115,12 +127,7 @@ fn cnn_clipped_sum_is_the_sum_of_individually_clipped_gradients_each_at_most_c()
 }
 
 fn assert_fast_norms_match_materialized(mlp: &Mlp) {
-    let params = mlp.initial_parameters(3);
-    let indices: Vec<u32> = (0..24).collect();
-    let expected: Vec<f64> = materialized_gradients(mlp, &params, &indices)
-        .iter()
-        .map(|g| norm(g))
-        .collect();
+    let (params, indices, _, expected) = materialized_fixture(mlp, 3);
     let mut workspace = chunk_workspace(mlp, &indices);
     mlp.example_gradient_norms_sq(
         &params,
@@ -148,10 +155,7 @@ fn clipped_sum_is_the_sum_of_individually_clipped_gradients_each_at_most_c() {
 }
 
 fn assert_clipped_sum_matches_materialized(mlp: &Mlp) {
-    let params = mlp.initial_parameters(4);
-    let indices: Vec<u32> = (0..24).collect();
-    let per_example = materialized_gradients(mlp, &params, &indices);
-    let norms: Vec<f64> = per_example.iter().map(|g| norm(g)).collect();
+    let (params, indices, per_example, norms) = materialized_fixture(mlp, 4);
     // A clip norm between the smallest and largest gradient: some examples clipped, some not.
     let mut sorted = norms.clone();
     sorted.sort_by(f64::total_cmp);

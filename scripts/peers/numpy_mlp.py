@@ -10,30 +10,16 @@ Prints one JSON line with the phase times and the test accuracy, for scripts/com
 """
 
 import argparse
-import gzip
-import json
 import os
-import sys
 import time
 
 import numpy as np
-
-
-def read_idx(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    ndims = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndims)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndims)
-    return data.reshape(dims)
+from peer_job import load_split, print_epoch, print_report
 
 
 def load(data_dir, stem):
-    images = read_idx(os.path.join(data_dir, f"{stem}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(data_dir, f"{stem}-labels-idx1-ubyte.gz"))
-    return images.reshape(len(images), -1), labels.astype(np.int64)
+    images, labels = load_split(data_dir, stem)
+    return images.reshape(len(images), -1), labels
 
 
 def glorot(rng, fan_in, fan_out):
@@ -106,11 +92,7 @@ def main():
                 v_i += (g * g - v_i) * (1 - beta2)
                 p -= np.float32(alpha) * m_i / (np.sqrt(v_i) + eps)
         epoch_seconds.append(time.perf_counter() - epoch_started)
-        print(
-            f"Epoch {epoch + 1}/{args.epochs} - {epoch_seconds[-1]:.2f}s - "
-            f"loss: {loss_sum / n:.4f} - accuracy: {correct / n:.4f}",
-            file=sys.stderr,
-        )
+        print_epoch(epoch, args.epochs, epoch_seconds[-1], loss_sum / n, correct / n)
     train_seconds = time.perf_counter() - train_started
 
     eval_started = time.perf_counter()
@@ -121,18 +103,8 @@ def main():
         correct += int(((h @ w2 + b2).argmax(axis=1) == y_test[start : start + 1000]).sum())
     eval_seconds = time.perf_counter() - eval_started
 
-    print(
-        json.dumps(
-            {
-                "load_seconds": load_seconds,
-                "train_seconds": train_seconds,
-                "epoch_seconds": epoch_seconds,
-                "eval_seconds": eval_seconds,
-                "total_seconds": time.perf_counter() - started,
-                "test_accuracy": correct / len(x_test_u8),
-            }
-        )
-    )
+    times = (load_seconds, train_seconds, epoch_seconds, eval_seconds)
+    print_report(started, times, correct / len(x_test_u8))
 
 
 if __name__ == "__main__":

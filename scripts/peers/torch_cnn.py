@@ -11,35 +11,21 @@ Prints one JSON line with the phase times and the test accuracy, for scripts/com
 """
 
 import argparse
-import gzip
-import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
+from peer_job import load_split, print_epoch, print_report
 import torch
 from torch import nn
 
 
-def read_idx(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    ndims = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndims)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndims)
-    return data.reshape(dims)
-
-
 def load(data_dir, stem):
-    images = read_idx(os.path.join(data_dir, f"{stem}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(data_dir, f"{stem}-labels-idx1-ubyte.gz"))
+    images, labels = load_split(data_dir, stem)
     # [N, 28, 28] u8 -> [N, 1, 28, 28] f32 in [0, 1]
     x = torch.from_numpy(images.astype(np.float32) / np.float32(255.0)).unsqueeze(1)
-    return x.contiguous(), torch.from_numpy(labels.astype(np.int64))
+    return x.contiguous(), torch.from_numpy(labels)
 
 
 def network():
@@ -107,11 +93,7 @@ def main():
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(dim=1) == y).sum())
         epoch_seconds.append(time.perf_counter() - epoch_started)
-        print(
-            f"Epoch {epoch + 1}/{args.epochs} - {epoch_seconds[-1]:.2f}s - "
-            f"loss: {loss_sum / n:.4f} - accuracy: {correct / n:.4f}",
-            file=sys.stderr,
-        )
+        print_epoch(epoch, args.epochs, epoch_seconds[-1], loss_sum / n, correct / n)
     train_seconds = time.perf_counter() - train_started
 
     eval_started = time.perf_counter()
@@ -123,20 +105,9 @@ def main():
             correct += int((logits.argmax(dim=1) == y_test[start : start + 1000]).sum())
     eval_seconds = time.perf_counter() - eval_started
 
-    print(
-        json.dumps(
-            {
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "load_seconds": load_seconds,
-                "train_seconds": train_seconds,
-                "epoch_seconds": epoch_seconds,
-                "eval_seconds": eval_seconds,
-                "total_seconds": time.perf_counter() - started,
-                "test_accuracy": correct / len(x_test),
-            }
-        )
-    )
+    times = (load_seconds, train_seconds, epoch_seconds, eval_seconds)
+    versions = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    print_report(started, times, correct / len(x_test), **versions)
 
 
 if __name__ == "__main__":

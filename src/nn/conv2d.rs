@@ -169,8 +169,8 @@ impl Conv2d {
             );
         }
         sum_rows_into(grad_y, &mut grads[self.bias.clone()], accumulate);
-        if let Some((grad_x, grad_col)) = grad_x {
-            self.backward_input(params, grad_y, rows, grad_x, grad_col);
+        if let Some(grad_x) = grad_x {
+            self.backward_input(params, (grad_y, rows), grad_x);
         }
     }
 }
@@ -182,10 +182,8 @@ impl Conv2d {
     pub fn backward_input(
         &self,
         params: &[f32],
-        grad_y: &[f32],
-        rows: usize,
-        grad_x: &mut [f32],
-        grad_col: &mut [f32],
+        (grad_y, rows): (&[f32], usize),
+        (grad_x, grad_col): (&mut [f32], &mut [f32]),
     ) {
         let pixels = rows * self.out_pixels();
         let patch = self.patch_len();

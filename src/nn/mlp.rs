@@ -11,7 +11,7 @@ use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::sequential::{Sequential, StackWorkspace, StackWorkspaceLayout};
-use crate::nn::GradientSink;
+use crate::nn::{allocated_f32_bytes, f32_bytes, GradientSink};
 use crate::optim::privacy::clipping::{clip_factors, scale_rows};
 use crate::rng::{stream, Rng, Stream};
 
@@ -76,14 +76,9 @@ pub struct WorkspaceLayout {
 impl WorkspaceLayout {
     /// Bytes the workspace occupies (saturating: an estimate must not wrap around).
     pub fn bytes(&self) -> u64 {
-        let floats = [self.inputs, self.grad, self.grad, self.example_scales]
-            .iter()
-            .chain(&self.activations)
-            .chain(&self.masks)
-            .chain(&self.deltas)
-            .fold(0u64, |sum, &len| sum.saturating_add(len as u64));
-        floats
-            .saturating_mul(std::mem::size_of::<f32>() as u64)
+        let fixed = [self.inputs, self.grad, self.grad, self.example_scales];
+        let per_layer = [&self.activations, &self.masks, &self.deltas];
+        f32_bytes(fixed.iter().chain(per_layer.into_iter().flatten()))
             .saturating_add(self.labels as u64)
             .saturating_add(self.stack.as_ref().map_or(0, StackWorkspaceLayout::bytes))
     }
@@ -93,23 +88,17 @@ impl Workspace {
     /// Bytes the buffers really hold (their allocated capacities), to check
     /// [`WorkspaceLayout::bytes`] against.
     pub fn allocated_bytes(&self) -> u64 {
-        let floats: usize = [
+        let fixed = [
             &self.inputs,
             &self.grad_output,
             &self.grad_input,
             &self.example_scales,
-        ]
-        .into_iter()
-        .chain(&self.activations)
-        .chain(&self.masks)
-        .chain(&self.deltas)
-        .map(Vec::capacity)
-        .sum();
-        (floats * std::mem::size_of::<f32>() + self.labels.capacity()) as u64
-            + self
-                .stack
-                .as_ref()
-                .map_or(0, StackWorkspace::allocated_bytes)
+        ];
+        let per_layer = [&self.activations, &self.masks, &self.deltas];
+        let stack = self.stack.as_ref();
+        allocated_f32_bytes(fixed.into_iter().chain(per_layer.into_iter().flatten()))
+            + self.labels.capacity() as u64
+            + stack.map_or(0, StackWorkspace::allocated_bytes)
     }
 
     /// After [`Mlp::example_gradient_norms_sq`]: each example's squared gradient norm, [rows].
@@ -181,7 +170,7 @@ impl Mlp {
                 masks: Vec::new(),
                 grad: 0,
                 deltas: Vec::new(),
-                example_scales: 0,
+                example_scales: capacity,
                 stack: Some(stack.workspace_layout(capacity)),
             };
         }
@@ -365,7 +354,8 @@ impl Mlp {
     ) -> (f64, usize) {
         if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
             let (inputs, labels) = (&workspace.inputs, &workspace.labels);
-            return stack.train_chunk(params, inputs, labels, buffers, rows, dropout_rng, gradient);
+            let chunk = (&inputs[..], &labels[..], rows);
+            return stack.train_chunk(params, chunk, buffers, dropout_rng, gradient);
         }
         self.forward(params, workspace, rows, Some(dropout_rng));
         let outputs = self.architecture.outputs;
@@ -406,16 +396,9 @@ impl Mlp {
         gradient: GradientSink,
     ) -> (f64, usize) {
         if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
-            return stack.train_chunk_clipped(
-                params,
-                &workspace.inputs,
-                &workspace.labels,
-                buffers,
-                rows,
-                clip_norm,
-                dropout_rng,
-                gradient,
-            );
+            let chunk = (&workspace.inputs[..], &workspace.labels[..], rows);
+            let clip = (clip_norm, gradient);
+            return stack.train_chunk_clipped(params, chunk, buffers, dropout_rng, clip);
         }
         let (loss_sum, correct) =
             self.example_gradient_norms_sq(params, workspace, rows, dropout_rng);
@@ -445,15 +428,9 @@ impl Mlp {
         dropout_rng: &mut Rng,
     ) -> (f64, usize) {
         if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
-            return stack.example_gradient_norms_sq(
-                params,
-                &workspace.inputs,
-                &workspace.labels,
-                buffers,
-                rows,
-                dropout_rng,
-                &mut workspace.example_scales[..rows],
-            );
+            let chunk = (&workspace.inputs[..], &workspace.labels[..], rows);
+            let norms_sq = &mut workspace.example_scales[..rows];
+            return stack.example_gradient_norms_sq(params, chunk, buffers, dropout_rng, norms_sq);
         }
         self.forward(params, workspace, rows, Some(dropout_rng));
         let outputs = self.architecture.outputs;

@@ -49,3 +49,16 @@ impl<'a> GradientSink<'a> {
         }
     }
 }
+
+/// Bytes of f32 buffers of these lengths (saturating): what a workspace layout allocates.
+pub(crate) fn f32_bytes<'a>(lens: impl IntoIterator<Item = &'a usize>) -> u64 {
+    lens.into_iter()
+        .fold(0u64, |sum, &len| sum.saturating_add(len as u64))
+        .saturating_mul(std::mem::size_of::<f32>() as u64)
+}
+
+/// Bytes f32 buffers really hold (their allocated capacities), to check a layout against.
+pub(crate) fn allocated_f32_bytes<'a>(buffers: impl IntoIterator<Item = &'a Vec<f32>>) -> u64 {
+    let floats: usize = buffers.into_iter().map(Vec::capacity).sum();
+    (floats * std::mem::size_of::<f32>()) as u64
+}

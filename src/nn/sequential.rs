@@ -14,7 +14,7 @@ use crate::nn::dropout::{dropout_backward, dropout_forward};
 use crate::nn::layer_spec::{plan_shapes, LayerSpec, Shape};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::max_pool::MaxPool;
-use crate::nn::GradientSink;
+use crate::nn::{allocated_f32_bytes, f32_bytes, GradientSink};
 use crate::optim::privacy::clipping::clip_factors;
 use crate::rng::{stream, Rng, Stream};
 
@@ -123,7 +123,7 @@ pub struct StackWorkspaceLayout {
 impl StackWorkspaceLayout {
     /// Bytes the workspace occupies (saturating).
     pub fn bytes(&self) -> u64 {
-        let floats = [
+        let fixed = [
             self.input_copy,
             self.grad,
             self.grad,
@@ -132,36 +132,28 @@ impl StackWorkspaceLayout {
             self.logit_grads,
             self.example_scales,
             self.norm_scratch,
-        ]
-        .iter()
-        .chain(&self.outputs)
-        .chain(&self.cols)
-        .chain(&self.masks)
-        .fold(0u64, |sum, &len| sum.saturating_add(len as u64));
-        floats.saturating_mul(std::mem::size_of::<f32>() as u64)
+        ];
+        let per_layer = [&self.outputs, &self.cols, &self.masks];
+        f32_bytes(fixed.iter().chain(per_layer.into_iter().flatten()))
     }
 }
 
 impl StackWorkspace {
     /// Bytes the buffers really hold (their allocated capacities), to check the layout against.
     pub fn allocated_bytes(&self) -> u64 {
-        let floats: usize = [
-            &self.input_copy,
-            &self.grad_output,
-            &self.grad_input,
-            &self.grad_col,
-            &self.logits,
-            &self.logit_grads,
-            &self.example_scales,
-            &self.norm_scratch,
-        ]
-        .into_iter()
-        .chain(&self.outputs)
-        .chain(&self.cols)
-        .chain(&self.masks)
-        .map(Vec::capacity)
-        .sum();
-        (floats * std::mem::size_of::<f32>()) as u64
+        let per_layer = [&self.outputs, &self.cols, &self.masks];
+        allocated_f32_bytes(
+            [
+                &self.input_copy,
+                &self.grad_output,
+                &self.grad_input,
+                &self.grad_col,
+            ]
+            .into_iter()
+            .chain([&self.logits, &self.logit_grads])
+            .chain([&self.example_scales, &self.norm_scratch])
+            .chain(per_layer.into_iter().flatten()),
+        )
     }
 }
 
@@ -476,8 +468,8 @@ impl Sequential {
                                 &mut ws.norm_scratch,
                                 &mut ws.example_scales,
                             );
-                            if let Some((grad_x, grad_col)) = grad_x {
-                                conv.backward_input(params, grad_y, rows, grad_x, grad_col);
+                            if let Some(grad_x) = grad_x {
+                                conv.backward_input(params, (grad_y, rows), grad_x);
                             }
                         }
                     }
@@ -613,16 +605,13 @@ impl Sequential {
         }
     }
 
-    /// Forward with dropout, loss and backward on `rows` rows, pass by pass; the gradients go to
-    /// `gradient`. Returns (loss sum, correct).
-    #[allow(clippy::too_many_arguments)]
+    /// Forward with dropout, loss and backward on a chunk (input, labels, rows), pass by pass;
+    /// the gradients go to `gradient`. Returns (loss sum, correct).
     pub fn train_chunk(
         &self,
         params: &[f32],
-        input: &[f32],
-        labels: &[u8],
+        (input, labels, rows): (&[f32], &[u8], usize),
         workspace: &mut StackWorkspace,
-        rows: usize,
         dropout_rng: &mut Rng,
         gradient: GradientSink,
     ) -> (f64, usize) {
@@ -667,21 +656,52 @@ impl Sequential {
     /// [`Conv2d::add_example_gradient_norms_sq`]), then the ordinary backward pass from the
     /// logits' gradient with example i's row multiplied by its clip factor (every layer's
     /// gradient is linear in it). Returns (loss sum, correct).
-    #[allow(clippy::too_many_arguments)]
     pub fn train_chunk_clipped(
         &self,
         params: &[f32],
-        input: &[f32],
-        labels: &[u8],
+        chunk: (&[f32], &[u8], usize),
         workspace: &mut StackWorkspace,
-        rows: usize,
-        clip_norm: f32,
         dropout_rng: &mut Rng,
-        gradient: GradientSink,
+        (clip_norm, gradient): (f32, GradientSink),
     ) -> (f64, usize) {
         let dropout = self.has_dropout();
-        let pass_rows = workspace.pass_rows;
         let outputs = self.outputs;
+        let GradientSink {
+            grads,
+            scale,
+            accumulate,
+        } = gradient;
+        let after_norms = |workspace: &mut StackWorkspace, pass_input: &[f32], start, count| {
+            let scales = &mut workspace.example_scales[..count];
+            clip_factors(scales, clip_norm, scale);
+            let logit_rows = workspace.logit_grads[..count * outputs].chunks_exact(outputs);
+            let scaled_rows = workspace.grad_output[..count * outputs].chunks_exact_mut(outputs);
+            for ((scaled, unscaled), &factor) in scaled_rows.zip(logit_rows).zip(scales.iter()) {
+                for (s, &u) in scaled.iter_mut().zip(unscaled) {
+                    *s = factor * u;
+                }
+            }
+            let target = BackwardTarget::Gradients {
+                grads: &mut *grads,
+                accumulate: accumulate || start > 0,
+            };
+            self.backward_pass(params, pass_input, workspace, count, target, dropout, false);
+        };
+        self.example_norm_passes(params, chunk, workspace, dropout_rng, after_norms)
+    }
+
+    /// Runs [`Sequential::example_gradient_norms_sq_pass`] on each pass of a chunk
+    /// (input, labels, rows), then `after_norms(workspace, pass input, first row, rows)`.
+    /// Returns (loss sum, correct).
+    fn example_norm_passes(
+        &self,
+        params: &[f32],
+        (input, labels, rows): (&[f32], &[u8], usize),
+        workspace: &mut StackWorkspace,
+        dropout_rng: &mut Rng,
+        mut after_norms: impl FnMut(&mut StackWorkspace, &[f32], usize, usize),
+    ) -> (f64, usize) {
+        let pass_rows = workspace.pass_rows;
         let (mut loss_sum, mut correct) = (0.0, 0);
         for start in (0..rows).step_by(pass_rows) {
             let count = pass_rows.min(rows - start);
@@ -697,20 +717,7 @@ impl Sequential {
             );
             loss_sum += pass_loss;
             correct += pass_correct;
-            let scales = &mut workspace.example_scales[..count];
-            clip_factors(scales, clip_norm, gradient.scale);
-            let logit_rows = workspace.logit_grads[..count * outputs].chunks_exact(outputs);
-            let scaled_rows = workspace.grad_output[..count * outputs].chunks_exact_mut(outputs);
-            for ((scaled, unscaled), &factor) in scaled_rows.zip(logit_rows).zip(scales.iter()) {
-                for (s, &u) in scaled.iter_mut().zip(unscaled) {
-                    *s = factor * u;
-                }
-            }
-            let target = BackwardTarget::Gradients {
-                grads: &mut *gradient.grads,
-                accumulate: gradient.accumulate || start > 0,
-            };
-            self.backward_pass(params, pass_input, workspace, count, target, dropout, false);
+            after_norms(workspace, pass_input, start, count);
         }
         (loss_sum, correct)
     }
@@ -750,37 +757,24 @@ impl Sequential {
     }
 
     /// Each example's squared gradient norm ‖g_i‖² (of its unscaled loss, dropout active) for
-    /// `rows` rows of `input`, written to `norms_sq` ([rows]); what private training clips by.
+    /// a chunk (input, labels, rows), written to `norms_sq` ([rows]); what private training clips by.
     /// Returns (loss sum, correct).
-    #[allow(clippy::too_many_arguments)]
     pub fn example_gradient_norms_sq(
         &self,
         params: &[f32],
-        input: &[f32],
-        labels: &[u8],
+        chunk: (&[f32], &[u8], usize),
         workspace: &mut StackWorkspace,
-        rows: usize,
         dropout_rng: &mut Rng,
         norms_sq: &mut [f32],
     ) -> (f64, usize) {
-        let pass_rows = workspace.pass_rows;
-        let (mut loss_sum, mut correct) = (0.0, 0);
-        for start in (0..rows).step_by(pass_rows) {
-            let count = pass_rows.min(rows - start);
-            let pass_input = &input[start * self.inputs..(start + count) * self.inputs];
-            let (pass_loss, pass_correct) = self.example_gradient_norms_sq_pass(
-                params,
-                pass_input,
-                &labels[start..start + count],
-                workspace,
-                start,
-                count,
-                dropout_rng,
-            );
-            loss_sum += pass_loss;
-            correct += pass_correct;
-            norms_sq[start..start + count].copy_from_slice(&workspace.example_scales[..count]);
-        }
-        (loss_sum, correct)
+        self.example_norm_passes(
+            params,
+            chunk,
+            workspace,
+            dropout_rng,
+            |ws, _, start, count| {
+                norms_sq[start..start + count].copy_from_slice(&ws.example_scales[..count]);
+            },
+        )
     }
 }

@@ -405,7 +405,8 @@ mod tests {
         // By hand, one shard of 16 rows (one pass): inputs 784 and labels per row; conv1's
         // output 26·26·32 and patches 26·26·9; pool1 13·13·32; conv2's output 11·11·64 and
         // patches 11·11·288; pool2 5·5·64; the dropout mask 1600; dense 10; two gradient
-        // buffers of the largest layer (26·26·32); conv2's patch gradient; the logits.
+        // buffers of the largest layer (26·26·32); conv2's patch gradient; the logits; private
+        // training's unscaled logit gradients, clip factors (the stack's) and norms (the chunk's).
         let (conv1, cols1) = (26 * 26 * 32, 26 * 26 * 9);
         let (conv2, cols2) = (11 * 11 * 64, 11 * 11 * 288);
         let per_row = 784
@@ -419,9 +420,17 @@ mod tests {
             + 10
             + 2 * conv1
             + cols2
-            + 10;
+            + 10
+            + 10
+            + 1
+            + 1;
+        // Private training's scratch for one example's conv2 gradient (weights and biases).
+        let norm_scratch = 3 * 3 * 32 * 64 + 64;
         let layout = network.workspace_layout(16);
-        assert_eq!(layout.bytes(), 16 * (per_row as u64 * 4 + 1));
+        assert_eq!(
+            layout.bytes(),
+            16 * (per_row as u64 * 4 + 1) + norm_scratch * 4
+        );
         // About 10 MB per shard; the MLP-sized layout the estimate used before counted 53 KB.
         assert!(layout.bytes() > 10_000_000, "{}", layout.bytes());
     }
