@@ -47,7 +47,11 @@ pub fn shard_ranges(batch_len: usize) -> Vec<Range<usize>> {
 /// Shard `shard` of [`shard_ranges`], computed without allocating (the first
 /// `batch_len % shard_count` shards have one row more).
 pub fn shard_range(batch_len: usize, shard: usize) -> Range<usize> {
-    let shard_count = shard_count(batch_len);
+    split_range(batch_len, shard_count(batch_len), shard)
+}
+
+/// Part `shard` of `batch_len` rows cut into `shard_count` contiguous, near-equal ranges.
+fn split_range(batch_len: usize, shard_count: usize, shard: usize) -> Range<usize> {
     let (base, extra) = (batch_len / shard_count, batch_len % shard_count);
     let start = shard * base + shard.min(extra);
     start..start + base + usize::from(shard < extra)
@@ -63,16 +67,22 @@ pub fn shard_buffers(batch_size: usize) -> (usize, usize) {
     (shard_count, capacity)
 }
 
-/// Rows per shard workspace for private training, whose Poisson batches of `expected` rows on
-/// average vary in size: enough for the largest shard of any batch up to expected + 4·√expected + 1
-/// rows (so nearly every shard runs in one chunk: a shard of 85 rows in a workspace of 64 would
-/// run as 64 + 21, and small matrix products are slow), at most `2 · CHUNK_ROWS`.
+/// Shards of a private step: Poisson batches of `expected` rows on average vary in size, and
+/// are split by the expected size, not the actual one (at most one shard per row), so that a
+/// batch of 250 rows is not cut into 3 shards instead of 4 (two threads would then wait for the
+/// third shard). Depends only on the run's settings and the batch, never on threads.
+pub fn poisson_shard_count(expected: usize, batch_len: usize) -> usize {
+    shard_count(expected).min(batch_len).max(1)
+}
+
+/// Rows per shard workspace for private training: enough for the largest shard of any batch up
+/// to expected + 4·√expected + 1 rows (so nearly every shard runs in one chunk: a shard of 85
+/// rows in a workspace of 64 would run as 64 + 21, and small matrix products are slow), at most
+/// `2 · CHUNK_ROWS`.
 pub fn poisson_shard_capacity(expected: usize) -> usize {
     let largest = expected + (4.0 * (expected as f64).sqrt()).ceil() as usize + 1;
-    (1..=largest.min(MAX_SHARDS * 2 * CHUNK_ROWS))
-        .map(|rows| rows.div_ceil(shard_count(rows)))
-        .max()
-        .unwrap_or(1)
+    largest
+        .div_ceil(shard_count(expected))
         .clamp(shard_buffers(expected).1, 2 * CHUNK_ROWS)
 }
 
@@ -227,7 +237,8 @@ impl StepEngine {
     /// [`StepEngine::apply`] and [`StepEngine::batch_gradient`]). Returns (loss sum, correct).
     pub fn gradient(&mut self, step: &StepBatch) -> (f64, usize) {
         let grad_scale = 1.0 / step.indices.len() as f32;
-        self.shard_gradients(step, grad_scale, None)
+        let shards = shard_count(step.indices.len());
+        self.shard_gradients(step, shards, grad_scale, None)
     }
 
     /// [`StepEngine::gradient`] for DP-SGD: the sum of clipped per-example gradients over the
@@ -235,7 +246,9 @@ impl StepEngine {
     /// standard deviation σ·C / expected batch drawn from (seed, step).
     pub fn private_gradient(&mut self, step: &StepBatch, private: PrivateStep) -> (f64, usize) {
         let grad_scale = (1.0 / private.expected_batch) as f32;
-        let result = self.shard_gradients(step, grad_scale, Some(private.clip_norm));
+        let expected = private.expected_batch.round() as usize;
+        let shards = poisson_shard_count(expected, step.indices.len());
+        let result = self.shard_gradients(step, shards, grad_scale, Some(private.clip_norm));
         let std_dev =
             private.noise_multiplier * f64::from(private.clip_norm) / private.expected_batch;
         self.draw_noise(step.params.len(), std_dev, step.seed, step.global_step);
@@ -257,12 +270,12 @@ impl StepEngine {
     fn shard_gradients(
         &mut self,
         step: &StepBatch,
+        shard_count: usize,
         grad_scale: f32,
         clip_norm: Option<f32>,
     ) -> (f64, usize) {
         self.noisy = false;
         let batch = step.indices;
-        let shard_count = shard_count(batch.len());
         // A Poisson-sampled batch can exceed the size the engine was made for: add shards.
         while self.shards.len() < shard_count {
             let first = &self.shards[0];
@@ -274,7 +287,7 @@ impl StepEngine {
         self.pool.for_each_mut(shards, |shard_index, shard| {
             let job = ShardJob {
                 rows: StepBatch {
-                    indices: &batch[shard_range(batch.len(), shard_index)],
+                    indices: &batch[split_range(batch.len(), shard_count, shard_index)],
                     ..*step
                 },
                 grad_scale,
@@ -369,15 +382,23 @@ mod tests {
     }
 
     #[test]
-    fn poisson_shards_fit_one_chunk_up_to_four_standard_deviations() {
-        // Expected 256: the largest shard is half of a 191-row batch; expected 2048: 8 shards.
-        assert_eq!(poisson_shard_capacity(256), 96);
+    fn poisson_batches_split_by_the_expected_size_and_fit_one_chunk_up_to_four_standard_deviations()
+    {
+        // Expected 256: 4 shards of a batch of up to 321 rows; expected 2048: 8 shards.
+        assert_eq!(poisson_shard_capacity(256), 321_usize.div_ceil(4));
         assert_eq!(poisson_shard_capacity(2048), 2048_usize.div_ceil(8) + 23);
         for expected in [1, 20, 256, 2048] {
             let capacity = poisson_shard_capacity(expected);
             let largest = expected + (4.0 * (expected as f64).sqrt()).ceil() as usize + 1;
             for rows in 1..=largest {
-                assert!(shard_range(rows, 0).len() <= capacity, "{expected}: {rows}");
+                let shards = poisson_shard_count(expected, rows);
+                assert_eq!(
+                    shards,
+                    shard_count(expected).min(rows),
+                    "{expected}: {rows}"
+                );
+                let first = split_range(rows, shards, 0);
+                assert!(first.len() <= capacity, "{expected}: {rows}");
             }
         }
         assert_eq!(poisson_shard_capacity(60_000), 2 * CHUNK_ROWS);
