@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::support::{
-    self, assert_one_line_error, assert_same_training_state, bits, random_dataset, small_run,
-    succeeded, test_run, BINARY,
+    self, assert_one_line_error, assert_same_training_state, bits, fit_on_threads, random_dataset,
+    small_run, succeeded, test_run, BINARY,
 };
 
 use assert_cmd::Command;
@@ -38,13 +38,8 @@ fn small_cnn_config(batch_size: BatchSize, epochs: usize) -> TrainConfig {
 fn cnn_training_is_bit_identical_for_every_thread_count() {
     // Batch 128 is split into 2 shards of 64 rows, each run in 4 passes.
     let train = random_dataset(300, 21);
-    let run = |threads: usize| {
-        let mut trainer = Trainer::new(small_cnn_config(BatchSize::Examples(128), 1));
-        trainer.threads = threads;
-        let mut progress = Progress::new(ProgressMode::None, 1);
-        trainer.fit(&train, &mut progress, &mut []).unwrap();
-        trainer.params
-    };
+    let config = small_cnn_config(BatchSize::Examples(128), 1);
+    let run = |threads: usize| fit_on_threads(config.clone(), &train, threads).params;
     let one = bits(&run(1));
     for threads in [2, 3, 8] {
         assert_eq!(bits(&run(threads)), one, "{threads} threads differ from 1");

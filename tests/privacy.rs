@@ -31,7 +31,7 @@ fn accountant_agrees_with_dp_accounting_within_one_percent() {
     assert!(cases >= 10, "only {cases} reference cases");
 }
 
-use crate::support::{self, random_dataset};
+use crate::support::{self, bits, fit_on_threads, random_dataset};
 use mnist_train::data::gather_normalized;
 use mnist_train::nn::layer_spec::parse_layers;
 use mnist_train::nn::sequential::ROWS_PER_PASS;
@@ -281,18 +281,10 @@ fn private_config(epochs: usize) -> TrainConfig {
 #[test]
 fn private_training_is_bit_identical_for_every_thread_count_and_reports_growing_epsilon() {
     let train = random_dataset(200, 8);
-    let run = |threads: usize| {
-        let mut trainer = Trainer::new(private_config(3));
-        trainer.threads = threads;
-        trainer
-            .fit(&train, &mut Progress::new(ProgressMode::None, 3), &mut [])
-            .unwrap();
-        trainer
-    };
+    let run = |threads: usize| fit_on_threads(private_config(3), &train, threads);
     let reference = run(1);
     for threads in [2, 3, 4] {
         let other = run(threads);
-        let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(
             bits(&other.params),
             bits(&reference.params),
@@ -330,16 +322,8 @@ fn private_cnn_training_is_bit_identical_for_every_thread_count_and_learns() {
         batch_size: BatchSize::Examples(40),
         ..private_config(2)
     };
-    let run = |threads: usize| {
-        let mut trainer = Trainer::new(config.clone());
-        trainer.threads = threads;
-        trainer
-            .fit(&train, &mut Progress::new(ProgressMode::None, 2), &mut [])
-            .unwrap();
-        trainer
-    };
+    let run = |threads: usize| fit_on_threads(config.clone(), &train, threads);
     let reference = run(1);
-    let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&run(2).params), bits(&reference.params));
     assert_eq!(bits(&run(3).params), bits(&reference.params));
     let initial = Mlp::new(config.architecture.clone()).initial_parameters(config.seed);

@@ -5,12 +5,12 @@ use std::path::Path;
 
 use assert_cmd::Command;
 
-use crate::support::bits;
+use crate::support::{bits, fit_on_threads};
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
 use mnist_train::kernels::{self, Backend};
 use mnist_train::optim::OptimizerConfig;
 use mnist_train::train::step::{StepBatch, StepEngine};
-use mnist_train::train::{evaluate, BatchSize, Progress, ProgressMode, TrainConfig, Trainer};
+use mnist_train::train::{evaluate, BatchSize, TrainConfig, Trainer};
 
 fn mnist(split: Split, limit: usize) -> Dataset {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
@@ -25,15 +25,7 @@ fn train(
     threads: usize,
     backend: Option<Backend>,
 ) -> Vec<f32> {
-    let run = || {
-        let mut trainer = Trainer::new(config);
-        trainer.threads = threads;
-        let mut progress = Progress::new(ProgressMode::None, trainer.config.epochs);
-        trainer
-            .fit(dataset, &mut progress, &mut [])
-            .expect("training succeeds");
-        trainer.params
-    };
+    let run = || fit_on_threads(config, dataset, threads).params;
     match backend {
         Some(backend) => kernels::with_backend(backend, run),
         None => run(),

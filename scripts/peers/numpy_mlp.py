@@ -9,12 +9,11 @@ batch 32, reshuffled every epoch; 5 epochs; evaluation on the 10,000 test images
 Prints one JSON line with the phase times and the test accuracy, for scripts/compare-peers.
 """
 
-import argparse
 import os
 import time
 
 import numpy as np
-from peer_job import load_split, print_epoch, print_report
+from peer_job import job_arguments, load_split, print_epoch, print_report
 
 
 def load(data_dir, stem):
@@ -28,10 +27,7 @@ def glorot(rng, fan_in, fan_out):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser = job_arguments(__doc__, epochs=5, batch_size=32)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 

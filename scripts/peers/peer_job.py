@@ -1,5 +1,7 @@
-"""What the peer scripts share: reading the MNIST gzip IDX files, the epoch line, the JSON report."""
+"""What the peer scripts share: their common options, reading the MNIST gzip IDX files, the epoch
+line, the JSON report."""
 
+import argparse
 import gzip
 import json
 import os
@@ -7,6 +9,16 @@ import sys
 import time
 
 import numpy as np
+
+
+def job_arguments(doc, epochs, batch_size):
+    """A parser with the options every peer job takes; `epochs` and `batch_size` are its recipe's
+    defaults. The job adds its own options before parsing."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    return parser
 
 
 def read_idx(path):

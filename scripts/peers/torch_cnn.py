@@ -10,13 +10,12 @@ in batches of 1,000. float32, NCHW. Reads the same gzip IDX files from data/.
 Prints one JSON line with the phase times and the test accuracy, for scripts/compare-peers.
 """
 
-import argparse
 import math
 import os
 import time
 
 import numpy as np
-from peer_job import load_split, print_epoch, print_report
+from peer_job import job_arguments, load_split, print_epoch, print_report
 import torch
 from torch import nn
 
@@ -48,10 +47,7 @@ def network():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = job_arguments(__doc__, epochs=8, batch_size=64)
     parser.add_argument("--learning-rate", type=float, default=0.002)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=42)

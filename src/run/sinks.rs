@@ -12,7 +12,7 @@ use crate::optim::OptimizerConfig;
 use crate::plot::{save_figure, PlotFormat, TrainingCurves};
 use crate::report::tensorboard::TensorBoardSettings;
 use crate::report::{print_json_line, CsvHistory, HumanOutput, JsonLines, TensorBoard};
-use crate::run::spec::RunSpec;
+use crate::run::spec::{RunSpec, ValidationPlan};
 use crate::train::{BatchSize, Callback, Evaluation, Progress, Trainer};
 
 /// Which reports a `train` run writes besides the human-readable lines.
@@ -147,10 +147,9 @@ pub struct TrainConfigJson {
     pub optimizer_settings: OptimizerConfig,
     /// The learning-rate schedule and warm-up.
     pub schedule: LrSchedule,
-    pub validation_split: Option<f64>,
-    /// Patience of `--early-stopping`, if on.
-    pub early_stopping: Option<usize>,
-    pub restore_best: bool,
+    /// Flattened: its keys sit in `config` itself, between `schedule` and `seed`.
+    #[serde(flatten)]
+    pub validation: ValidationJson,
     pub seed: u64,
     pub hidden: Vec<usize>,
     pub dropout: f32,
@@ -158,6 +157,25 @@ pub struct TrainConfigJson {
     pub layers: Option<String>,
     pub limit: Option<usize>,
     pub data_dir: String,
+}
+
+/// The run's [`ValidationPlan`], as keys of the summary's `config`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationJson {
+    pub validation_split: Option<f64>,
+    /// Patience of `--early-stopping`, if on.
+    pub early_stopping: Option<usize>,
+    pub restore_best: bool,
+}
+
+impl From<&ValidationPlan> for ValidationJson {
+    fn from(plan: &ValidationPlan) -> Self {
+        ValidationJson {
+            validation_split: plan.split,
+            early_stopping: plan.early_stopping.map(|(_, patience)| patience),
+            restore_best: plan.restore_best.is_some(),
+        }
+    }
 }
 
 impl TrainSummaryJson {
@@ -193,9 +211,7 @@ impl TrainSummaryJson {
                 optimizer: config.optimizer.name().to_string(),
                 optimizer_settings: config.optimizer,
                 schedule: config.schedule,
-                validation_split: spec.validation.split,
-                early_stopping: spec.validation.early_stopping.map(|(_, patience)| patience),
-                restore_best: spec.validation.restore_best.is_some(),
+                validation: ValidationJson::from(&spec.validation),
                 seed: config.seed,
                 hidden: config.architecture.hidden.clone(),
                 dropout: config.architecture.dropout,

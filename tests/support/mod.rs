@@ -17,7 +17,7 @@ use mnist_train::data::{Dataset, DatasetKind};
 use mnist_train::nn::Architecture;
 use mnist_train::rng::Rng;
 use mnist_train::run::RunSpec;
-use mnist_train::train::{BatchSize, EpochRecord, TrainConfig, Trainer};
+use mnist_train::train::{BatchSize, EpochRecord, Progress, ProgressMode, TrainConfig, Trainer};
 
 /// Path of the binary under test, for tests that spawn it as a child process.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_mnist-train");
@@ -365,6 +365,17 @@ pub fn small_run(architecture: Architecture, batch_size: BatchSize, epochs: usiz
         seed: 11,
         ..TrainConfig::default()
     }
+}
+
+/// A trainer that has run `config` on `dataset` on `threads` threads, without progress output.
+pub fn fit_on_threads(config: TrainConfig, dataset: &Dataset, threads: usize) -> Trainer {
+    let mut trainer = Trainer::new(config);
+    trainer.threads = threads;
+    let mut progress = Progress::new(ProgressMode::None, trainer.config.epochs);
+    trainer
+        .fit(dataset, &mut progress, &mut [])
+        .expect("training succeeds");
+    trainer
 }
 
 /// The bit patterns of `values`, for comparisons that must be exact.
