@@ -40,19 +40,19 @@ impl MaxPool {
         })
     }
 
-    /// Per channel, the maximum over window (oy, ox) of `image`.
-    fn window_max(&self, image: &[f32], oy: usize, ox: usize, best: &mut [f32]) {
-        let c = self.channels;
+    /// The maximum of each of the channels `first..first + best.len()` over window (oy, ox).
+    fn window_max(&self, image: &[f32], (oy, ox): (usize, usize), first: usize, best: &mut [f32]) {
+        let width = best.len();
         best.fill(f32::NEG_INFINITY);
         for start in self.window(oy, ox) {
+            let start = start + first;
             // A select, not a branch, so the loop over channels vectorizes.
-            for (b, &value) in best.iter_mut().zip(&image[start..start + c]) {
+            for (b, &value) in best.iter_mut().zip(&image[start..start + width]) {
                 *b = if value > *b { value } else { *b };
             }
         }
     }
 
-    /// x: [rows, in_h, in_w, c] -> y: [rows, in_h / size, in_w / size, c]
     pub fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) {
         let (c, out_len) = (self.channels, self.out_len());
         for (image, y) in x[..rows * self.in_len()]
@@ -62,7 +62,7 @@ impl MaxPool {
             for oy in 0..self.out_height() {
                 for ox in 0..self.out_width() {
                     let out = (oy * self.out_width() + ox) * c;
-                    self.window_max(image, oy, ox, &mut y[out..out + c]);
+                    self.window_max(image, (oy, ox), 0, &mut y[out..out + c]);
                 }
             }
         }
@@ -76,9 +76,11 @@ impl MaxPool {
         let (c, in_len, out_len) = (self.channels, self.in_len(), self.out_len());
         let grad_x = &mut grad_x[..rows * in_len];
         grad_x.fill(0.0);
-        let mut best = vec![0.0f32; c];
+        // Channels are handled in blocks of CHANNEL_BLOCK, so the scratch lives on the stack
+        // (a training step allocates nothing).
+        let mut best = [0.0f32; CHANNEL_BLOCK];
         // Per channel: 1 while the window's gradient is still unclaimed, then 0.
-        let mut unclaimed = vec![0.0f32; c];
+        let mut unclaimed = [0.0f32; CHANNEL_BLOCK];
         for ((image, grad_x), grad_y) in x[..rows * in_len]
             .chunks_exact(in_len)
             .zip(grad_x.chunks_exact_mut(in_len))
@@ -87,21 +89,28 @@ impl MaxPool {
             for oy in 0..self.out_height() {
                 for ox in 0..self.out_width() {
                     let out = (oy * self.out_width() + ox) * c;
-                    self.window_max(image, oy, ox, &mut best);
-                    unclaimed.fill(1.0);
-                    for start in self.window(oy, ox) {
-                        for ((((target, &value), &best), &g), flag) in grad_x[start..start + c]
-                            .iter_mut()
-                            .zip(&image[start..start + c])
-                            .zip(&best)
-                            .zip(&grad_y[out..out + c])
-                            .zip(unclaimed.iter_mut())
-                        {
-                            // 1 for the first input equal to the maximum, else 0 (no
-                            // branches, so the loop vectorizes).
-                            let wins = if value == best { *flag } else { 0.0 };
-                            *target = g * wins;
-                            *flag -= wins;
+                    for first in (0..c).step_by(CHANNEL_BLOCK) {
+                        let width = (c - first).min(CHANNEL_BLOCK);
+                        let (best, unclaimed) = (&mut best[..width], &mut unclaimed[..width]);
+                        self.window_max(image, (oy, ox), first, best);
+                        unclaimed.fill(1.0);
+                        let grad_y = &grad_y[out + first..out + first + width];
+                        for start in self.window(oy, ox) {
+                            let start = start + first;
+                            for ((((target, &value), &best), &g), flag) in grad_x
+                                [start..start + width]
+                                .iter_mut()
+                                .zip(&image[start..start + width])
+                                .zip(best.iter())
+                                .zip(grad_y)
+                                .zip(unclaimed.iter_mut())
+                            {
+                                // 1 for the first input equal to the maximum, else 0 (no
+                                // branches, so the loop vectorizes).
+                                let wins = if value == best { *flag } else { 0.0 };
+                                *target = g * wins;
+                                *flag -= wins;
+                            }
                         }
                     }
                 }
@@ -109,6 +118,9 @@ impl MaxPool {
         }
     }
 }
+
+/// Channels [`MaxPool::backward`] handles at a time.
+const CHANNEL_BLOCK: usize = 64;
 
 #[cfg(test)]
 mod tests {
