@@ -1,5 +1,8 @@
 //! Matrix products on `ndarray` views, dispatched on the current backend.
 
+#[cfg(target_arch = "x86_64")]
+use std::mem::MaybeUninit;
+
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 #[cfg(target_arch = "x86_64")]
@@ -30,9 +33,10 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>
 }
 
 /// `b` operands with contiguous columns instead of rows (transposed weights, at most this many
-/// elements: 128×10 in the tutorial network) are copied to the stack in row-major order first.
+/// elements: 128×10 in the tutorial network, 64×288 for the CNN's second convolution) are copied
+/// to the stack in row-major order first (128 KiB at most; worker threads have 2 MiB stacks).
 #[cfg(target_arch = "x86_64")]
-const STACK_PACK_LIMIT: usize = 4096;
+const STACK_PACK_LIMIT: usize = 32 * 1024;
 
 /// Our AVX2/AVX-512 kernels ([`fma_gemm`]) for the layouts training uses: `c` with contiguous
 /// rows, `b` with contiguous rows (or small enough to copy), beta 0 or 1. Returns false for
@@ -56,13 +60,22 @@ fn own_kernels(
     if k * n > STACK_PACK_LIMIT {
         return false;
     }
-    let mut packed = [0.0f32; STACK_PACK_LIMIT];
+    // Only the k·n slots the product reads are written (no zeroing of the whole buffer).
+    let mut packed = [MaybeUninit::<f32>::uninit(); STACK_PACK_LIMIT];
     for (row, packed_row) in b.rows().into_iter().zip(packed.chunks_exact_mut(n.max(1))) {
         for (value, slot) in row.iter().zip(packed_row) {
-            *slot = *value;
+            slot.write(*value);
         }
     }
-    run_own_kernel(backend, a, packed.as_ptr(), n as isize, n, c, beta)
+    run_own_kernel(
+        backend,
+        a,
+        packed.as_ptr().cast::<f32>(),
+        n as isize,
+        n,
+        c,
+        beta,
+    )
 }
 
 /// [`own_kernels`] once `b` is row-major: `b_ptr` with `b_row_stride`, `n` columns.
@@ -184,14 +197,15 @@ mod tests {
     }
 
     /// The training's products (forward x·W, weight gradient xᵀ·g, input gradient g·Wᵀ, for both
-    /// layers of 784-128-10 and for 16, 13 and 256 rows), overwriting and accumulating.
+    /// layers of 784-128-10 and for the CNN's second convolution, 288 → 64, with 16, 13 and 256
+    /// rows), overwriting and accumulating.
     /// (a, b, use aᵀ, use bᵀ, beta)
     type Case = (Array2<f32>, Array2<f32>, bool, bool, f32);
 
     fn cases() -> Vec<Case> {
         let mut cases = Vec::new();
         for rows in [16, 13, 256] {
-            for (inputs, outputs) in [(784, 128), (128, 10)] {
+            for (inputs, outputs) in [(784, 128), (128, 10), (288, 64)] {
                 for beta in [0.0, 1.0] {
                     let x = random(rows, inputs, 1);
                     let w = random(inputs, outputs, 2);
