@@ -53,6 +53,7 @@ impl MaxPool {
         }
     }
 
+    /// x: [rows, in_h, in_w, c] -> y: [rows, in_h / size, in_w / size, c]
     pub fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) {
         let (c, out_len) = (self.channels, self.out_len());
         for (image, y) in x[..rows * self.in_len()]

@@ -80,18 +80,12 @@ fn training_steps_allocate_nothing_after_the_first() {
     let dataset = synthetic_dataset(256);
     let mlp = Mlp::new(Architecture::tutorial());
     let batch: Vec<u32> = (0..32).collect();
-    for backend in Backend::supported() {
-        // matrixmultiply (the neon backend's products) allocates its packing buffers on every
-        // call: at most 2 for each of a step's 5 products. Our own kernels allocate nothing.
-        let allowed = if backend == Backend::Neon {
-            5 * 5 * 2
-        } else {
-            0
-        };
-        with_backend(backend, || {
-            steps_allocate_at_most(&mlp, &dataset, &batch, backend, allowed)
-        });
-    }
+    // matrixmultiply (the neon backend's products) allocates its packing buffers on every call:
+    // at most 2 for each of a step's 5 products. Our own kernels allocate nothing.
+    on_every_backend(&mlp, &dataset, &batch, |backend| match backend {
+        Backend::Neon => Some(5 * 5 * 2),
+        _ => Some(0),
+    });
 }
 
 #[test]
@@ -100,10 +94,24 @@ fn cnn_training_steps_allocate_nothing_after_the_first() {
     let cnn = Mlp::new(Architecture::cnn());
     let batch: Vec<u32> = (0..16).collect();
     // Not on neon, whose products come from matrixmultiply (it allocates on every call).
+    on_every_backend(&cnn, &dataset, &batch, |backend| match backend {
+        Backend::Neon => None,
+        _ => Some(0),
+    });
+}
+
+/// [`steps_allocate_at_most`] on every backend this CPU supports, with the allowance
+/// `allowed(backend)` (`None`: skip that backend).
+fn on_every_backend(
+    mlp: &Mlp,
+    dataset: &Dataset,
+    batch: &[u32],
+    allowed: impl Fn(Backend) -> Option<usize>,
+) {
     for backend in Backend::supported() {
-        if backend != Backend::Neon {
+        if let Some(allowed) = allowed(backend) {
             with_backend(backend, || {
-                steps_allocate_at_most(&cnn, &dataset, &batch, backend, 0)
+                steps_allocate_at_most(mlp, dataset, batch, backend, allowed)
             });
         }
     }
