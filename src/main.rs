@@ -8,6 +8,12 @@ mod cli;
 #[allow(unused_imports)]
 use mnist_train::*;
 
+/// Large buffers start on a cache line, so threads owning neighbouring blocks of a weight
+/// matrix never write the same line (see `kernels::CacheLineAllocator`).
+#[global_allocator]
+static ALLOCATOR: mnist_train::kernels::CacheLineAllocator =
+    mnist_train::kernels::CacheLineAllocator;
+
 fn main() {
     std::process::exit(cli::main(std::env::args_os()));
 }

@@ -18,6 +18,7 @@
 //! the matrix products differ between backends only by rounding (summation order; `avx2` and
 //! `avx512` sum in the same order and agree bit for bit).
 
+mod alloc;
 mod elementwise;
 #[cfg(target_arch = "x86_64")]
 mod fma_gemm;
@@ -30,6 +31,7 @@ use crate::choice::choices;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+pub use alloc::{CacheLineAllocator, CACHE_LINE};
 pub use elementwise::{
     adam_update, add_assign, add_into, dropout_backward, dropout_forward, momentum_update,
     normalize_pixels, relu_backward, relu_forward, rmsprop_update, scale_in_place, sgd_update,
