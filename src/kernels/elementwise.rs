@@ -259,30 +259,69 @@ pub struct AdamCoefficients {
     pub epsilon: f32,
 }
 
+/// One Adam step (see `optim::adam` for the formula).
+#[inline(always)]
+fn adam_body(params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], c: AdamCoefficients) {
+    let len = params.len();
+    let (grads, m, v) = (&grads[..len], &mut m[..len], &mut v[..len]);
+    for i in 0..len {
+        let g = grads[i];
+        let mut p = params[i];
+        p -= c.decay * p;
+        let mi = m[i] + (g - m[i]) * c.one_minus_beta1;
+        let vi = v[i] + (g * g - v[i]) * c.one_minus_beta2;
+        m[i] = mi;
+        v[i] = vi;
+        params[i] = p - c.alpha * mi / (vi.sqrt() + c.epsilon);
+    }
+}
+
 multiversion! {
     /// One Adam step (see `optim::adam` for the formula).
     pub fn adam_update(params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], c: AdamCoefficients) {
-        let len = params.len();
-        let (grads, m, v) = (&grads[..len], &mut m[..len], &mut v[..len]);
-        for i in 0..len {
-            let g = grads[i];
-            let mut p = params[i];
-            p -= c.decay * p;
-            let mi = m[i] + (g - m[i]) * c.one_minus_beta1;
-            let vi = v[i] + (g * g - v[i]) * c.one_minus_beta2;
-            m[i] = mi;
-            v[i] = vi;
-            params[i] = p - c.alpha * mi / (vi.sqrt() + c.epsilon);
-        }
+        adam_body(params, grads, m, v, c)
+    }
+}
+
+/// p -= lr · g
+#[inline(always)]
+fn sgd_body(params: &mut [f32], grads: &[f32], learning_rate: f32) {
+    let grads = &grads[..params.len()];
+    for (p, &g) in params.iter_mut().zip(grads) {
+        *p -= learning_rate * g;
     }
 }
 
 multiversion! {
     /// p -= lr · g
     pub fn sgd_update(params: &mut [f32], grads: &[f32], learning_rate: f32) {
-        let grads = &grads[..params.len()];
-        for (p, &g) in params.iter_mut().zip(grads) {
-            *p -= learning_rate * g;
+        sgd_body(params, grads, learning_rate)
+    }
+}
+
+/// v = momentum · v - lr · g; then p += v (heavy ball) or p += momentum · v - lr · g (Nesterov).
+#[inline(always)]
+fn momentum_body(
+    params: &mut [f32],
+    grads: &[f32],
+    velocity: &mut [f32],
+    learning_rate: f32,
+    momentum: f32,
+    nesterov: bool,
+) {
+    let len = params.len();
+    let (grads, velocity) = (&grads[..len], &mut velocity[..len]);
+    if nesterov {
+        for i in 0..len {
+            let v = momentum * velocity[i] - learning_rate * grads[i];
+            velocity[i] = v;
+            params[i] += momentum * v - learning_rate * grads[i];
+        }
+    } else {
+        for i in 0..len {
+            let v = momentum * velocity[i] - learning_rate * grads[i];
+            velocity[i] = v;
+            params[i] += v;
         }
     }
 }
@@ -297,21 +336,27 @@ multiversion! {
         momentum: f32,
         nesterov: bool,
     ) {
-        let len = params.len();
-        let (grads, velocity) = (&grads[..len], &mut velocity[..len]);
-        if nesterov {
-            for i in 0..len {
-                let v = momentum * velocity[i] - learning_rate * grads[i];
-                velocity[i] = v;
-                params[i] += momentum * v - learning_rate * grads[i];
-            }
-        } else {
-            for i in 0..len {
-                let v = momentum * velocity[i] - learning_rate * grads[i];
-                velocity[i] = v;
-                params[i] += v;
-            }
-        }
+        momentum_body(params, grads, velocity, learning_rate, momentum, nesterov)
+    }
+}
+
+/// s = ρ·s + (1-ρ)·g²;  p -= lr·g / √(s + ε)   (Keras adds ε inside the root)
+#[inline(always)]
+fn rmsprop_body(
+    params: &mut [f32],
+    grads: &[f32],
+    mean_square: &mut [f32],
+    learning_rate: f32,
+    rho: f32,
+    epsilon: f32,
+) {
+    let len = params.len();
+    let (grads, mean_square) = (&grads[..len], &mut mean_square[..len]);
+    for i in 0..len {
+        let g = grads[i];
+        let s = rho * mean_square[i] + (1.0 - rho) * g * g;
+        mean_square[i] = s;
+        params[i] -= learning_rate * g / (s + epsilon).sqrt();
     }
 }
 
@@ -325,13 +370,60 @@ multiversion! {
         rho: f32,
         epsilon: f32,
     ) {
-        let len = params.len();
-        let (grads, mean_square) = (&grads[..len], &mut mean_square[..len]);
-        for i in 0..len {
-            let g = grads[i];
-            let s = rho * mean_square[i] + (1.0 - rho) * g * g;
-            mean_square[i] = s;
-            params[i] -= learning_rate * g / (s + epsilon).sqrt();
-        }
+        rmsprop_body(params, grads, mean_square, learning_rate, rho, epsilon)
+    }
+}
+
+/// One step's update rule with its scalars worked out (Adam's bias-corrected rate): the
+/// element-wise optimizer kernels above, chosen once per step.
+#[derive(Debug, Clone, Copy)]
+pub enum UpdateRule {
+    Sgd {
+        learning_rate: f32,
+    },
+    Momentum {
+        learning_rate: f32,
+        momentum: f32,
+        nesterov: bool,
+    },
+    Adam(AdamCoefficients),
+    Rmsprop {
+        learning_rate: f32,
+        rho: f32,
+        epsilon: f32,
+    },
+}
+
+/// [`UpdateRule`] on one piece: `slots` are the same piece of each of the optimizer's slots.
+#[inline(always)]
+fn rule_body(rule: UpdateRule, params: &mut [f32], grads: &[f32], slots: &mut [&mut [f32]]) {
+    match (rule, slots) {
+        (UpdateRule::Sgd { learning_rate }, _) => sgd_body(params, grads, learning_rate),
+        (
+            UpdateRule::Momentum {
+                learning_rate,
+                momentum,
+                nesterov,
+            },
+            [velocity],
+        ) => momentum_body(params, grads, velocity, learning_rate, momentum, nesterov),
+        (UpdateRule::Adam(coefficients), [m, v]) => adam_body(params, grads, m, v, coefficients),
+        (
+            UpdateRule::Rmsprop {
+                learning_rate,
+                rho,
+                epsilon,
+            },
+            [mean_square],
+        ) => rmsprop_body(params, grads, mean_square, learning_rate, rho, epsilon),
+        _ => unreachable!("slots are created to match the rule"),
+    }
+}
+
+multiversion! {
+    /// Updates `params` (any piece of the buffer) with the same piece of the gradient and of
+    /// each of the optimizer's slots.
+    pub fn update_piece(rule: UpdateRule, params: &mut [f32], grads: &[f32], slots: &mut [&mut [f32]]) {
+        rule_body(rule, params, grads, slots)
     }
 }

@@ -155,15 +155,28 @@ fn matrixmultiply_crate(
 
 /// Plain loops: row i of c accumulates a[i, k] · (row k of b). No CPU-specific code at all.
 fn portable(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, beta: f32) {
-    if beta == 0.0 {
-        c.fill(0.0);
-    } else if beta != 1.0 {
-        c.mapv_inplace(|x| beta * x);
-    }
+    // Like our FMA kernels: each element's chain over k is formed first, then added to beta·c.
+    const COLUMNS: usize = 64;
+    let mut chain = [0.0f32; COLUMNS];
+    let n = b.ncols();
     for (i, mut c_row) in c.axis_iter_mut(Axis(0)).enumerate() {
-        for (kk, b_row) in b.axis_iter(Axis(0)).enumerate() {
-            let a_ik = a[[i, kk]];
-            c_row.zip_mut_with(&b_row, |c_ij, &b_kj| *c_ij += a_ik * b_kj);
+        for start in (0..n).step_by(COLUMNS) {
+            let end = (start + COLUMNS).min(n);
+            let chain = &mut chain[..end - start];
+            chain.fill(0.0);
+            for (kk, b_row) in b.axis_iter(Axis(0)).enumerate() {
+                let a_ik = a[[i, kk]];
+                for (sum, &b_kj) in chain.iter_mut().zip(b_row.slice(ndarray::s![start..end])) {
+                    *sum += a_ik * b_kj;
+                }
+            }
+            for (c_ij, &sum) in c_row
+                .slice_mut(ndarray::s![start..end])
+                .iter_mut()
+                .zip(&*chain)
+            {
+                *c_ij = if beta == 0.0 { sum } else { beta * *c_ij + sum };
+            }
         }
     }
 }

@@ -35,8 +35,8 @@ pub use alloc::{CacheLineAllocator, CACHE_LINE};
 pub use elementwise::{
     adam_update, add_assign, add_into, dropout_backward, dropout_forward, momentum_update,
     normalize_pixels, relu_backward, relu_forward, rmsprop_update, scale_in_place, sgd_update,
-    sum_of_squares, sum_rows_into, xoshiro_lanes, ziggurat_fast_path, AdamCoefficients,
-    XOSHIRO_LANES, ZIGGURAT_LAYERS,
+    sum_of_squares, sum_rows_into, update_piece, xoshiro_lanes, ziggurat_fast_path,
+    AdamCoefficients, UpdateRule, XOSHIRO_LANES, ZIGGURAT_LAYERS,
 };
 pub use fpu::{flush_denormals, DenormalGuard};
 pub use matmul::matmul;

@@ -65,6 +65,22 @@ struct Shared {
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
+/// The items of a job, shared by the threads that claim them by index.
+struct Items<T>(*mut T);
+// SAFETY: the jobs below claim each index exactly once (an atomic counter or bit mask), so no
+// item is used by two threads; T: Send lets it be used from another thread.
+unsafe impl<T: Send> Sync for Items<T> {}
+impl<T> Items<T> {
+    fn at(&self, index: usize) -> *mut T {
+        self.0.wrapping_add(index)
+    }
+}
+
+thread_local! {
+    /// This thread's index in its pool: 0 for a caller, 1.. for the workers.
+    static POOL_INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// A fixed set of threads that help the caller with jobs.
 pub struct WorkerPool {
     shared: Arc<Shared>,
@@ -88,7 +104,10 @@ impl WorkerPool {
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(format!("mnist-train-worker-{index}"))
-                    .spawn(move || worker_loop(&shared))
+                    .spawn(move || {
+                        POOL_INDEX.set(index);
+                        worker_loop(&shared)
+                    })
                     .expect("the OS refused to start a worker thread")
             })
             .collect();
@@ -161,15 +180,6 @@ impl WorkerPool {
     /// Calls `work(index, &mut items[index])` once for every item; the caller and the workers
     /// claim items in index order from a shared counter.
     pub fn for_each_mut<T: Send>(&self, items: &mut [T], work: impl Fn(usize, &mut T) + Sync) {
-        struct Items<T>(*mut T);
-        // SAFETY: each index is claimed exactly once (atomic counter), so no item is shared;
-        // T: Send lets it be used from another thread.
-        unsafe impl<T: Send> Sync for Items<T> {}
-        impl<T> Items<T> {
-            fn at(&self, index: usize) -> *mut T {
-                self.0.wrapping_add(index)
-            }
-        }
         let len = items.len();
         let base = Items(items.as_mut_ptr());
         let next = AtomicUsize::new(0);
@@ -180,6 +190,38 @@ impl WorkerPool {
             }
             // SAFETY: index < len and was claimed by this thread alone.
             work(index, unsafe { &mut *base.at(index) });
+        });
+    }
+}
+
+impl WorkerPool {
+    /// [`WorkerPool::for_each_mut`] where thread `i` of the pool (the caller is 0) runs item
+    /// `i` when it joins in time, so an item whose data stays in one core's caches from job to
+    /// job keeps running on that core; then every thread takes any item still unclaimed. At
+    /// most 64 items.
+    pub fn for_each_mut_affine<T: Send>(
+        &self,
+        items: &mut [T],
+        work: impl Fn(usize, &mut T) + Sync,
+    ) {
+        let len = items.len();
+        assert!(len <= 64, "for_each_mut_affine: at most 64 items");
+        let base = Items(items.as_mut_ptr());
+        let claimed = AtomicU64::new(0);
+        let claim = |index: usize| {
+            let bit = 1u64 << index;
+            claimed.load(Ordering::Relaxed) & bit == 0
+                && claimed.fetch_or(bit, Ordering::Relaxed) & bit == 0
+        };
+        self.broadcast(&|| {
+            let own = POOL_INDEX.get();
+            let order = std::iter::once(own).chain(0..len);
+            for index in order.filter(|&index| index < len) {
+                if claim(index) {
+                    // SAFETY: index < len and was claimed by this thread alone.
+                    work(index, unsafe { &mut *base.at(index) });
+                }
+            }
         });
     }
 }
@@ -354,6 +396,21 @@ mod tests {
             }
             let expected: Vec<u32> = (0..11).map(|i| 50 * i + (1..=50).sum::<u32>()).collect();
             assert_eq!(items, expected, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn every_item_is_visited_once_by_the_affine_loop_too() {
+        for threads in 1..=4 {
+            let pool = WorkerPool::new(threads);
+            for len in [0, 1, 3, 4, 11] {
+                let mut items = vec![0u32; len];
+                for _ in 0..50 {
+                    pool.for_each_mut_affine(&mut items, |index, item| *item += index as u32 + 1);
+                }
+                let expected: Vec<u32> = (0..len as u32).map(|i| 50 * (i + 1)).collect();
+                assert_eq!(items, expected, "{threads} threads, {len} items");
+            }
         }
     }
 

@@ -18,19 +18,25 @@ pub struct AdamStep {
 /// p -= α·m / (√v + ε)  with  α = lr·√(1-β2^t) / (1-β1^t)  (bias correction folded into α)
 /// and, first, p -= lr·wd·p when weight decay is on (one vectorized pass, see `kernels`).
 pub fn adam(params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
-    let t = s.step as f64;
-    let bias_correction1 = 1.0 - (s.beta1 as f64).powf(t);
-    let bias_correction2 = 1.0 - (s.beta2 as f64).powf(t);
-    let alpha = (s.learning_rate as f64 * bias_correction2.sqrt() / bias_correction1) as f32;
-    let decay = s.learning_rate * s.weight_decay;
-    let coefficients = AdamCoefficients {
-        alpha,
-        decay,
-        one_minus_beta1: 1.0 - s.beta1,
-        one_minus_beta2: 1.0 - s.beta2,
-        epsilon: s.epsilon,
-    };
-    adam_update(params, grads, m, v, coefficients);
+    adam_update(params, grads, m, v, s.coefficients());
+}
+
+impl AdamStep {
+    /// The kernel's scalars for this step (computed once per step, however many pieces of the
+    /// buffer it updates).
+    pub fn coefficients(&self) -> AdamCoefficients {
+        let t = self.step as f64;
+        let bias_correction1 = 1.0 - (self.beta1 as f64).powf(t);
+        let bias_correction2 = 1.0 - (self.beta2 as f64).powf(t);
+        let alpha = (self.learning_rate as f64 * bias_correction2.sqrt() / bias_correction1) as f32;
+        AdamCoefficients {
+            alpha,
+            decay: self.learning_rate * self.weight_decay,
+            one_minus_beta1: 1.0 - self.beta1,
+            one_minus_beta2: 1.0 - self.beta2,
+            epsilon: self.epsilon,
+        }
+    }
 }
 
 #[cfg(test)]

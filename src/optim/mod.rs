@@ -12,7 +12,8 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{momentum_update, rmsprop_update, sgd_update, WorkerPool};
+pub use crate::kernels::UpdateRule;
+use crate::kernels::{update_piece, WorkerPool};
 
 /// Which update rule, with its hyperparameters (Keras defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -183,17 +184,16 @@ impl Optimizer {
 
     /// Applies one update to `params` given the gradient of the mean loss.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], learning_rate: f32) {
-        self.steps += 1;
+        let rule = self.begin_step(learning_rate);
         let mut slots: Vec<&mut [f32]> = self.slots.iter_mut().map(Vec::as_mut_slice).collect();
-        update(
-            self.config,
-            self.steps,
-            params,
-            grads,
-            &mut slots,
-            0..grads.len(),
-            learning_rate,
-        );
+        update_piece(rule, params, grads, &mut slots);
+    }
+
+    /// Counts one more update and returns its rule with the step's scalars, for a caller that
+    /// updates the buffer (and the same pieces of every slot) in pieces of its own.
+    pub fn begin_step(&mut self, learning_rate: f32) -> UpdateRule {
+        self.steps += 1;
+        update_rule(self.config, self.steps, learning_rate)
     }
 
     /// [`Optimizer::step`] with the buffer split into contiguous parts shared by the threads of
@@ -221,8 +221,7 @@ impl Optimizer {
         learning_rate: f32,
         gradient: impl Fn(Range<usize>, &mut [f32]) + Sync,
     ) {
-        self.steps += 1;
-        let (config, steps) = (self.config, self.steps);
+        let rule = self.begin_step(learning_rate);
         // One part of the buffer: its range, its parameters and the same part of each slot.
         let run = |range: Range<usize>, params: &mut [f32], slots: &mut [&mut [f32]]| {
             let mut block = [0.0f32; GRADIENT_BLOCK];
@@ -231,15 +230,13 @@ impl Optimizer {
                 let end = (start + GRADIENT_BLOCK).min(params.len());
                 let grads = &mut block[..end - start];
                 gradient(range.start + start..range.start + end, grads);
-                update(
-                    config,
-                    steps,
-                    &mut params[start..end],
-                    grads,
-                    slots,
-                    start..end,
-                    learning_rate,
-                );
+                let slot_count = slots.len();
+                let mut slot_blocks: [&mut [f32]; 2] = [&mut [], &mut []];
+                for (slot_block, slot) in slot_blocks.iter_mut().zip(slots.iter_mut()) {
+                    *slot_block = &mut slot[start..end];
+                }
+                let slot_blocks = &mut slot_blocks[..slot_count];
+                update_piece(rule, &mut params[start..end], grads, slot_blocks);
                 start = end;
             }
         };
@@ -260,51 +257,29 @@ impl Optimizer {
 /// Gradient values produced at a time by [`Optimizer::step_parallel_with`] (16 KiB: L1-sized).
 const GRADIENT_BLOCK: usize = 4096;
 
-/// One update of `params` (any contiguous part of the buffer, with the matching part of the
-/// gradient); `within` is that part's range inside each of `slots`. `steps` counts updates
-/// including this one. The element-wise rules are Keras' formulas, written once in
-/// [`crate::kernels`] (SGD `p -= lr·g`; momentum and Nesterov; RMSprop with ε inside the root);
-/// Adam derives its bias-corrected step size first ([`adam::adam`]).
-fn update(
-    config: OptimizerConfig,
-    steps: u64,
-    params: &mut [f32],
-    grads: &[f32],
-    slots: &mut [&mut [f32]],
-    within: Range<usize>,
-    learning_rate: f32,
-) {
-    match (config, slots) {
-        (OptimizerConfig::Sgd, _) => sgd_update(params, grads, learning_rate),
-        (OptimizerConfig::Momentum { momentum }, [velocity]) => momentum_update(
-            params,
-            grads,
-            &mut velocity[within],
+/// The rule of `config` for update number `steps` (1 for the first), with its scalars worked
+/// out (Adam's bias-corrected rate). The element-wise rules are Keras' formulas, written once in
+/// [`crate::kernels`] (SGD `p -= lr·g`; momentum and Nesterov; RMSprop with ε inside the root;
+/// Adam, [`adam::adam`]).
+fn update_rule(config: OptimizerConfig, steps: u64, learning_rate: f32) -> UpdateRule {
+    match config {
+        OptimizerConfig::Sgd => UpdateRule::Sgd { learning_rate },
+        OptimizerConfig::Momentum { momentum } => UpdateRule::Momentum {
             learning_rate,
             momentum,
-            false,
-        ),
-        (OptimizerConfig::Nesterov { momentum }, [velocity]) => momentum_update(
-            params,
-            grads,
-            &mut velocity[within],
+            nesterov: false,
+        },
+        OptimizerConfig::Nesterov { momentum } => UpdateRule::Momentum {
             learning_rate,
             momentum,
-            true,
-        ),
-        (
-            OptimizerConfig::Adam {
-                beta1,
-                beta2,
-                epsilon,
-                weight_decay,
-            },
-            [m, v],
-        ) => adam::adam(
-            params,
-            grads,
-            &mut m[within.clone()],
-            &mut v[within],
+            nesterov: true,
+        },
+        OptimizerConfig::Adam {
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+        } => UpdateRule::Adam(
             adam::AdamStep {
                 learning_rate,
                 beta1,
@@ -312,16 +287,13 @@ fn update(
                 epsilon,
                 weight_decay,
                 step: steps,
-            },
+            }
+            .coefficients(),
         ),
-        (OptimizerConfig::Rmsprop { rho, epsilon }, [mean_square]) => rmsprop_update(
-            params,
-            grads,
-            &mut mean_square[within],
+        OptimizerConfig::Rmsprop { rho, epsilon } => UpdateRule::Rmsprop {
             learning_rate,
             rho,
             epsilon,
-        ),
-        _ => unreachable!("slots are created to match the config"),
+        },
     }
 }

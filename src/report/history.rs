@@ -180,6 +180,10 @@ pub fn format_history_line(record: &EpochRecord) -> String {
 }
 
 impl Callback for CsvHistory {
+    fn reads_state_after_step(&self, _trainer: &Trainer) -> bool {
+        false
+    }
+
     fn on_epoch_end(&mut self, _trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
         self.append(record)?;
         Ok(Control::Continue)

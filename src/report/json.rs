@@ -68,6 +68,10 @@ impl EpochJson {
 pub struct JsonLines;
 
 impl Callback for JsonLines {
+    fn reads_state_after_step(&self, _trainer: &Trainer) -> bool {
+        false
+    }
+
     fn on_epoch_end(&mut self, trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
         print_json_line(&EpochJson::new(record, trainer.config.epochs))?;
         Ok(Control::Continue)

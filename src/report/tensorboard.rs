@@ -320,6 +320,10 @@ impl TensorBoard {
 }
 
 impl Callback for TensorBoard {
+    fn reads_state_after_step(&self, _trainer: &Trainer) -> bool {
+        false
+    }
+
     fn on_step_end(&mut self, trainer: &Trainer) -> Result<Control> {
         // This step is the first of the run when the file is not open yet.
         let step = trainer.optimizer.steps;

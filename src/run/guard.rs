@@ -65,6 +65,10 @@ impl Callback for Safeguards<'_> {
         self.interrupt.on_step_end(trainer)
     }
 
+    fn reads_state_after_step(&self, trainer: &Trainer) -> bool {
+        self.checkpointer.reads_state_after_step(trainer)
+    }
+
     fn on_epoch_end(&mut self, trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
         self.checkpointer.on_epoch_end(trainer, record)
     }

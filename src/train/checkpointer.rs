@@ -147,26 +147,34 @@ pub fn folder_actions(
     actions
 }
 
+impl Checkpointer<'_> {
+    /// Whether this step is checkpointed (every `--checkpoint-every-steps` steps; the last step
+    /// of an epoch is checkpointed by `on_epoch_end`, with the epoch's record).
+    fn saves_after_step(&self, trainer: &Trainer) -> bool {
+        let Some(every) = self.settings.as_ref().and_then(|s| s.every_steps) else {
+            return false;
+        };
+        let batch_size = trainer.config.batch_size.resolve(self.train.len());
+        let steps_per_epoch = self.train.len().div_ceil(batch_size);
+        let global_step = trainer.epoch * steps_per_epoch + trainer.step_in_epoch;
+        global_step.is_multiple_of(every) && trainer.step_in_epoch < steps_per_epoch
+    }
+}
+
 impl Callback for Checkpointer<'_> {
     fn phase(&self) -> CallbackPhase {
         CallbackPhase::Persist
     }
 
     fn on_step_end(&mut self, trainer: &Trainer) -> Result<Control> {
-        let Some(settings) = self.settings.clone() else {
-            return Ok(Control::Continue);
-        };
-        let Some(every) = settings.every_steps else {
-            return Ok(Control::Continue);
-        };
-        let batch_size = trainer.config.batch_size.resolve(self.train.len());
-        let steps_per_epoch = self.train.len().div_ceil(batch_size);
-        let global_step = trainer.epoch * steps_per_epoch + trainer.step_in_epoch;
-        // The last step of an epoch is checkpointed by on_epoch_end, with the epoch's record.
-        if global_step.is_multiple_of(every) && trainer.step_in_epoch < steps_per_epoch {
+        if let (true, Some(settings)) = (self.saves_after_step(trainer), self.settings.clone()) {
             self.save_in_folder(trainer, &settings)?;
         }
         Ok(Control::Continue)
+    }
+
+    fn reads_state_after_step(&self, trainer: &Trainer) -> bool {
+        self.saves_after_step(trainer)
     }
 
     fn on_epoch_end(&mut self, trainer: &Trainer, _record: &EpochRecord) -> Result<Control> {

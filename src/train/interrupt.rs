@@ -58,6 +58,10 @@ impl Drop for InterruptGuard {
 }
 
 impl Callback for InterruptGuard {
+    fn reads_state_after_step(&self, _trainer: &Trainer) -> bool {
+        false
+    }
+
     fn on_step_end(&mut self, _trainer: &Trainer) -> Result<Control> {
         Ok(if self.requested() {
             Control::Stop

@@ -2,6 +2,7 @@
 
 pub mod callbacks;
 pub mod checkpointer;
+pub mod column_step;
 pub mod evaluate;
 pub mod interrupt;
 pub mod memory;
@@ -156,6 +157,13 @@ pub trait Callback {
     fn on_step_end(&mut self, _trainer: &Trainer) -> Result<Control> {
         Ok(Control::Continue)
     }
+    /// Whether this step's `on_step_end` reads `trainer.params` or the optimizer's slots. Between
+    /// such reads the training step may keep part of them in its own layout (and write them
+    /// back only when asked), so a callback that does not read them says so; the default is
+    /// the safe answer. At the end of an epoch they are always up to date.
+    fn reads_state_after_step(&self, _trainer: &Trainer) -> bool {
+        true
+    }
     /// After each epoch, once its record is in `trainer.history`.
     fn on_epoch_end(&mut self, _trainer: &Trainer, _record: &EpochRecord) -> Result<Control> {
         Ok(Control::Continue)
@@ -271,6 +279,11 @@ impl Trainer {
         };
         let mut engine =
             StepEngine::with_shard_capacity(&self.mlp, batch_size, self.threads, capacity);
+        if self.config.privacy.is_none() {
+            // From here on the engine may hold part of the state: published below before
+            // anything else reads `self.params` or `self.optimizer`.
+            engine.load_state(&self.params, &self.optimizer);
+        }
         let _flush_denormals = DenormalGuard::new();
         for callback in callbacks.iter_mut() {
             if let Some(state) = callback
@@ -337,6 +350,7 @@ impl Trainer {
                     ),
                 };
                 if !batch_loss.is_finite() {
+                    engine.publish_state(&mut self.params, &mut self.optimizer);
                     return Err(Error::NonFinite {
                         epoch: epoch + 1,
                         step: step + 1,
@@ -359,11 +373,16 @@ impl Trainer {
                     self.running.correct as f64 / seen,
                 );
                 self.step_in_epoch = step + 1;
-                if run_callbacks(callbacks, |callback| callback.on_step_end(self))? == Control::Stop
-                {
-                    return Ok(());
+                if callbacks.iter().any(|c| c.reads_state_after_step(self)) {
+                    engine.publish_state(&mut self.params, &mut self.optimizer);
+                }
+                let control = run_callbacks(callbacks, |callback| callback.on_step_end(self));
+                if !matches!(control, Ok(Control::Continue)) {
+                    engine.publish_state(&mut self.params, &mut self.optimizer);
+                    return control.map(|_| ());
                 }
             }
+            engine.publish_state(&mut self.params, &mut self.optimizer);
             let seconds = started.elapsed().as_secs_f64();
             let RunningMetrics {
                 loss_sum,

@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::column_step::ColumnEngine;
 use crate::data::{gather_normalized, Dataset};
 use crate::kernels::{add_assign, add_into, WorkerPool};
 use crate::nn::{GradientSink, Mlp, Workspace};
@@ -51,7 +52,7 @@ pub fn shard_range(batch_len: usize, shard: usize) -> Range<usize> {
 }
 
 /// Part `shard` of `batch_len` rows cut into `shard_count` contiguous, near-equal ranges.
-fn split_range(batch_len: usize, shard_count: usize, shard: usize) -> Range<usize> {
+pub fn split_range(batch_len: usize, shard_count: usize, shard: usize) -> Range<usize> {
     let (base, extra) = (batch_len / shard_count, batch_len % shard_count);
     let start = shard * base + shard.min(extra);
     start..start + base + usize::from(shard < extra)
@@ -181,6 +182,11 @@ pub struct StepEngine {
     noise: Vec<f32>,
     /// Whether the last step was private (its gradient includes `noise`).
     noisy: bool,
+    /// The one-hidden-layer MLP's step on several threads: hidden units split between threads
+    /// (bit-identical to the sharded step; see [`ColumnEngine`]).
+    columns: Option<ColumnEngine>,
+    /// Whether the last step ran on `columns`.
+    columns_ran: bool,
 }
 
 /// Parameters per block of noise: each block has its own random stream, so the noise depends on
@@ -217,14 +223,41 @@ impl StepEngine {
     ) -> Self {
         let (shard_count, _) = shard_buffers(batch_size);
         let parameter_count = mlp.parameter_count();
+        let columns = ColumnEngine::new(mlp, batch_size, threads);
+        let useful_threads = shard_count.max(columns.as_ref().map_or(1, ColumnEngine::parts));
         StepEngine {
-            pool: WorkerPool::new(threads.clamp(1, shard_count)),
+            pool: WorkerPool::new(threads.clamp(1, useful_threads)),
             shards: (0..shard_count)
                 .map(|_| Shard::new(mlp, capacity, parameter_count))
                 .collect(),
             active_shards: 0,
             noise: Vec::new(),
             noisy: false,
+            columns,
+            columns_ran: false,
+        }
+    }
+
+    /// Whether steps split hidden units between threads (after [`StepEngine::load_state`]).
+    pub fn splits_columns(&self) -> bool {
+        self.columns.is_some()
+    }
+
+    /// Hands the run's state to the engine for non-private steps: the column-split step keeps
+    /// each thread's W1 columns and their optimizer state in its own contiguous block. From the
+    /// next step on, `params` and `optimizer` hold a stale W1 until
+    /// [`StepEngine::publish_state`]. Without this call every step is sharded.
+    pub fn load_state(&mut self, params: &[f32], optimizer: &Optimizer) {
+        if let Some(columns) = &mut self.columns {
+            columns.load(params, &optimizer.slots);
+        }
+    }
+
+    /// Writes the state the engine holds back into `params` and `optimizer`: before anything
+    /// else reads them.
+    pub fn publish_state(&self, params: &mut [f32], optimizer: &mut Optimizer) {
+        if let Some(columns) = &self.columns {
+            columns.publish(params, &mut optimizer.slots);
         }
     }
 
@@ -236,6 +269,11 @@ impl StepEngine {
     /// Computes the shard gradients of `step`'s batch (their sum is the batch-mean gradient; see
     /// [`StepEngine::apply`] and [`StepEngine::batch_gradient`]). Returns (loss sum, correct).
     pub fn gradient(&mut self, step: &StepBatch) -> (f64, usize) {
+        if let Some(columns) = self.columns.as_mut().filter(|c| c.is_loaded()) {
+            self.noisy = false;
+            self.columns_ran = true;
+            return columns.gradient(&self.pool, step);
+        }
         let grad_scale = 1.0 / step.indices.len() as f32;
         let shards = shard_count(step.indices.len());
         self.shard_gradients(step, shards, grad_scale, None)
@@ -274,7 +312,12 @@ impl StepEngine {
         grad_scale: f32,
         clip_norm: Option<f32>,
     ) -> (f64, usize) {
+        assert!(
+            !self.columns.as_ref().is_some_and(ColumnEngine::is_loaded),
+            "a sharded step while the column-split step holds the run's W1"
+        );
         self.noisy = false;
+        self.columns_ran = false;
         let batch = step.indices;
         // A Poisson-sampled batch can exceed the size the engine was made for: add shards.
         while self.shards.len() < shard_count {
@@ -306,7 +349,11 @@ impl StepEngine {
 
     /// Applies `optimizer` to `params` with the gradient of the last [`StepEngine::gradient`]:
     /// the shard gradients are summed block by block inside the optimizer's parallel pass.
-    pub fn apply(&self, optimizer: &mut Optimizer, params: &mut [f32], learning_rate: f32) {
+    pub fn apply(&mut self, optimizer: &mut Optimizer, params: &mut [f32], learning_rate: f32) {
+        if let (true, Some(columns)) = (self.columns_ran, &mut self.columns) {
+            columns.apply(&self.pool, optimizer, params, learning_rate);
+            return;
+        }
         let shards = &self.shards[..self.active_shards];
         let noise: &[f32] = if self.noisy { &self.noise } else { &[] };
         optimizer.step_parallel_with(&self.pool, params, learning_rate, |range, block| {
@@ -320,6 +367,10 @@ impl StepEngine {
     /// The gradient of the last [`StepEngine::gradient`] (or [`StepEngine::private_gradient`],
     /// noise included) call, written to `grads`.
     pub fn batch_gradient(&self, grads: &mut [f32]) {
+        if let (true, Some(columns)) = (self.columns_ran, &self.columns) {
+            columns.batch_gradient(grads);
+            return;
+        }
         sum_shard_gradients(&self.shards[..self.active_shards], 0..grads.len(), grads);
         if self.noisy {
             add_assign(grads, &self.noise);
@@ -329,17 +380,18 @@ impl StepEngine {
 
 /// out = Σ shard gradients over `range`, always added in shard order (((g0 + g1) + g2) + …).
 fn sum_shard_gradients(shards: &[Shard], range: Range<usize>, out: &mut [f32]) {
-    match shards {
-        [] => out.fill(0.0),
-        [only] => out.copy_from_slice(&only.grads[range]),
-        [first, second, rest @ ..] => {
-            add_into(
-                out,
-                &first.grads[range.clone()],
-                &second.grads[range.clone()],
-            );
-            for shard in rest {
-                add_assign(out, &shard.grads[range.clone()]);
+    sum_in_order(shards.iter().map(|shard| &shard.grads[range.clone()]), out);
+}
+
+/// out = ((s0 + s1) + s2) + …: the order every sum of shard gradients uses (0 for none).
+pub fn sum_in_order<'a>(mut sources: impl Iterator<Item = &'a [f32]>, out: &mut [f32]) {
+    match (sources.next(), sources.next()) {
+        (None, _) => out.fill(0.0),
+        (Some(only), None) => out.copy_from_slice(only),
+        (Some(first), Some(second)) => {
+            add_into(out, first, second);
+            for source in sources {
+                add_assign(out, source);
             }
         }
     }

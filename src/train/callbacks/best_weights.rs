@@ -53,6 +53,10 @@ impl BestWeights {
 }
 
 impl Callback for BestWeights {
+    fn reads_state_after_step(&self, _trainer: &Trainer) -> bool {
+        false
+    }
+
     fn on_epoch_end(&mut self, trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
         if let Some(value) = self.monitor.metric.value(record) {
             self.observe(record.epoch, value, &trainer.params);

@@ -67,6 +67,10 @@ impl EarlyStopping {
 }
 
 impl Callback for EarlyStopping {
+    fn reads_state_after_step(&self, _trainer: &Trainer) -> bool {
+        false
+    }
+
     fn on_epoch_end(&mut self, trainer: &Trainer, record: &EpochRecord) -> Result<Control> {
         let Some(value) = self.monitor.metric.value(record) else {
             return Ok(Control::Continue);
