@@ -5,12 +5,16 @@ use std::path::Path;
 
 use assert_cmd::Command;
 
-use crate::support::{bits, fit_on_threads};
+use crate::support::{bits, fit_on_threads, random_dataset};
 use mnist_train::data::{load_split, Dataset, DatasetKind, Split};
-use mnist_train::kernels::{self, Backend};
+use mnist_train::kernels::{self, with_backend, Backend};
+use mnist_train::nn::{Architecture, Mlp};
+use mnist_train::optim::Optimizer;
 use mnist_train::optim::OptimizerConfig;
 use mnist_train::train::step::{StepBatch, StepEngine};
-use mnist_train::train::{evaluate, BatchSize, TrainConfig, Trainer};
+use mnist_train::train::{
+    evaluate, BatchSize, Callback, Control, Progress, ProgressMode, TrainConfig, Trainer,
+};
 
 fn mnist(split: Split, limit: usize) -> Dataset {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
@@ -199,4 +203,145 @@ fn the_kernel_can_be_forced_from_the_environment_and_bad_choices_are_refused() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("--threads"));
+}
+
+/// The parameters and optimizer state a callback sees after each step, as bit patterns.
+#[derive(Default)]
+struct StateRecorder {
+    seen: Vec<(Vec<u32>, Vec<Vec<u32>>)>,
+}
+
+impl Callback for StateRecorder {
+    fn on_step_end(&mut self, trainer: &Trainer) -> mnist_train::error::Result<Control> {
+        let slots = trainer
+            .optimizer
+            .slots
+            .iter()
+            .map(|slot| bits(slot))
+            .collect();
+        self.seen.push((bits(&trainer.params), slots));
+        Ok(Control::Continue)
+    }
+}
+
+#[test]
+fn a_callback_reading_the_state_after_every_step_sees_the_same_bits_on_one_and_two_threads() {
+    // Two threads run the column-split step, which keeps W1 and its Adam state in its own
+    // blocks between steps: a callback that does not say otherwise must still see them current.
+    let dataset = mnist(Split::Train, 320);
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: BatchSize::Examples(32),
+        ..TrainConfig::default()
+    };
+    let record = |threads: usize| {
+        let mut trainer = Trainer::new(config.clone());
+        trainer.threads = threads;
+        let mut recorder = StateRecorder::default();
+        let mut progress = Progress::new(ProgressMode::None, config.epochs);
+        trainer
+            .fit(&dataset, &mut progress, &mut [&mut recorder])
+            .expect("training succeeds");
+        recorder.seen
+    };
+    let (one, two) = (record(1), record(2));
+    assert_eq!(one.len(), 20, "10 steps per epoch, 2 epochs");
+    assert_ne!(
+        one[0].0, one[1].0,
+        "the parameters change from step to step"
+    );
+    for (step, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert!(a.0 == b.0, "parameters after step {step} differ");
+        assert!(a.1 == b.1, "optimizer state after step {step} differs");
+    }
+}
+
+/// Parameters, optimizer slots and the per-step (loss, correct, gradient) after three steps
+/// of `engine`.
+type Trained = (Vec<f32>, Vec<Vec<f32>>, Vec<(f64, usize, Vec<f32>)>);
+
+fn three_steps(
+    engine: &mut StepEngine,
+    mlp: &Mlp,
+    data: &Dataset,
+    config: OptimizerConfig,
+    batch: usize,
+) -> Trained {
+    let mut params = mlp.initial_parameters(3);
+    let mut optimizer = Optimizer::new(config, params.len());
+    engine.load_state(&params, &optimizer);
+    let mut reports = Vec::new();
+    for global_step in 0..3u64 {
+        let indices: Vec<u32> = (0..batch as u32)
+            .map(|i| (i * 7 + global_step as u32 * 13) % data.len() as u32)
+            .collect();
+        let (loss, correct) = engine.gradient(&StepBatch {
+            mlp,
+            params: &params,
+            dataset: data,
+            indices: &indices,
+            seed: 11,
+            global_step,
+        });
+        let mut grads = vec![0.0; params.len()];
+        engine.batch_gradient(&mut grads);
+        reports.push((loss, correct, grads));
+        engine.apply(&mut optimizer, &mut params, 0.01);
+    }
+    engine.publish_state(&mut params, &mut optimizer);
+    (params, optimizer.slots, reports)
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[test]
+fn the_column_split_step_is_bit_identical_to_the_sharded_step_on_every_backend() {
+    let data = random_dataset(300, 5);
+    let optimizers = [
+        OptimizerConfig::adam_default(),
+        OptimizerConfig::Sgd,
+        OptimizerConfig::Nesterov { momentum: 0.9 },
+    ];
+    let networks = [
+        Architecture::tutorial(),
+        Architecture {
+            hidden: vec![100],
+            dropout: 0.5,
+            ..Architecture::tutorial()
+        },
+    ];
+    for backend in Backend::supported() {
+        with_backend(backend, || {
+            for architecture in &networks {
+                let mlp = Mlp::new(architecture.clone());
+                for (batch, threads) in [(32, 2), (7, 3), (130, 4), (256, 2)] {
+                    for config in optimizers {
+                        let mut sharded = StepEngine::new(&mlp, batch, 1);
+                        let mut split = StepEngine::new(&mlp, batch, threads);
+                        assert!(split.splits_columns(), "{batch} rows on {threads} threads");
+                        let expected = three_steps(&mut sharded, &mlp, &data, config, batch);
+                        let got = three_steps(&mut split, &mlp, &data, config, batch);
+                        let case = format!(
+                            "{backend:?}, {batch} rows, {threads} threads, {config:?}, hidden {:?}",
+                            architecture.hidden
+                        );
+                        assert!(same_bits(&expected.0, &got.0), "{case}: parameters differ");
+                        for (a, b) in expected.1.iter().zip(&got.1) {
+                            assert!(same_bits(a, b), "{case}: optimizer slots differ");
+                        }
+                        for (step, (a, b)) in expected.2.iter().zip(&got.2).enumerate() {
+                            assert_eq!(
+                                (a.0.to_bits(), a.1),
+                                (b.0.to_bits(), b.1),
+                                "{case}: loss of step {step}"
+                            );
+                            assert!(same_bits(&a.2, &b.2), "{case}: gradient of step {step}");
+                        }
+                    }
+                }
+            }
+        });
+    }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::nn::Mlp;
 use crate::optim::OptimizerConfig;
 use crate::train::evaluate::evaluation_rows;
-use crate::train::step::{poisson_shard_capacity, shard_buffers, MAX_SHARDS};
+use crate::train::shards::{poisson_shard_capacity, shard_buffers, MAX_SHARDS};
 
 const F32_BYTES: u64 = std::mem::size_of::<f32>() as u64;
 
@@ -331,7 +331,7 @@ fn group_headroom(dir: &Path, limit_file: &str, usage_file: &str) -> Option<u64>
 mod tests {
     use super::*;
     use crate::nn::Architecture;
-    use crate::train::step::CHUNK_ROWS;
+    use crate::train::shards::CHUNK_ROWS;
 
     fn mlp(hidden: &[usize]) -> Mlp {
         Mlp::new(Architecture {

@@ -9,6 +9,7 @@ pub mod memory;
 pub mod metrics;
 pub mod progress;
 pub mod recipe;
+pub mod shards;
 pub mod step;
 #[cfg(test)]
 mod step_allocations;
@@ -31,7 +32,8 @@ pub use evaluate::evaluate;
 pub use metrics::{EpochRecord, Evaluation};
 pub use progress::{Progress, ProgressMode};
 pub use recipe::Recipe;
-use step::{poisson_shard_capacity, shard_buffers, PrivateStep, StepBatch, StepEngine};
+use shards::{poisson_shard_capacity, shard_buffers};
+use step::{PrivateStep, StepBatch, StepEngine};
 
 /// Examples per optimization step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -65,8 +65,7 @@ fn allocations_during(work: impl FnOnce()) -> usize {
     ALLOCATIONS.with(|count| count.replace(None)).unwrap_or(0)
 }
 
-/// `len` images of a fixed pattern, labels 0–9 in turn.
-pub(super) fn synthetic_dataset(len: usize) -> Dataset {
+fn synthetic_dataset(len: usize) -> Dataset {
     Dataset {
         images: (0..len * 784).map(|i| (i * 37 % 256) as u8).collect(),
         labels: (0..len).map(|i| (i % 10) as u8).collect(),
