@@ -11,9 +11,9 @@
 //!
 //! Each block's W1 columns and their optimizer state live in the block, contiguous, for the
 //! run: kept in W1's rows, the two blocks interleave, and a core's prefetcher reading past the
-//! end of its segment of a row pulls in lines the other core writes (measured: the update of a
-//! block took 3.5× as long). [`ColumnEngine::load`] copies them in from the flat buffers and
-//! [`ColumnEngine::publish`] back out, whenever anything else is about to read them.
+//! end of its segment of a row pulls in lines the other core writes. [`ColumnEngine::load`]
+//! copies them in from the flat buffers and [`ColumnEngine::publish`] back out, whenever
+//! anything else is about to read them.
 //!
 //! The arithmetic is that of the sharded step ([`super::step`]) to the bit: the kernels compute
 //! every product element as the same chain in `k` order whatever columns they are given, dropout
