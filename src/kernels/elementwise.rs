@@ -292,13 +292,6 @@ fn sgd_body(params: &mut [f32], grads: &[f32], learning_rate: f32) {
     }
 }
 
-multiversion! {
-    /// p -= lr · g
-    pub fn sgd_update(params: &mut [f32], grads: &[f32], learning_rate: f32) {
-        sgd_body(params, grads, learning_rate)
-    }
-}
-
 /// v = momentum · v - lr · g; then p += v (heavy ball) or p += momentum · v - lr · g (Nesterov).
 #[inline(always)]
 fn momentum_body(
@@ -326,20 +319,6 @@ fn momentum_body(
     }
 }
 
-multiversion! {
-    /// v = momentum · v - lr · g; then p += v (heavy ball) or p += momentum · v - lr · g (Nesterov).
-    pub fn momentum_update(
-        params: &mut [f32],
-        grads: &[f32],
-        velocity: &mut [f32],
-        learning_rate: f32,
-        momentum: f32,
-        nesterov: bool,
-    ) {
-        momentum_body(params, grads, velocity, learning_rate, momentum, nesterov)
-    }
-}
-
 /// s = ρ·s + (1-ρ)·g²;  p -= lr·g / √(s + ε)   (Keras adds ε inside the root)
 #[inline(always)]
 fn rmsprop_body(
@@ -357,20 +336,6 @@ fn rmsprop_body(
         let s = rho * mean_square[i] + (1.0 - rho) * g * g;
         mean_square[i] = s;
         params[i] -= learning_rate * g / (s + epsilon).sqrt();
-    }
-}
-
-multiversion! {
-    /// s = ρ·s + (1-ρ)·g²;  p -= lr·g / √(s + ε)   (Keras adds ε inside the root)
-    pub fn rmsprop_update(
-        params: &mut [f32],
-        grads: &[f32],
-        mean_square: &mut [f32],
-        learning_rate: f32,
-        rho: f32,
-        epsilon: f32,
-    ) {
-        rmsprop_body(params, grads, mean_square, learning_rate, rho, epsilon)
     }
 }
 

@@ -33,10 +33,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 pub use alloc::{CacheLineAllocator, CACHE_LINE};
 pub use elementwise::{
-    adam_update, add_assign, add_into, dropout_backward, dropout_forward, momentum_update,
-    normalize_pixels, relu_backward, relu_forward, rmsprop_update, scale_in_place, sgd_update,
-    sum_of_squares, sum_rows_into, update_piece, xoshiro_lanes, ziggurat_fast_path,
-    AdamCoefficients, UpdateRule, XOSHIRO_LANES, ZIGGURAT_LAYERS,
+    adam_update, add_assign, add_into, dropout_backward, dropout_forward, normalize_pixels,
+    relu_backward, relu_forward, scale_in_place, sum_of_squares, sum_rows_into, update_piece,
+    xoshiro_lanes, ziggurat_fast_path, AdamCoefficients, UpdateRule, XOSHIRO_LANES,
+    ZIGGURAT_LAYERS,
 };
 pub use fpu::{flush_denormals, DenormalGuard};
 pub use matmul::matmul;
