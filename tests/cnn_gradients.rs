@@ -73,7 +73,7 @@ fn convolution_backward_matches_finite_differences_for_weights_bias_and_input() 
         let mut grad_col = vec![7.0; col.len()];
         layer.backward(
             &params,
-            &col,
+            (&x, &col),
             &r,
             rows,
             &mut grads,
@@ -105,7 +105,7 @@ fn convolution_backward_matches_finite_differences_for_weights_bias_and_input() 
         }
         // Accumulating adds the same gradient again.
         let once = grads.clone();
-        layer.backward(&params, &col, &r, rows, &mut grads, None, true);
+        layer.backward(&params, (&x, &col), &r, rows, &mut grads, None, true);
         for (twice, once) in grads.iter().zip(&once) {
             assert!((twice - 2.0 * once).abs() <= 1e-5 * (1.0 + once.abs()));
         }

@@ -70,6 +70,8 @@ macro_rules! multiversion {
     };
 }
 
+pub(super) use multiversion;
+
 multiversion! {
     /// values *= factor (in place).
     pub fn scale_in_place(values: &mut [f32], factor: f32) {

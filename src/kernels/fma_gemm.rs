@@ -8,18 +8,36 @@
 //! broadcasting R single values of `a` (any strides: `a` may be a transposed view). Nothing is
 //! packed, nothing allocated.
 //!
+//! `a` is read through two [`Walk`]s (index → offset maps), so it can also be a convolution's
+//! im2col matrix read in place from the images (no copy, no buffer).
+//!
 //! Every element is `c[i,j] = beta·c[i,j] + (((a[i,0]·b[0,j]) + a[i,1]·b[1,j]) + …)` with one FMA
 //! per `k`, in `k` order, whatever the tiling: the AVX2 and AVX-512 paths give bit-identical
-//! results, and so does any split of the rows between threads.
+//! results, and so does any split of the rows between threads (or reading `a` in place instead
+//! of from a copy). With a bias, `c[i,j] = bias[j] + (chain)`, the same bits as writing the
+//! bias to `c` first and accumulating.
 
 use std::ops::Range;
 
-/// A matrix operand: base pointer and strides in elements (row stride, column stride).
+pub use super::walk::Walk;
+
+/// A matrix operand: base pointer and how its row and column indices map to offsets.
 #[derive(Clone, Copy)]
 pub struct Operand {
     pub ptr: *const f32,
-    pub row_stride: isize,
-    pub col_stride: isize,
+    pub rows: Walk,
+    pub cols: Walk,
+}
+
+/// What `c` starts from before the chain is added.
+#[derive(Clone, Copy)]
+pub enum Start {
+    /// `c = a·b`
+    Zero,
+    /// `c += a·b`
+    Accumulate,
+    /// `c = bias + a·b`, `bias: [n]`
+    Bias(*const f32),
 }
 
 /// `c[m, n] = a[m, k] · b[k, n] + beta · c` (beta 0 or 1) for `b` and `c` with unit column stride.
@@ -34,7 +52,7 @@ pub struct Product {
     /// Row stride of `c` (its column stride is 1).
     pub c: *mut f32,
     pub c_row_stride: isize,
-    pub accumulate: bool,
+    pub start: Start,
 }
 
 /// Columns left in a block starting at `j` of `n`, at most `width`.
@@ -74,12 +92,17 @@ macro_rules! gemm_for {
                 while j < p.n {
                     let width = columns(j, p.n, 2 * LANES);
                     let mut i = rows.start;
+                    let mut row_offsets = p.a.rows.cursor(i);
                     while i < rows.end {
                         let tile_rows = (rows.end - i).min(ROWS);
+                        let mut a_rows = [p.a.ptr; ROWS];
+                        for a_row in &mut a_rows[..tile_rows] {
+                            *a_row = p.a.ptr.offset(row_offsets.next_offset());
+                        }
                         if width > LANES {
-                            tile_dispatch::<2>(p, i, tile_rows, j, width);
+                            tile_dispatch::<2>(p, &a_rows, i, tile_rows, j, width);
                         } else {
-                            tile_dispatch::<1>(p, i, tile_rows, j, width);
+                            tile_dispatch::<1>(p, &a_rows, i, tile_rows, j, width);
                         }
                         i += tile_rows;
                     }
@@ -90,27 +113,30 @@ macro_rules! gemm_for {
             #[target_feature(enable = $feature)]
             unsafe fn tile_dispatch<const NV: usize>(
                 p: &Product,
+                a_rows: &[*const f32; ROWS],
                 i: usize,
                 rows: usize,
                 j: usize,
                 width: usize,
             ) {
                 match rows {
-                    1 => tile::<1, NV>(p, i, j, width),
-                    2 => tile::<2, NV>(p, i, j, width),
-                    3 => tile::<3, NV>(p, i, j, width),
-                    4 => tile::<4, NV>(p, i, j, width),
-                    5 => tile::<5, NV>(p, i, j, width),
-                    6 => tile::<6, NV>(p, i, j, width),
-                    7 => tile::<7, NV>(p, i, j, width),
-                    _ => tile::<ROWS, NV>(p, i, j, width),
+                    1 => tile::<1, NV>(p, a_rows, i, j, width),
+                    2 => tile::<2, NV>(p, a_rows, i, j, width),
+                    3 => tile::<3, NV>(p, a_rows, i, j, width),
+                    4 => tile::<4, NV>(p, a_rows, i, j, width),
+                    5 => tile::<5, NV>(p, a_rows, i, j, width),
+                    6 => tile::<6, NV>(p, a_rows, i, j, width),
+                    7 => tile::<7, NV>(p, a_rows, i, j, width),
+                    _ => tile::<ROWS, NV>(p, a_rows, i, j, width),
                 }
             }
 
-            /// One R × (NV vectors) tile of `c` at row `i`, column `j`, `width` valid columns.
+            /// One R × (NV vectors) tile of `c` at row `i`, column `j`, `width` valid columns;
+            /// `a_rows` holds the tile's rows of `a`.
             #[target_feature(enable = $feature)]
             unsafe fn tile<const R: usize, const NV: usize>(
                 p: &Product,
+                a_rows: &[*const f32; ROWS],
                 i: usize,
                 j: usize,
                 width: usize,
@@ -118,29 +144,34 @@ macro_rules! gemm_for {
                 let valid: [usize; NV] =
                     std::array::from_fn(|v| width.saturating_sub(v * LANES).min(LANES));
                 let mut acc: [[$vector; NV]; R] = [[$zero(); NV]; R];
-                let a_rows: [*const f32; R] =
-                    std::array::from_fn(|r| p.a.ptr.offset((i + r) as isize * p.a.row_stride));
                 let mut b_row = p.b.add(j);
-                for kk in 0..p.k {
-                    let b: [$vector; NV] =
-                        std::array::from_fn(|v| $load(b_row.add(v * LANES), valid[v]));
-                    let a_offset = kk as isize * p.a.col_stride;
-                    for r in 0..R {
-                        let a = $splat(*a_rows[r].offset(a_offset));
-                        for v in 0..NV {
-                            acc[r][v] = $fma(a, b[v], acc[r][v]);
+                let cols = p.a.cols;
+                // k in runs of consecutive indices (one run for a plain matrix; kernel rows or
+                // image rows for an im2col matrix), in k order.
+                cols.for_each_run(p.k, |run_start, run| {
+                    for t in 0..run {
+                        let b: [$vector; NV] =
+                            std::array::from_fn(|v| $load(b_row.add(v * LANES), valid[v]));
+                        let a_offset = run_start + t as isize * cols.step;
+                        for r in 0..R {
+                            let a = $splat(*a_rows[r].offset(a_offset));
+                            for v in 0..NV {
+                                acc[r][v] = $fma(a, b[v], acc[r][v]);
+                            }
                         }
+                        b_row = b_row.offset(p.b_row_stride);
                     }
-                    b_row = b_row.offset(p.b_row_stride);
-                }
+                });
                 for r in 0..R {
                     let c_row = p.c.offset((i + r) as isize * p.c_row_stride).add(j);
                     for v in 0..NV {
                         let c = c_row.add(v * LANES);
-                        let value = if p.accumulate {
-                            $add($load(c, valid[v]), acc[r][v])
-                        } else {
-                            acc[r][v]
+                        let value = match p.start {
+                            super::Start::Zero => acc[r][v],
+                            super::Start::Accumulate => $add($load(c, valid[v]), acc[r][v]),
+                            super::Start::Bias(bias) => {
+                                $add($load(bias.add(j + v * LANES), valid[v]), acc[r][v])
+                            }
                         };
                         $store(c, valid[v], value);
                     }

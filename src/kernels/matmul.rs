@@ -7,7 +7,77 @@ use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 #[cfg(target_arch = "x86_64")]
 use super::fma_gemm;
+use super::walk::Walk;
 use super::{backend, Backend};
+
+/// A matrix read in place: `a[i, j] = data[rows.offset(i) + cols.offset(j)]` (e.g. a
+/// convolution's im2col matrix over the images themselves).
+pub struct WalkedMatrix<'a> {
+    pub data: &'a [f32],
+    pub shape: (usize, usize),
+    pub rows: Walk,
+    pub cols: Walk,
+}
+
+/// What a product's output starts from.
+#[derive(Clone, Copy)]
+pub enum ProductStart<'a> {
+    /// `c = a·b`
+    Zero,
+    /// `c += a·b`
+    Accumulate,
+    /// `c = bias + a·b` on every row, `bias: [n]`; the same bits as writing the bias first and
+    /// accumulating.
+    Bias(&'a [f32]),
+}
+
+/// `c = a · b` from `start`, for `a` read in place. Returns false where the backend has no
+/// kernel for it (or for the layout); the caller then multiplies an explicit copy of `a`.
+/// a: [m, k] · b: [k, n] -> c: [m, n]
+pub fn walked_matmul(
+    a: &WalkedMatrix,
+    b: ArrayView2<f32>,
+    c: &mut ArrayViewMut2<f32>,
+    start: ProductStart,
+) -> bool {
+    let (m, k) = a.shape;
+    assert_eq!(b.nrows(), k, "walked_matmul: inner dimensions differ");
+    assert_eq!(
+        c.dim(),
+        (m, b.ncols()),
+        "walked_matmul: output has the wrong shape"
+    );
+    if let ProductStart::Bias(bias) = start {
+        assert_eq!(
+            bias.len(),
+            b.ncols(),
+            "walked_matmul: bias has the wrong length"
+        );
+    }
+    if let (Some(last_row), Some(last_col)) = (a.rows.max_offset(m), a.cols.max_offset(k)) {
+        assert!(
+            last_row + last_col < a.data.len() as isize,
+            "walked_matmul: the walks leave the data"
+        );
+    }
+    match backend() {
+        #[cfg(target_arch = "x86_64")]
+        backend @ (Backend::Avx512 | Backend::Avx2) => {
+            let operand = fma_gemm::Operand {
+                ptr: a.data.as_ptr(),
+                rows: a.rows,
+                cols: a.cols,
+            };
+            let start = match start {
+                ProductStart::Zero => fma_gemm::Start::Zero,
+                ProductStart::Accumulate => fma_gemm::Start::Accumulate,
+                ProductStart::Bias(bias) => fma_gemm::Start::Bias(bias.as_ptr()),
+            };
+            own_kernels(backend, (operand, m, k), &b, c, start)
+        }
+        _ => false,
+    }
+}
 
 /// `c = a · b + beta * c` (`beta` is 0 to overwrite, 1 to accumulate).
 /// a: [m, k] · b: [k, n] -> c: [m, n]; `a` and `b` may be transposed views.
@@ -22,7 +92,19 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>
     match backend() {
         #[cfg(target_arch = "x86_64")]
         backend @ (Backend::Avx512 | Backend::Avx2) => {
-            if !own_kernels(backend, &a, &b, c, beta) {
+            let operand = fma_gemm::Operand {
+                ptr: a.as_ptr(),
+                rows: Walk::strided(a.strides()[0]),
+                cols: Walk::strided(a.strides()[1]),
+            };
+            let start = if beta == 0.0 {
+                Some(fma_gemm::Start::Zero)
+            } else {
+                (beta == 1.0).then_some(fma_gemm::Start::Accumulate)
+            };
+            let done =
+                start.is_some_and(|start| own_kernels(backend, (operand, m, k), &b, c, start));
+            if !done {
                 matrixmultiply_crate(&a, &b, c, beta);
             }
         }
@@ -39,23 +121,23 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>
 const STACK_PACK_LIMIT: usize = 32 * 1024;
 
 /// Our AVX2/AVX-512 kernels ([`fma_gemm`]) for the layouts training uses: `c` with contiguous
-/// rows, `b` with contiguous rows (or small enough to copy), beta 0 or 1. Returns false for
-/// anything else, which the caller then computes with a library.
+/// rows, `b` with contiguous rows (or small enough to copy). Returns false for anything else,
+/// which the caller then computes another way. `a` is (operand, m, k), valid for that shape.
 #[cfg(target_arch = "x86_64")]
 fn own_kernels(
     backend: Backend,
-    a: &ArrayView2<f32>,
+    a: (fma_gemm::Operand, usize, usize),
     b: &ArrayView2<f32>,
     c: &mut ArrayViewMut2<f32>,
-    beta: f32,
+    start: fma_gemm::Start,
 ) -> bool {
-    let k = a.ncols();
+    let k = a.2;
     let n = b.ncols();
-    if c.strides()[1] != 1 || !(beta == 0.0 || beta == 1.0) {
+    if c.strides()[1] != 1 {
         return false;
     }
     if b.strides()[1] == 1 {
-        return run_own_kernel(backend, a, b.as_ptr(), b.strides()[0], n, c, beta);
+        return run_own_kernel(backend, a, b.as_ptr(), b.strides()[0], n, c, start);
     }
     if k * n > STACK_PACK_LIMIT {
         return false;
@@ -74,7 +156,7 @@ fn own_kernels(
         n as isize,
         n,
         c,
-        beta,
+        start,
     )
 }
 
@@ -82,32 +164,29 @@ fn own_kernels(
 #[cfg(target_arch = "x86_64")]
 fn run_own_kernel(
     backend: Backend,
-    a: &ArrayView2<f32>,
+    (a, m, k): (fma_gemm::Operand, usize, usize),
     b_ptr: *const f32,
     b_row_stride: isize,
     n: usize,
     c: &mut ArrayViewMut2<f32>,
-    beta: f32,
+    start: fma_gemm::Start,
 ) -> bool {
-    let (m, k) = a.dim();
     let product = fma_gemm::Product {
         m,
         k,
         n,
-        a: fma_gemm::Operand {
-            ptr: a.as_ptr(),
-            row_stride: a.strides()[0],
-            col_stride: a.strides()[1],
-        },
+        a,
         b: b_ptr,
         b_row_stride,
         c: c.as_mut_ptr(),
         c_row_stride: c.strides()[0],
-        accumulate: beta == 1.0,
+        start,
     };
-    // SAFETY: `backend()` returns Avx512/Avx2 only on CPUs that have them; pointers and strides
-    // come from live views of the stated shapes (checked by `matmul`) or from the caller's stack
-    // copy of `b`, which outlives the call; `c` is borrowed mutably, so it overlaps neither `a` nor `b`.
+    // SAFETY: `backend()` returns Avx512/Avx2 only on CPUs that have them; `a` addresses a live
+    // view or slice within its bounds for m × k (checked by `matmul` or `walked_matmul`), `b`
+    // and `c` come from live views of the stated shapes or from the caller's stack copy of `b`,
+    // which outlives the call, and a bias has `n` values; `c` is borrowed mutably, so it
+    // overlaps neither `a` nor `b`.
     unsafe {
         match backend {
             Backend::Avx512 => fma_gemm::avx512::gemm(&product),

@@ -26,6 +26,8 @@ mod fpu;
 mod matmul;
 mod peak;
 pub mod pool;
+mod pooling;
+mod walk;
 
 use crate::choice::choices;
 use std::cell::Cell;
@@ -39,9 +41,11 @@ pub use elementwise::{
     ZIGGURAT_LAYERS,
 };
 pub use fpu::{flush_denormals, DenormalGuard};
-pub use matmul::matmul;
+pub use matmul::{matmul, walked_matmul, ProductStart, WalkedMatrix};
 pub use peak::{measure_fma_peak, FmaPeak};
 pub use pool::WorkerPool;
+pub use pooling::{max_pool_backward, max_pool_forward, PoolShape};
+pub use walk::Walk;
 
 /// A family of kernels, tied to an instruction-set level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,12 +6,18 @@
 //! does, `[kernel, kernel, in_channels, filters]` = `[patch, filters]`, so the whole layer is
 //! `y = col · w + b` with `y: [batch · out_h · out_w, filters]`, which is NHWC again. PyTorch's
 //! `[filters, in_channels, kernel, kernel]` is produced at the export edge.
+//!
+//! Where the backend can ([`walked_matmul`]: our x86 kernels), the products read `col` straight
+//! from the images instead of a copy: the same values in the same order, so the same bits, without
+//! writing and rereading a matrix 9–288 times the image's size. Elsewhere `col` is built.
 
 use std::ops::Range;
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
-use crate::kernels::{matmul, sum_of_squares, sum_rows_into};
+use crate::kernels::{
+    matmul, sum_of_squares, sum_rows_into, walked_matmul, ProductStart, Walk, WalkedMatrix,
+};
 use crate::rng::Rng;
 
 /// One convolution's shapes and its place in the flat parameter buffer.
@@ -73,6 +79,28 @@ impl Conv2d {
         params[self.bias.clone()].fill(0.0);
     }
 
+    /// The im2col matrix of `rows` images of `x`, read in place:
+    /// x: [rows, in_h, in_w, in_c] -> [rows · out_h · out_w, k · k · in_c]
+    fn patches<'a>(&self, x: &'a [f32], rows: usize) -> WalkedMatrix<'a> {
+        WalkedMatrix {
+            data: &x[..rows * self.in_len()],
+            shape: (rows * self.out_pixels(), self.patch_len()),
+            rows: Walk::conv_pixels(self.in_height, self.in_width, self.in_channels, self.kernel),
+            cols: Walk::conv_patch(self.in_width, self.in_channels, self.kernel),
+        }
+    }
+
+    /// Its transpose: [k · k · in_c, rows · out_h · out_w]
+    fn patches_transposed<'a>(&self, x: &'a [f32], rows: usize) -> WalkedMatrix<'a> {
+        let patches = self.patches(x, rows);
+        WalkedMatrix {
+            data: patches.data,
+            shape: (patches.shape.1, patches.shape.0),
+            rows: patches.cols,
+            cols: patches.rows,
+        }
+    }
+
     /// x: [rows, in_h, in_w, in_c] -> col: [rows · out_h · out_w, k · k · in_c]
     pub fn im2col(&self, x: &[f32], rows: usize, col: &mut [f32]) {
         let (k, c) = (self.kernel, self.in_channels);
@@ -84,10 +112,14 @@ impl Conv2d {
             for oy in 0..self.out_height() {
                 for ox in 0..self.out_width() {
                     let patch = patches.next().expect("col sized for the batch");
-                    for ky in 0..k {
+                    for (ky, patch_row) in patch.chunks_exact_mut(span).enumerate() {
                         let start = (oy + ky) * in_row_stride + ox * c;
-                        patch[ky * span..(ky + 1) * span]
-                            .copy_from_slice(&image[start..start + span]);
+                        // An element loop, not copy_from_slice: spans are short (3 values for
+                        // a 3×3 kernel on one channel), where a memcpy call costs more than the copy.
+                        for (value, &pixel) in patch_row.iter_mut().zip(&image[start..start + span])
+                        {
+                            *value = pixel;
+                        }
                     }
                 }
             }
@@ -120,54 +152,89 @@ impl Conv2d {
     }
 
     /// x: [rows, in_h, in_w, in_c] · w: [k, k, in_c, f] + b: [f] -> y: [rows, out_h, out_w, f]
-    /// (`col` keeps the patches for backward).
+    /// (`col` receives the patches for backward where the backend cannot read them in place).
     pub fn forward(&self, params: &[f32], x: &[f32], rows: usize, col: &mut [f32], y: &mut [f32]) {
         let pixels = rows * self.out_pixels();
-        let col = &mut col[..pixels * self.patch_len()];
-        self.im2col(x, rows, col);
         let bias = &params[self.bias.clone()];
         let y = &mut y[..pixels * self.filters];
-        for pixel in y.chunks_exact_mut(self.filters) {
-            pixel.copy_from_slice(bias);
+        let mut y = ArrayViewMut2::from_shape((pixels, self.filters), y).expect("y shape");
+        let weights = self.weight_matrix(params);
+        if walked_matmul(
+            &self.patches(x, rows),
+            weights,
+            &mut y,
+            ProductStart::Bias(bias),
+        ) {
+            return;
+        }
+        let col = &mut col[..pixels * self.patch_len()];
+        self.im2col(x, rows, col);
+        for mut pixel in y.rows_mut() {
+            pixel.assign(&ArrayView1::from(bias));
         }
         let col = ArrayView2::from_shape((pixels, self.patch_len()), &*col).expect("col shape");
-        let mut y = ArrayViewMut2::from_shape((pixels, self.filters), y).expect("y shape");
-        matmul(col, self.weight_matrix(params), &mut y, 1.0);
+        matmul(col, weights, &mut y, 1.0);
+    }
+
+    /// grad_w (+)= colᵀ · grad_y: [k·k·in_c, f], with `col` read from `x` in place where the
+    /// backend can, else from the `col` forward built.
+    /// x: [rows, in_h, in_w, in_c], grad_y: [rows · out_h · out_w, f]
+    fn weight_gradient(
+        &self,
+        (x, col): (&[f32], &[f32]),
+        grad_y: &[f32],
+        rows: usize,
+        grad_w: &mut [f32],
+        accumulate: bool,
+    ) {
+        let (pixels, patch) = (rows * self.out_pixels(), self.patch_len());
+        let grad_y =
+            ArrayView2::from_shape((pixels, self.filters), &grad_y[..pixels * self.filters])
+                .expect("grad_y shape");
+        let mut grad_w =
+            ArrayViewMut2::from_shape((patch, self.filters), grad_w).expect("grad_w shape");
+        let start = if accumulate {
+            ProductStart::Accumulate
+        } else {
+            ProductStart::Zero
+        };
+        if walked_matmul(
+            &self.patches_transposed(x, rows),
+            grad_y,
+            &mut grad_w,
+            start,
+        ) {
+            return;
+        }
+        let col =
+            ArrayView2::from_shape((pixels, patch), &col[..pixels * patch]).expect("col shape");
+        // col: [pixels, patch]ᵀ · grad_y: [pixels, f] -> [patch, f]
+        matmul(
+            col.t(),
+            grad_y,
+            &mut grad_w,
+            if accumulate { 1.0 } else { 0.0 },
+        );
     }
 
     /// grad_y: [rows, out_h, out_w, f] -> grad_w (+)= colᵀ · grad_y: [k·k·in_c, f],
     /// grad_b (+)= Σ_pixels grad_y: [f], and when asked grad_x = col2im(grad_y · wᵀ): [rows, in_h, in_w, in_c]
-    /// (`grad_col` is scratch of col's size). Parameter gradients accumulate unless `accumulate` is false.
+    /// (`grad_col` is scratch of col's size). `x` is forward's input and `col` what forward left
+    /// there. Parameter gradients accumulate unless `accumulate` is false.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         params: &[f32],
-        col: &[f32],
+        (x, col): (&[f32], &[f32]),
         grad_y: &[f32],
         rows: usize,
         grads: &mut [f32],
         grad_x: Option<(&mut [f32], &mut [f32])>,
         accumulate: bool,
     ) {
-        let pixels = rows * self.out_pixels();
-        let patch = self.patch_len();
-        let grad_y = &grad_y[..pixels * self.filters];
-        let col =
-            ArrayView2::from_shape((pixels, patch), &col[..pixels * patch]).expect("col shape");
-        let grad_y_matrix =
-            ArrayView2::from_shape((pixels, self.filters), grad_y).expect("grad_y shape");
-        {
-            let mut grad_w =
-                ArrayViewMut2::from_shape((patch, self.filters), &mut grads[self.weights.clone()])
-                    .expect("layout matches buffer");
-            // col: [pixels, patch]ᵀ · grad_y: [pixels, f] -> [patch, f]
-            matmul(
-                col.t(),
-                grad_y_matrix,
-                &mut grad_w,
-                if accumulate { 1.0 } else { 0.0 },
-            );
-        }
+        let grad_y = &grad_y[..rows * self.out_len()];
+        let grad_w = &mut grads[self.weights.clone()];
+        self.weight_gradient((x, col), grad_y, rows, grad_w, accumulate);
         sum_rows_into(grad_y, &mut grads[self.bias.clone()], accumulate);
         if let Some(grad_x) = grad_x {
             self.backward_input(params, (grad_y, rows), grad_x);
@@ -221,7 +288,7 @@ impl Conv2d {
     /// col: [rows · pixels, patch], grad_y: [rows · pixels, f] -> norms_sq: [rows] (+=)
     pub fn add_example_gradient_norms_sq(
         &self,
-        col: &[f32],
+        (x, col): (&[f32], &[f32]),
         grad_y: &[f32],
         rows: usize,
         scratch: &mut [f32],
@@ -230,15 +297,18 @@ impl Conv2d {
         let (pixels, patch, filters) = (self.out_pixels(), self.patch_len(), self.filters);
         let (weight_grad, bias_grad) =
             scratch[..self.norm_scratch_len()].split_at_mut(patch * filters);
-        let examples = col[..rows * pixels * patch]
-            .chunks_exact(pixels * patch)
-            .zip(grad_y[..rows * pixels * filters].chunks_exact(pixels * filters));
-        for ((example_col, example_grad), norm_sq) in examples.zip(&mut norms_sq[..rows]) {
-            let col = ArrayView2::from_shape((pixels, patch), example_col).expect("col shape");
-            let grad = ArrayView2::from_shape((pixels, filters), example_grad).expect("grad shape");
-            let mut weights = ArrayViewMut2::from_shape((patch, filters), &mut *weight_grad)
-                .expect("scratch shape");
-            matmul(col.t(), grad, &mut weights, 0.0);
+        for (example, norm_sq) in norms_sq[..rows].iter_mut().enumerate() {
+            let example_x = &x[example * self.in_len()..(example + 1) * self.in_len()];
+            let example_col = &col[(example * pixels * patch).min(col.len())..];
+            let example_grad =
+                &grad_y[example * pixels * filters..(example + 1) * pixels * filters];
+            self.weight_gradient(
+                (example_x, example_col),
+                example_grad,
+                1,
+                weight_grad,
+                false,
+            );
             sum_rows_into(example_grad, bias_grad, false);
             *norm_sq += sum_of_squares(weight_grad) + sum_of_squares(bias_grad);
         }
@@ -247,7 +317,10 @@ impl Conv2d {
 
 #[cfg(test)]
 mod tests {
+    use ndarray::Array2;
+
     use super::*;
+    use crate::kernels::{with_backend, Backend};
     use crate::rng::Rng;
 
     fn layer(
@@ -333,6 +406,61 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn reading_patches_in_place_gives_the_bits_of_the_im2col_copy() {
+        let mut rng = Rng::from_u64(11);
+        for (h, w, c, f, k, rows) in [
+            (28, 28, 1, 32, 3, 3),
+            (13, 13, 32, 64, 3, 2),
+            (7, 9, 5, 3, 2, 4),
+        ] {
+            let conv = layer(h, w, c, f, k);
+            let params = random(conv.bias.end, &mut rng);
+            let x = random(rows * conv.in_len(), &mut rng);
+            let pixels = rows * conv.out_pixels();
+            let grad_y = random(pixels * f, &mut rng);
+            let mut col = vec![0.0; pixels * conv.patch_len()];
+            conv.im2col(&x, rows, &mut col);
+            for backend in Backend::supported() {
+                with_backend(backend, || {
+                    let mut y = vec![0.0; rows * conv.out_len()];
+                    conv.forward(&params, &x, rows, &mut vec![0.0; col.len()], &mut y);
+                    let mut want =
+                        Array2::from_shape_fn((pixels, f), |(_, j)| params[conv.bias.start + j]);
+                    let col_matrix =
+                        ArrayView2::from_shape((pixels, conv.patch_len()), &col[..]).unwrap();
+                    matmul(
+                        col_matrix,
+                        conv.weight_matrix(&params),
+                        &mut want.view_mut(),
+                        1.0,
+                    );
+                    assert_eq!(
+                        bits(&y),
+                        bits(want.as_slice().unwrap()),
+                        "{backend:?} forward {h}x{w}x{c}"
+                    );
+
+                    let mut grad_w = random(conv.patch_len() * f, &mut Rng::from_u64(5));
+                    let mut want =
+                        Array2::from_shape_vec((conv.patch_len(), f), grad_w.clone()).unwrap();
+                    conv.weight_gradient((&x, &col), &grad_y, rows, &mut grad_w, true);
+                    let grad_y_matrix = ArrayView2::from_shape((pixels, f), &grad_y[..]).unwrap();
+                    matmul(col_matrix.t(), grad_y_matrix, &mut want.view_mut(), 1.0);
+                    assert_eq!(
+                        bits(&grad_w),
+                        bits(want.as_slice().unwrap()),
+                        "{backend:?} weight gradient {h}x{w}x{c}"
+                    );
+                });
+            }
+        }
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]

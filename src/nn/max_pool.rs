@@ -4,7 +4,10 @@
 //! Ties go to the first maximum in window order (row by row, left to right): backward finds it
 //! again from the forward input and output and routes the whole gradient to it, so the gradient
 //! is the exact derivative wherever the maximum is unique and a fixed, documented choice where it
-//! is not. (Nothing is stored per output: forward is a plain vectorized max.)
+//! is not. (Nothing is stored per output: forward is a plain vectorized max.) The loops are
+//! kernels (`kernels::max_pool_forward`, `max_pool_backward`), compiled per backend.
+
+use crate::kernels::{max_pool_backward, max_pool_forward, PoolShape};
 
 /// One pooling layer's shapes.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,41 +35,19 @@ impl MaxPool {
         self.out_height() * self.out_width() * self.channels
     }
 
-    /// Start of each input pixel's channel vector in window (oy, ox), in window order.
-    fn window(&self, oy: usize, ox: usize) -> impl Iterator<Item = usize> + '_ {
-        let (c, size) = (self.channels, self.size);
-        (0..size).flat_map(move |dy| {
-            (0..size).map(move |dx| ((oy * size + dy) * self.in_width + ox * size + dx) * c)
-        })
-    }
-
-    /// The maximum of each of the channels `first..first + best.len()` over window (oy, ox).
-    fn window_max(&self, image: &[f32], (oy, ox): (usize, usize), first: usize, best: &mut [f32]) {
-        let width = best.len();
-        best.fill(f32::NEG_INFINITY);
-        for start in self.window(oy, ox) {
-            let start = start + first;
-            // A select, not a branch, so the loop over channels vectorizes.
-            for (b, &value) in best.iter_mut().zip(&image[start..start + width]) {
-                *b = if value > *b { value } else { *b };
-            }
+    fn shape(&self, rows: usize) -> PoolShape {
+        PoolShape {
+            rows,
+            in_height: self.in_height,
+            in_width: self.in_width,
+            channels: self.channels,
+            size: self.size,
         }
     }
 
     /// x: [rows, in_h, in_w, c] -> y: [rows, in_h / size, in_w / size, c]
     pub fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) {
-        let (c, out_len) = (self.channels, self.out_len());
-        for (image, y) in x[..rows * self.in_len()]
-            .chunks_exact(self.in_len())
-            .zip(y[..rows * out_len].chunks_exact_mut(out_len))
-        {
-            for oy in 0..self.out_height() {
-                for ox in 0..self.out_width() {
-                    let out = (oy * self.out_width() + ox) * c;
-                    self.window_max(image, (oy, ox), 0, &mut y[out..out + c]);
-                }
-            }
-        }
+        max_pool_forward(x, y, self.shape(rows));
     }
 
     /// grad_y: [rows, out_h, out_w, c] -> grad_x: [rows, in_h, in_w, c], each gradient sent to
@@ -74,54 +55,9 @@ impl MaxPool {
     /// every other input gets 0. `x` is the forward pass's input (the maxima are recomputed
     /// from it, so a layer working in place on the output cannot disturb them).
     pub fn backward(&self, x: &[f32], grad_y: &[f32], rows: usize, grad_x: &mut [f32]) {
-        let (c, in_len, out_len) = (self.channels, self.in_len(), self.out_len());
-        let grad_x = &mut grad_x[..rows * in_len];
-        grad_x.fill(0.0);
-        // Channels are handled in blocks of CHANNEL_BLOCK, so the scratch lives on the stack
-        // (a training step allocates nothing).
-        let mut best = [0.0f32; CHANNEL_BLOCK];
-        // Per channel: 1 while the window's gradient is still unclaimed, then 0.
-        let mut unclaimed = [0.0f32; CHANNEL_BLOCK];
-        for ((image, grad_x), grad_y) in x[..rows * in_len]
-            .chunks_exact(in_len)
-            .zip(grad_x.chunks_exact_mut(in_len))
-            .zip(grad_y[..rows * out_len].chunks_exact(out_len))
-        {
-            for oy in 0..self.out_height() {
-                for ox in 0..self.out_width() {
-                    let out = (oy * self.out_width() + ox) * c;
-                    for first in (0..c).step_by(CHANNEL_BLOCK) {
-                        let width = (c - first).min(CHANNEL_BLOCK);
-                        let (best, unclaimed) = (&mut best[..width], &mut unclaimed[..width]);
-                        self.window_max(image, (oy, ox), first, best);
-                        unclaimed.fill(1.0);
-                        let grad_y = &grad_y[out + first..out + first + width];
-                        for start in self.window(oy, ox) {
-                            let start = start + first;
-                            for ((((target, &value), &best), &g), flag) in grad_x
-                                [start..start + width]
-                                .iter_mut()
-                                .zip(&image[start..start + width])
-                                .zip(best.iter())
-                                .zip(grad_y)
-                                .zip(unclaimed.iter_mut())
-                            {
-                                // 1 for the first input equal to the maximum, else 0 (no
-                                // branches, so the loop vectorizes).
-                                let wins = if value == best { *flag } else { 0.0 };
-                                *target = g * wins;
-                                *flag -= wins;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        max_pool_backward(x, grad_y, grad_x, self.shape(rows));
     }
 }
-
-/// Channels [`MaxPool::backward`] handles at a time.
-const CHANNEL_BLOCK: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -157,6 +157,20 @@ impl StackWorkspace {
     }
 }
 
+/// The first `len` values of `source`'s buffer among (network input, input copy, layer outputs);
+/// the workspace's other buffers stay free to borrow mutably.
+fn read_source<'a>(
+    source: Source,
+    (input, input_copy, outputs): (&'a [f32], &'a [f32], &'a [Vec<f32>]),
+    len: usize,
+) -> &'a [f32] {
+    match source {
+        Source::Input => &input[..len],
+        Source::InputCopy => &input_copy[..len],
+        Source::Layer(layer) => &outputs[layer][..len],
+    }
+}
+
 /// Where a layer reads its input from: the network input or an earlier layer's buffer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Source {
@@ -444,6 +458,11 @@ impl Sequential {
             let ws = &mut *workspace;
             match layer {
                 Layer::Conv(conv) => {
+                    let x = read_source(
+                        sources[index],
+                        (input, &ws.input_copy, &ws.outputs),
+                        rows * in_len,
+                    );
                     let grad_y = &ws.grad_output[..rows * out_len];
                     let grad_x = if need_grad_x {
                         Some((&mut ws.grad_input[..rows * in_len], &mut ws.grad_col[..]))
@@ -453,7 +472,7 @@ impl Sequential {
                     match &mut target {
                         BackwardTarget::Gradients { grads, accumulate } => conv.backward(
                             params,
-                            &ws.cols[index],
+                            (x, &ws.cols[index]),
                             grad_y,
                             rows,
                             grads,
@@ -462,7 +481,7 @@ impl Sequential {
                         ),
                         BackwardTarget::ExampleNorms => {
                             conv.add_example_gradient_norms_sq(
-                                &ws.cols[index],
+                                (x, &ws.cols[index]),
                                 grad_y,
                                 rows,
                                 &mut ws.norm_scratch,
@@ -475,11 +494,11 @@ impl Sequential {
                     }
                 }
                 Layer::MaxPool(pool) => {
-                    let x: &[f32] = match sources[index] {
-                        Source::Input => &input[..rows * in_len],
-                        Source::InputCopy => &ws.input_copy[..rows * in_len],
-                        Source::Layer(source) => &ws.outputs[source][..rows * in_len],
-                    };
+                    let x = read_source(
+                        sources[index],
+                        (input, &ws.input_copy, &ws.outputs),
+                        rows * in_len,
+                    );
                     pool.backward(
                         x,
                         &ws.grad_output[..rows * out_len],
@@ -488,11 +507,11 @@ impl Sequential {
                     );
                 }
                 Layer::Dense(dense) => {
-                    let x: &[f32] = match sources[index] {
-                        Source::Input => &input[..rows * in_len],
-                        Source::InputCopy => &ws.input_copy[..rows * in_len],
-                        Source::Layer(source) => &ws.outputs[source][..rows * in_len],
-                    };
+                    let x = read_source(
+                        sources[index],
+                        (input, &ws.input_copy, &ws.outputs),
+                        rows * in_len,
+                    );
                     let grad_y = rows_view(&ws.grad_output, rows, out_len);
                     let grad_x =
                         need_grad_x.then(|| rows_view_mut(&mut ws.grad_input, rows, in_len));
