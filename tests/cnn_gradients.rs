@@ -269,6 +269,55 @@ fn a_chunk_run_in_several_passes_gives_the_sum_of_its_parts() {
     assert!(grads_b.iter().any(|&g| g != 0.0));
 }
 
+/// Loss, logits and parameter gradient of `spec` on fixed random 6×6 images (with dropout).
+fn stack_loss_logits_gradient(spec: &str) -> (f64, Vec<f32>, Vec<f32>) {
+    let architecture = Architecture {
+        inputs: 36,
+        outputs: 3,
+        ..Architecture::stack(parse_layers(spec).unwrap())
+    };
+    let mlp = Mlp::new(architecture);
+    let mut params = mlp.initial_parameters(4);
+    // Non-zero biases, so the ReLU sees both signs.
+    for (value, noise) in params.iter_mut().zip(random_values(10_000, 5)) {
+        *value += 0.1 * noise;
+    }
+    let rows = 5;
+    let mut workspace = mlp.workspace(rows);
+    workspace
+        .inputs
+        .copy_from_slice(&random_values(rows * 36, 6));
+    for (row, label) in workspace.labels.iter_mut().enumerate() {
+        *label = (row % 3) as u8;
+    }
+    let mut grads = vec![0.0; params.len()];
+    let gradient = GradientSink::adding(&mut grads, 1.0);
+    let (loss, _) = mlp.train_chunk(
+        &params,
+        &mut workspace,
+        rows,
+        &mut Rng::from_u64(7),
+        gradient,
+    );
+    (loss, workspace.logits(rows, 3).to_vec(), grads)
+}
+
+#[test]
+fn relu_steps_done_inside_convolution_and_pooling_give_the_bits_of_separate_steps() {
+    // conv→relu runs the ReLU in the product's last step and relu→pool runs the ReLU's backward
+    // step in the pool's; a rate-0 dropout between them (the identity) keeps every step separate.
+    let fused = stack_loss_logits_gradient("conv4x3,relu,pool2,flatten,dropout0.5,dense3");
+    let separate = stack_loss_logits_gradient(
+        "conv4x3,dropout0,relu,dropout0,pool2,flatten,dropout0.5,dense3",
+    );
+    assert_eq!(fused.0.to_bits(), separate.0.to_bits());
+    let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+    assert_eq!(bits(&fused.1), bits(&separate.1));
+    assert_eq!(bits(&fused.2), bits(&separate.2));
+    // The convolution's gradient is not all zeros (a rate-0 dropout must not mask it).
+    assert!(fused.2[..36].iter().any(|&g| g != 0.0));
+}
+
 #[test]
 fn the_mlp_written_as_a_stack_starts_from_the_same_weights_and_predicts_the_same() {
     let mlp = Mlp::new(Architecture::tutorial());

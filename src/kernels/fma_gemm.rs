@@ -38,6 +38,8 @@ pub enum Start {
     Accumulate,
     /// `c = bias + a·b`, `bias: [n]`
     Bias(*const f32),
+    /// `c = max(bias + a·b, 0)`: the bias, then a ReLU.
+    BiasRelu(*const f32),
 }
 
 /// `c[m, n] = a[m, k] · b[k, n] + beta · c` (beta 0 or 1) for `b` and `c` with unit column stride.
@@ -65,7 +67,7 @@ fn columns(j: usize, n: usize, width: usize) -> usize {
 macro_rules! gemm_for {
     ($feature:literal, $module:ident, $vector:ty, $lanes:literal, $rows:literal,
      load: $load:path, store: $store:path, splat: $splat:path, fma: $fma:path, add: $add:path,
-     zero: $zero:path) => {
+     max: $max:path, zero: $zero:path) => {
         pub mod $module {
             #[allow(unused_imports)]
             use std::arch::x86_64::*;
@@ -172,6 +174,11 @@ macro_rules! gemm_for {
                             super::Start::Bias(bias) => {
                                 $add($load(bias.add(j + v * LANES), valid[v]), acc[r][v])
                             }
+                            // max(x, 0) is x where x > 0, else 0: relu_forward's select.
+                            super::Start::BiasRelu(bias) => $max(
+                                $add($load(bias.add(j + v * LANES), valid[v]), acc[r][v]),
+                                $zero(),
+                            ),
                         };
                         $store(c, valid[v], value);
                     }
@@ -241,9 +248,11 @@ mod avx2_ops {
 #[cfg(target_arch = "x86_64")]
 gemm_for!("avx512f", avx512, __m512, 16, 8,
     load: super::avx512_ops::load, store: super::avx512_ops::store, splat: _mm512_set1_ps,
-    fma: _mm512_fmadd_ps, add: _mm512_add_ps, zero: _mm512_setzero_ps);
+    fma: _mm512_fmadd_ps, add: _mm512_add_ps, max: _mm512_max_ps,
+    zero: _mm512_setzero_ps);
 
 #[cfg(target_arch = "x86_64")]
 gemm_for!("avx2,fma", avx2, __m256, 8, 6,
     load: super::avx2_ops::load, store: super::avx2_ops::store, splat: _mm256_set1_ps,
-    fma: _mm256_fmadd_ps, add: _mm256_add_ps, zero: _mm256_setzero_ps);
+    fma: _mm256_fmadd_ps, add: _mm256_add_ps, max: _mm256_max_ps,
+    zero: _mm256_setzero_ps);

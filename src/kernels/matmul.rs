@@ -29,6 +29,8 @@ pub enum ProductStart<'a> {
     /// `c = bias + a·b` on every row, `bias: [n]`; the same bits as writing the bias first and
     /// accumulating.
     Bias(&'a [f32]),
+    /// `c = relu(bias + a·b)`: [`ProductStart::Bias`], then the same bits as `relu_forward`.
+    BiasRelu(&'a [f32]),
 }
 
 /// `c = a · b` from `start`, for `a` read in place. Returns false where the backend has no
@@ -47,7 +49,7 @@ pub fn walked_matmul(
         (m, b.ncols()),
         "walked_matmul: output has the wrong shape"
     );
-    if let ProductStart::Bias(bias) = start {
+    if let ProductStart::Bias(bias) | ProductStart::BiasRelu(bias) = start {
         assert_eq!(
             bias.len(),
             b.ncols(),
@@ -72,6 +74,7 @@ pub fn walked_matmul(
                 ProductStart::Zero => fma_gemm::Start::Zero,
                 ProductStart::Accumulate => fma_gemm::Start::Accumulate,
                 ProductStart::Bias(bias) => fma_gemm::Start::Bias(bias.as_ptr()),
+                ProductStart::BiasRelu(bias) => fma_gemm::Start::BiasRelu(bias.as_ptr()),
             };
             own_kernels(backend, (operand, m, k), &b, c, start)
         }

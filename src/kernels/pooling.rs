@@ -96,7 +96,7 @@ fn forward_block<const W: usize>(
 #[inline(always)]
 fn backward_block<const W: usize>(
     (image, grad_y, grad_x): (&[f32], &[f32], &mut [f32]),
-    shape: &PoolShape,
+    (shape, relu): (&PoolShape, bool),
     (oy, ox): (usize, usize),
     first: usize,
 ) {
@@ -119,7 +119,10 @@ fn backward_block<const W: usize>(
                 } else {
                     0.0
                 };
-                targets[t] = gradient[t] * wins;
+                let routed = gradient[t] * wins;
+                // relu_backward's select, where a ReLU made the input in place.
+                let keep = !relu || values[t] > 0.0;
+                targets[t] = if keep { routed } else { 0.0 };
                 unclaimed[t] -= wins;
             }
         }
@@ -145,8 +148,9 @@ multiversion! {
 multiversion! {
     /// grad_y: [rows, out_h, out_w, c] -> grad_x: [rows, in_h, in_w, c]: each window's gradient
     /// goes to the first input (in window order) equal to the window's maximum in `x` (forward's
-    /// input); every other input gets 0.
-    pub fn max_pool_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32], shape: PoolShape) {
+    /// input); every other input gets 0. With `relu`, `x` is a ReLU's output and its backward
+    /// step is done here too (0 where x is not positive), with the same bits as after.
+    pub fn max_pool_backward(x: &[f32], grad_y: &[f32], grad_x: &mut [f32], shape: PoolShape, relu: bool) {
         let (out_h, out_w) = shape.out_dims();
         let (c, size, in_len) = (shape.channels, shape.size, shape.in_len());
         let row_len = shape.in_width * c;
@@ -162,7 +166,10 @@ multiversion! {
             grad_x[out_h * size * row_len..].fill(0.0);
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    for_each_block!(c, backward_block((image, grad_y, &mut *grad_x), &shape, (oy, ox)));
+                    for_each_block!(
+                        c,
+                        backward_block((image, grad_y, &mut *grad_x), (&shape, relu), (oy, ox))
+                    );
                 }
             }
         }

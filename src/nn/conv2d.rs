@@ -16,7 +16,8 @@ use std::ops::Range;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::kernels::{
-    matmul, sum_of_squares, sum_rows_into, walked_matmul, ProductStart, Walk, WalkedMatrix,
+    matmul, relu_forward, sum_of_squares, sum_rows_into, walked_matmul, ProductStart, Walk,
+    WalkedMatrix,
 };
 use crate::rng::Rng;
 
@@ -154,17 +155,30 @@ impl Conv2d {
     /// x: [rows, in_h, in_w, in_c] · w: [k, k, in_c, f] + b: [f] -> y: [rows, out_h, out_w, f]
     /// (`col` receives the patches for backward where the backend cannot read them in place).
     pub fn forward(&self, params: &[f32], x: &[f32], rows: usize, col: &mut [f32], y: &mut [f32]) {
+        self.forward_then(params, (x, rows), col, y, false);
+    }
+
+    /// [`Conv2d::forward`], then, with `relu`, a ReLU on `y` (in the product's last step where
+    /// the backend can: the same bits as `relu_forward` afterwards).
+    pub fn forward_then(
+        &self,
+        params: &[f32],
+        (x, rows): (&[f32], usize),
+        col: &mut [f32],
+        y: &mut [f32],
+        relu: bool,
+    ) {
         let pixels = rows * self.out_pixels();
         let bias = &params[self.bias.clone()];
         let y = &mut y[..pixels * self.filters];
         let mut y = ArrayViewMut2::from_shape((pixels, self.filters), y).expect("y shape");
         let weights = self.weight_matrix(params);
-        if walked_matmul(
-            &self.patches(x, rows),
-            weights,
-            &mut y,
-            ProductStart::Bias(bias),
-        ) {
+        let start = if relu {
+            ProductStart::BiasRelu(bias)
+        } else {
+            ProductStart::Bias(bias)
+        };
+        if walked_matmul(&self.patches(x, rows), weights, &mut y, start) {
             return;
         }
         let col = &mut col[..pixels * self.patch_len()];
@@ -174,6 +188,9 @@ impl Conv2d {
         }
         let col = ArrayView2::from_shape((pixels, self.patch_len()), &*col).expect("col shape");
         matmul(col, weights, &mut y, 1.0);
+        if relu {
+            relu_forward(y.as_slice_mut().expect("y is contiguous"));
+        }
     }
 
     /// grad_w (+)= colᵀ · grad_y: [k·k·in_c, f], with `col` read from `x` in place where the

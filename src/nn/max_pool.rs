@@ -55,7 +55,19 @@ impl MaxPool {
     /// every other input gets 0. `x` is the forward pass's input (the maxima are recomputed
     /// from it, so a layer working in place on the output cannot disturb them).
     pub fn backward(&self, x: &[f32], grad_y: &[f32], rows: usize, grad_x: &mut [f32]) {
-        max_pool_backward(x, grad_y, grad_x, self.shape(rows));
+        max_pool_backward(x, grad_y, grad_x, self.shape(rows), false);
+    }
+
+    /// [`MaxPool::backward`] where `x` is the output of a ReLU, whose backward step (0 where
+    /// x is not positive) is done in the same pass: the same bits as running it after.
+    pub fn backward_through_relu(
+        &self,
+        x: &[f32],
+        grad_y: &[f32],
+        rows: usize,
+        grad_x: &mut [f32],
+    ) {
+        max_pool_backward(x, grad_y, grad_x, self.shape(rows), true);
     }
 }
 

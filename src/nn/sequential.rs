@@ -355,6 +355,21 @@ impl Sequential {
         }
     }
 
+    /// Whether layer `index` is a ReLU right after a convolution, which then applies it in its
+    /// product's last step (in place on the convolution's output either way).
+    fn relu_done_by_conv(&self, index: usize) -> bool {
+        index > 0
+            && matches!(self.layers.get(index), Some(Layer::Relu))
+            && matches!(self.layers[index - 1], Layer::Conv(_))
+    }
+
+    /// Whether layer `index` is a ReLU right before a max-pool, whose backward pass then does the
+    /// ReLU's step too (the pool's input is the ReLU's output).
+    fn relu_done_by_pool(&self, index: usize) -> bool {
+        matches!(self.layers.get(index), Some(Layer::Relu))
+            && matches!(self.layers.get(index + 1), Some(Layer::MaxPool(_)))
+    }
+
     /// Where each layer reads its input, and where its output ends up.
     fn sources(&self) -> Vec<Source> {
         let mut current = Source::Input;
@@ -400,7 +415,8 @@ impl Sequential {
                 match layer {
                     // x: [rows, h, w, c] -> y: [rows, h-k+1, w-k+1, filters]
                     Layer::Conv(conv) => {
-                        conv.forward(params, x, rows, &mut workspace.cols[index], y)
+                        let relu = self.relu_done_by_conv(index + 1);
+                        conv.forward_then(params, (x, rows), &mut workspace.cols[index], y, relu)
                     }
                     // x: [rows, h, w, c] -> y: [rows, h/p, w/p, c]
                     Layer::MaxPool(pool) => pool.forward(x, rows, y),
@@ -419,6 +435,7 @@ impl Sequential {
                 _ => &mut workspace.input_copy[..rows * out_len],
             };
             match layer {
+                Layer::Relu if self.relu_done_by_conv(index) => {}
                 Layer::Relu => relu_forward(values),
                 Layer::Dropout { rate } => {
                     if let (Some(rng), true) = (dropout_rng.as_deref_mut(), *rate > 0.0) {
@@ -499,7 +516,13 @@ impl Sequential {
                         (input, &ws.input_copy, &ws.outputs),
                         rows * in_len,
                     );
-                    pool.backward(
+                    let pool_backward = if index > 0 && self.relu_done_by_pool(index - 1) {
+                        MaxPool::backward_through_relu
+                    } else {
+                        MaxPool::backward
+                    };
+                    pool_backward(
+                        pool,
                         x,
                         &ws.grad_output[..rows * out_len],
                         rows,
@@ -536,6 +559,7 @@ impl Sequential {
                         }
                     }
                 }
+                Layer::Relu if self.relu_done_by_pool(index) => continue,
                 Layer::Relu => {
                     let output: &[f32] = match sources[index] {
                         Source::Layer(source) => &ws.outputs[source][..rows * out_len],
@@ -544,8 +568,9 @@ impl Sequential {
                     relu_backward(output, &mut ws.grad_output[..rows * out_len]);
                     continue;
                 }
-                Layer::Dropout { .. } => {
-                    if dropout {
+                Layer::Dropout { rate } => {
+                    // A rate-0 layer drew no mask in forward (it is the identity).
+                    if dropout && *rate > 0.0 {
                         dropout_backward(
                             &ws.masks[index][..rows * out_len],
                             &mut ws.grad_output[..rows * out_len],
