@@ -60,6 +60,12 @@ impl Walk {
         }
     }
 
+    /// Whether this is a plain stride (index · step).
+    #[inline(always)]
+    pub fn is_plain(&self) -> bool {
+        self.run == usize::MAX
+    }
+
     /// The offset of index `i`.
     #[inline(always)]
     pub fn offset(&self, i: usize) -> isize {
