@@ -12,6 +12,8 @@ pub mod recipe;
 pub mod shards;
 pub mod step;
 #[cfg(test)]
+mod step_agreement;
+#[cfg(test)]
 mod step_allocations;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,113 @@
+//! The column-split step (`column_step`) computes the sharded step's bits, on every backend the
+//! target has: a unit test, so CI's aarch64 run under qemu covers the neon backend too.
+
+use super::step::{StepBatch, StepEngine};
+use crate::data::Dataset;
+use crate::kernels::{with_backend, Backend};
+use crate::nn::{Architecture, Mlp};
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::rng::{stream, Stream};
+
+/// `count` images of random pixels with labels 0..9 in turn.
+fn random_dataset(count: usize, seed: u64) -> Dataset {
+    let mut rng = stream(seed, Stream::Init, 0, 0);
+    Dataset {
+        images: (0..count * 784)
+            .map(|_| (rng.next_f32() * 256.0) as u8)
+            .collect(),
+        labels: (0..count).map(|i| (i % 10) as u8).collect(),
+        rows: 28,
+        cols: 28,
+        class_names: (0..10).map(|c| c.to_string()).collect(),
+    }
+}
+
+/// Parameters, optimizer slots and the per-step (loss, correct, gradient) after three steps
+/// of `engine`.
+type Trained = (Vec<f32>, Vec<Vec<f32>>, Vec<(f64, usize, Vec<f32>)>);
+
+fn three_steps(
+    engine: &mut StepEngine,
+    mlp: &Mlp,
+    data: &Dataset,
+    config: OptimizerConfig,
+    batch: usize,
+) -> Trained {
+    let mut params = mlp.initial_parameters(3);
+    let mut optimizer = Optimizer::new(config, params.len());
+    engine.load_state(&params, &optimizer);
+    let mut reports = Vec::new();
+    for global_step in 0..3u64 {
+        let indices: Vec<u32> = (0..batch as u32)
+            .map(|i| (i * 7 + global_step as u32 * 13) % data.len() as u32)
+            .collect();
+        let (loss, correct) = engine.gradient(&StepBatch {
+            mlp,
+            params: &params,
+            dataset: data,
+            indices: &indices,
+            seed: 11,
+            global_step,
+        });
+        let mut grads = vec![0.0; params.len()];
+        engine.batch_gradient(&mut grads);
+        reports.push((loss, correct, grads));
+        engine.apply(&mut optimizer, &mut params, 0.01);
+    }
+    engine.publish_state(&mut params, &mut optimizer);
+    (params, optimizer.slots, reports)
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[test]
+fn the_column_split_step_is_bit_identical_to_the_sharded_step_on_every_backend() {
+    let data = random_dataset(300, 5);
+    let optimizers = [
+        OptimizerConfig::adam_default(),
+        OptimizerConfig::Sgd,
+        OptimizerConfig::Nesterov { momentum: 0.9 },
+    ];
+    let networks = [
+        Architecture::tutorial(),
+        Architecture {
+            hidden: vec![100],
+            dropout: 0.5,
+            ..Architecture::tutorial()
+        },
+    ];
+    for backend in Backend::supported() {
+        with_backend(backend, || {
+            for architecture in &networks {
+                let mlp = Mlp::new(architecture.clone());
+                for (batch, threads) in [(32, 2), (7, 3), (130, 4), (256, 2)] {
+                    for config in optimizers {
+                        let mut sharded = StepEngine::new(&mlp, batch, 1);
+                        let mut split = StepEngine::new(&mlp, batch, threads);
+                        assert!(split.splits_columns(), "{batch} rows on {threads} threads");
+                        let expected = three_steps(&mut sharded, &mlp, &data, config, batch);
+                        let got = three_steps(&mut split, &mlp, &data, config, batch);
+                        let case = format!(
+                            "{backend:?}, {batch} rows, {threads} threads, {config:?}, hidden {:?}",
+                            architecture.hidden
+                        );
+                        assert!(same_bits(&expected.0, &got.0), "{case}: parameters differ");
+                        for (a, b) in expected.1.iter().zip(&got.1) {
+                            assert!(same_bits(a, b), "{case}: optimizer slots differ");
+                        }
+                        for (step, (a, b)) in expected.2.iter().zip(&got.2).enumerate() {
+                            assert_eq!(
+                                (a.0.to_bits(), a.1),
+                                (b.0.to_bits(), b.1),
+                                "{case}: loss of step {step}"
+                            );
+                            assert!(same_bits(&a.2, &b.2), "{case}: gradient of step {step}");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
