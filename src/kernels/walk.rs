@@ -88,23 +88,6 @@ impl Walk {
         }
     }
 
-    /// Calls `visit(offset of the run's first index, indices in it)` for the runs covering
-    /// `0..len`, in order.
-    #[inline(always)]
-    pub fn for_each_run(&self, len: usize, mut visit: impl FnMut(isize, usize)) {
-        let (mut done, mut run_in_group, mut group_start) = (0, 0, 0isize);
-        while done < len {
-            let run = self.run.min(len - done);
-            visit(group_start + run_in_group as isize * self.run_stride, run);
-            done += run;
-            run_in_group += 1;
-            if run_in_group == self.runs_per_group {
-                run_in_group = 0;
-                group_start += self.group_stride;
-            }
-        }
-    }
-
     /// The largest offset of indices `0..len` (all strides here are non-negative), for bounds
     /// checks; `None` for an empty axis.
     pub fn max_offset(&self, len: usize) -> Option<isize> {
@@ -189,12 +172,6 @@ mod tests {
                     );
                 }
             }
-            let mut visited = Vec::new();
-            walk.for_each_run(23, |run_start, len| {
-                visited.extend((0..len).map(|t| run_start + t as isize * walk.step))
-            });
-            let expected: Vec<isize> = (0..23).map(|i| walk.offset(i)).collect();
-            assert_eq!(visited, expected, "{walk:?}");
         }
     }
 }
