@@ -316,7 +316,7 @@ impl Conv2d {
             scratch[..self.norm_scratch_len()].split_at_mut(patch * filters);
         for (example, norm_sq) in norms_sq[..rows].iter_mut().enumerate() {
             let example_x = &x[example * self.in_len()..(example + 1) * self.in_len()];
-            let example_col = &col[(example * pixels * patch).min(col.len())..];
+            let example_col = &col[example * pixels * patch..];
             let example_grad =
                 &grad_y[example * pixels * filters..(example + 1) * pixels * filters];
             self.weight_gradient(

@@ -561,10 +561,11 @@ impl Sequential {
                 }
                 Layer::Relu if self.relu_done_by_pool(index) => continue,
                 Layer::Relu => {
-                    let output: &[f32] = match sources[index] {
-                        Source::Layer(source) => &ws.outputs[source][..rows * out_len],
-                        _ => &ws.input_copy[..rows * out_len],
-                    };
+                    let output = read_source(
+                        sources[index],
+                        (input, &ws.input_copy, &ws.outputs),
+                        rows * out_len,
+                    );
                     relu_backward(output, &mut ws.grad_output[..rows * out_len]);
                     continue;
                 }
