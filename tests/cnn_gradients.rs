@@ -47,6 +47,8 @@ fn convolution_backward_matches_finite_differences_for_weights_bias_and_input() 
         conv(5, 6, 1, 3, 3),
         conv(4, 4, 3, 2, 2),
         conv(6, 5, 2, 4, 3),
+        // Winograd F(2×2, 3×3): an odd output (4 × 3) and channels past a block of 16.
+        conv(6, 5, 17, 2, 3),
     ]
     .into_iter()
     .enumerate()
@@ -57,27 +59,26 @@ fn convolution_backward_matches_finite_differences_for_weights_bias_and_input() 
         let mut x = random_values(rows * layer.in_len(), seed + 2);
         // A linear loss L = Σ y ⊙ r makes grad_y = r.
         let r = random_values(rows * layer.out_len(), seed + 3);
-        let pixels = rows * layer.out_pixels();
         let loss = |params: &[f32], x: &[f32]| -> f64 {
-            let mut col = vec![0.0; pixels * layer.patch_len()];
+            let mut col = vec![0.0; layer.col_len(rows)];
             let mut y = vec![0.0; rows * layer.out_len()];
             layer.forward(params, x, rows, &mut col, &mut y);
             dot(&y, &r)
         };
-        let mut col = vec![0.0; pixels * layer.patch_len()];
+        let mut col = vec![0.0; layer.col_len(rows)];
         let mut y = vec![0.0; rows * layer.out_len()];
         layer.forward(&params, &x, rows, &mut col, &mut y);
         // Stale values in the gradient buffers must be overwritten, not added to.
         let mut grads = vec![7.0; params.len()];
         let mut grad_x = vec![7.0; x.len()];
-        let mut grad_col = vec![7.0; col.len()];
+        let mut scratch = vec![7.0; layer.scratch_len(rows)];
         layer.backward(
             &params,
             (&x, &col),
             &r,
             rows,
             &mut grads,
-            Some((&mut grad_x, &mut grad_col)),
+            (Some(&mut grad_x), &mut scratch),
             false,
         );
         let x_fixed = x.clone();
@@ -105,7 +106,8 @@ fn convolution_backward_matches_finite_differences_for_weights_bias_and_input() 
         }
         // Accumulating adds the same gradient again.
         let once = grads.clone();
-        layer.backward(&params, (&x, &col), &r, rows, &mut grads, None, true);
+        let sink = (None, &mut scratch[..]);
+        layer.backward(&params, (&x, &col), &r, rows, &mut grads, sink, true);
         for (twice, once) in grads.iter().zip(&once) {
             assert!((twice - 2.0 * once).abs() <= 1e-5 * (1.0 + once.abs()));
         }

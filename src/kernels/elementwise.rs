@@ -72,6 +72,24 @@ macro_rules! multiversion {
 
 pub(super) use multiversion;
 
+/// Runs `block::<W>(args.., first)` over `channels`: blocks of `W = $block_len` channels, then
+/// single channels (fixed-size arrays per block, so the block's loops vectorize).
+macro_rules! for_each_block {
+    ($block_len:expr, $channels:expr, $block:ident($($arg:expr),*)) => {{
+        let mut first = 0;
+        while first + $block_len <= $channels {
+            $block::<$block_len>($($arg,)* first);
+            first += $block_len;
+        }
+        while first < $channels {
+            $block::<1>($($arg,)* first);
+            first += 1;
+        }
+    }};
+}
+
+pub(super) use for_each_block;
+
 multiversion! {
     /// values *= factor (in place).
     pub fn scale_in_place(values: &mut [f32], factor: f32) {

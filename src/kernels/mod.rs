@@ -28,6 +28,7 @@ mod peak;
 pub mod pool;
 mod pooling;
 mod walk;
+mod winograd;
 
 use crate::choice::choices;
 use std::cell::Cell;
@@ -46,6 +47,12 @@ pub use peak::{measure_fma_peak, FmaPeak};
 pub use pool::WorkerPool;
 pub use pooling::{max_pool_backward, max_pool_forward, PoolShape};
 pub use walk::Walk;
+pub use winograd::{
+    winograd_input_gradient_transform, winograd_input_transform,
+    winograd_output_gradient_transform, winograd_output_transform,
+    winograd_weight_gradient_transform, winograd_weight_transform, WinogradShape,
+    WINOGRAD_POSITIONS,
+};
 
 /// A family of kernels, tied to an instruction-set level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@
 //! columns no window covers are zeroed.
 
 use super::backend;
-use super::elementwise::multiversion;
+use super::elementwise::{for_each_block, multiversion};
 #[cfg(target_arch = "x86_64")]
 use super::Backend;
 
@@ -62,21 +62,6 @@ fn window_max<const W: usize>(
         }
     }
     best
-}
-
-/// Runs `block::<W>` over the channels: blocks of [`BLOCK`], then single channels.
-macro_rules! for_each_block {
-    ($channels:expr, $block:ident($($arg:expr),*)) => {{
-        let mut first = 0;
-        while first + BLOCK <= $channels {
-            $block::<BLOCK>($($arg,)* first);
-            first += BLOCK;
-        }
-        while first < $channels {
-            $block::<1>($($arg,)* first);
-            first += 1;
-        }
-    }};
 }
 
 /// Window (oy, ox) of one image, channels `first..first + W`, forward.
@@ -138,7 +123,7 @@ multiversion! {
         for (image, y) in images.zip(outputs) {
             for oy in 0..out_h {
                 for ox in 0..out_w {
-                    for_each_block!(shape.channels, forward_block(image, y, &shape, (oy, ox)));
+                    for_each_block!(BLOCK, shape.channels, forward_block(image, y, &shape, (oy, ox)));
                 }
             }
         }
@@ -167,6 +152,7 @@ multiversion! {
             for oy in 0..out_h {
                 for ox in 0..out_w {
                     for_each_block!(
+                        BLOCK,
                         c,
                         backward_block((image, grad_y, &mut *grad_x), (&shape, relu), (oy, ox))
                     );

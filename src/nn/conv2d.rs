@@ -10,16 +10,28 @@
 //! Where the backend can ([`walked_matmul`]: our x86 kernels), the products read `col` straight
 //! from the images instead of a copy: the same values in the same order, so the same bits, without
 //! writing and rereading a matrix 9–288 times the image's size. Elsewhere `col` is built.
+//!
+//! 3×3 convolutions over at least [`WINOGRAD_MIN_CHANNELS`] input channels (the CNN's second) run
+//! as Winograd F(2×2, 3×3) instead, on every backend: 16 products of [tiles, c] · [c, f], 16
+//! multiply-adds per 2×2 output tile and channel pair instead of 36 (`kernels::winograd` has
+//! the algebra). Forward leaves the transformed weights and input tiles in `col` for backward.
 
 use std::ops::Range;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::kernels::{
-    matmul, relu_forward, sum_of_squares, sum_rows_into, walked_matmul, ProductStart, Walk,
-    WalkedMatrix,
+    matmul, relu_forward, sum_of_squares, sum_rows_into, walked_matmul,
+    winograd_input_gradient_transform, winograd_input_transform,
+    winograd_output_gradient_transform, winograd_output_transform,
+    winograd_weight_gradient_transform, winograd_weight_transform, ProductStart, Walk,
+    WalkedMatrix, WinogradShape, WINOGRAD_POSITIONS,
 };
 use crate::rng::Rng;
+
+/// Input channels from which a 3×3 convolution runs as Winograd F(2×2, 3×3): with fewer, its
+/// products are too thin (k = channels) to gain from doing fewer of them.
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 /// One convolution's shapes and its place in the flat parameter buffer.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +71,43 @@ impl Conv2d {
 
     pub fn out_len(&self) -> usize {
         self.out_pixels() * self.filters
+    }
+
+    /// Whether the layer runs as Winograd F(2×2, 3×3) (see the module's notes).
+    pub fn uses_winograd(&self) -> bool {
+        self.kernel == 3 && self.in_channels >= WINOGRAD_MIN_CHANNELS
+    }
+
+    fn winograd_shape(&self, rows: usize) -> WinogradShape {
+        WinogradShape {
+            rows,
+            in_height: self.in_height,
+            in_width: self.in_width,
+            in_channels: self.in_channels,
+            filters: self.filters,
+        }
+    }
+
+    /// Floats of `col` for passes of up to `rows` images (saturating): the im2col matrix
+    /// `[rows · out pixels, patch]`, or for Winograd `[U | V | M]` (transformed weights, input
+    /// tiles and products).
+    pub fn col_len(&self, rows: usize) -> usize {
+        if self.uses_winograd() {
+            let shape = self.winograd_shape(rows);
+            shape
+                .weight_planes_len()
+                .saturating_add(shape.input_planes_len())
+                .saturating_add(shape.output_planes_len())
+        } else {
+            rows.saturating_mul(self.out_pixels())
+                .saturating_mul(self.patch_len())
+        }
+    }
+
+    /// Floats of backward's scratch for passes of up to `rows` images (saturating): the input
+    /// gradient's im2col matrix, or for Winograd `[dM | dU | dV]`.
+    pub fn scratch_len(&self, rows: usize) -> usize {
+        self.col_len(rows)
     }
 
     /// The weights as the `[patch, filters]` matrix.
@@ -168,6 +217,22 @@ impl Conv2d {
         y: &mut [f32],
         relu: bool,
     ) {
+        if self.uses_winograd() {
+            self.forward_winograd(params, (x, rows), col, y, relu);
+        } else {
+            self.forward_im2col(params, (x, rows), col, y, relu);
+        }
+    }
+
+    /// Forward as one product over the patches (read in place or copied to `col`).
+    fn forward_im2col(
+        &self,
+        params: &[f32],
+        (x, rows): (&[f32], usize),
+        col: &mut [f32],
+        y: &mut [f32],
+        relu: bool,
+    ) {
         let pixels = rows * self.out_pixels();
         let bias = &params[self.bias.clone()];
         let y = &mut y[..pixels * self.filters];
@@ -236,8 +301,8 @@ impl Conv2d {
 
     /// grad_y: [rows, out_h, out_w, f] -> grad_w (+)= colᵀ · grad_y: [k·k·in_c, f],
     /// grad_b (+)= Σ_pixels grad_y: [f], and when asked grad_x = col2im(grad_y · wᵀ): [rows, in_h, in_w, in_c]
-    /// (`grad_col` is scratch of col's size). `x` is forward's input and `col` what forward left
-    /// there. Parameter gradients accumulate unless `accumulate` is false.
+    /// (`scratch`: [`Conv2d::scratch_len`] floats). `x` is forward's input and `col` what forward
+    /// left there. Parameter gradients accumulate unless `accumulate` is false.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -246,35 +311,155 @@ impl Conv2d {
         grad_y: &[f32],
         rows: usize,
         grads: &mut [f32],
-        grad_x: Option<(&mut [f32], &mut [f32])>,
+        (grad_x, scratch): (Option<&mut [f32]>, &mut [f32]),
         accumulate: bool,
     ) {
         let grad_y = &grad_y[..rows * self.out_len()];
-        let grad_w = &mut grads[self.weights.clone()];
-        self.weight_gradient((x, col), grad_y, rows, grad_w, accumulate);
         sum_rows_into(grad_y, &mut grads[self.bias.clone()], accumulate);
+        let grad_w = &mut grads[self.weights.clone()];
+        if self.uses_winograd() {
+            let shape = self.winograd_shape(rows);
+            let (u, v, _) = self.winograd_col(col, shape);
+            let (dm, du, dv) = self.winograd_scratch(scratch, shape);
+            winograd_output_gradient_transform(grad_y, dm, shape);
+            // dU_ξ = V_ξᵀ · dM_ξ: [c, tiles] · [tiles, f] -> [c, f], then dw (+)= Gᵀ dU G.
+            let (c, f, tiles) = (self.in_channels, self.filters, shape.tiles());
+            for position in 0..WINOGRAD_POSITIONS {
+                matmul(
+                    plane(v, position, (tiles, c)).t(),
+                    plane(dm, position, (tiles, f)),
+                    &mut plane_mut(du, position, (c, f)),
+                    0.0,
+                );
+            }
+            winograd_weight_gradient_transform(du, grad_w, c * f, accumulate);
+            if let Some(grad_x) = grad_x {
+                self.winograd_input_gradient(shape, (u, &*dm), dv, grad_x);
+            }
+            return;
+        }
+        self.weight_gradient((x, col), grad_y, rows, grad_w, accumulate);
         if let Some(grad_x) = grad_x {
-            self.backward_input(params, (grad_y, rows), grad_x);
+            self.backward_input(params, col, (grad_y, rows), (grad_x, scratch));
         }
     }
+
+    /// Forward as Winograd F(2×2, 3×3): U = G w Gᵀ, V = Bᵀ d B, M_ξ = V_ξ · U_ξ, y = bias + Aᵀ M A.
+    /// x: [rows, in_h, in_w, in_c] -> y: [rows, out_h, out_w, f]; col receives [U | V | M].
+    fn forward_winograd(
+        &self,
+        params: &[f32],
+        (x, rows): (&[f32], usize),
+        col: &mut [f32],
+        y: &mut [f32],
+        relu: bool,
+    ) {
+        let shape = self.winograd_shape(rows);
+        let (c, f, tiles) = (self.in_channels, self.filters, shape.tiles());
+        let (u, rest) = col.split_at_mut(shape.weight_planes_len());
+        let (v, m) = rest.split_at_mut(shape.input_planes_len());
+        winograd_weight_transform(&params[self.weights.clone()], u, c * f);
+        winograd_input_transform(x, v, shape);
+        // M_ξ = V_ξ · U_ξ: [tiles, c] · [c, f] -> [tiles, f]
+        for position in 0..WINOGRAD_POSITIONS {
+            matmul(
+                plane(v, position, (tiles, c)),
+                plane(u, position, (c, f)),
+                &mut plane_mut(m, position, (tiles, f)),
+                0.0,
+            );
+        }
+        let bias = &params[self.bias.clone()];
+        winograd_output_transform(m, bias, &mut y[..rows * self.out_len()], shape, relu);
+    }
+
+    /// U and V as forward left them in `col` (and the rest of it).
+    fn winograd_col<'a>(
+        &self,
+        col: &'a [f32],
+        shape: WinogradShape,
+    ) -> (&'a [f32], &'a [f32], &'a [f32]) {
+        let (u, rest) = col.split_at(shape.weight_planes_len());
+        let (v, rest) = rest.split_at(shape.input_planes_len());
+        (u, v, rest)
+    }
+
+    /// Backward's scratch as [dM | dU | dV].
+    fn winograd_scratch<'a>(
+        &self,
+        scratch: &'a mut [f32],
+        shape: WinogradShape,
+    ) -> (&'a mut [f32], &'a mut [f32], &'a mut [f32]) {
+        let (dm, rest) = scratch.split_at_mut(shape.output_planes_len());
+        let (du, rest) = rest.split_at_mut(shape.weight_planes_len());
+        (dm, du, &mut rest[..shape.input_planes_len()])
+    }
+
+    /// dV_ξ = dM_ξ · U_ξᵀ: [tiles, f] · [f, c] -> [tiles, c], then grad_x = Σ_tiles B dV Bᵀ.
+    fn winograd_input_gradient(
+        &self,
+        shape: WinogradShape,
+        (u, dm): (&[f32], &[f32]),
+        dv: &mut [f32],
+        grad_x: &mut [f32],
+    ) {
+        let (c, f, tiles) = (self.in_channels, self.filters, shape.tiles());
+        for position in 0..WINOGRAD_POSITIONS {
+            matmul(
+                plane(dm, position, (tiles, f)),
+                plane(u, position, (c, f)).t(),
+                &mut plane_mut(dv, position, (tiles, c)),
+                0.0,
+            );
+        }
+        winograd_input_gradient_transform(dv, grad_x, shape);
+    }
+}
+
+/// Plane `position` of a `[16, rows, cols]` buffer as a matrix.
+fn plane(values: &[f32], position: usize, (rows, cols): (usize, usize)) -> ArrayView2<'_, f32> {
+    let len = rows * cols;
+    ArrayView2::from_shape((rows, cols), &values[position * len..(position + 1) * len])
+        .expect("plane fits its buffer")
+}
+
+fn plane_mut(
+    values: &mut [f32],
+    position: usize,
+    (rows, cols): (usize, usize),
+) -> ArrayViewMut2<'_, f32> {
+    let len = rows * cols;
+    ArrayViewMut2::from_shape(
+        (rows, cols),
+        &mut values[position * len..(position + 1) * len],
+    )
+    .expect("plane fits its buffer")
 }
 
 impl Conv2d {
     /// The input's gradient alone, without parameter gradients:
     /// grad_y: [rows, out_h, out_w, f] -> grad_x = col2im(grad_y · wᵀ): [rows, in_h, in_w, in_c]
-    /// (`grad_col` is scratch of col's size).
+    /// (`col` is what forward left there, `scratch` [`Conv2d::scratch_len`] floats).
     pub fn backward_input(
         &self,
         params: &[f32],
+        col: &[f32],
         (grad_y, rows): (&[f32], usize),
-        (grad_x, grad_col): (&mut [f32], &mut [f32]),
+        (grad_x, scratch): (&mut [f32], &mut [f32]),
     ) {
+        if self.uses_winograd() {
+            let shape = self.winograd_shape(rows);
+            let (u, _, _) = self.winograd_col(col, shape);
+            let (dm, _, dv) = self.winograd_scratch(scratch, shape);
+            winograd_output_gradient_transform(grad_y, dm, shape);
+            return self.winograd_input_gradient(shape, (u, &*dm), dv, grad_x);
+        }
         let pixels = rows * self.out_pixels();
         let patch = self.patch_len();
         let grad_y_matrix =
             ArrayView2::from_shape((pixels, self.filters), &grad_y[..pixels * self.filters])
                 .expect("grad_y shape");
-        let grad_col = &mut grad_col[..pixels * patch];
+        let grad_col = &mut scratch[..pixels * patch];
         {
             let mut grad_col_matrix =
                 ArrayViewMut2::from_shape((pixels, patch), &mut *grad_col).expect("grad_col shape");
@@ -290,9 +475,15 @@ impl Conv2d {
     }
 
     /// Floats of scratch [`Conv2d::add_example_gradient_norms_sq`] needs: one example's weight
-    /// gradient and bias gradient.
+    /// gradient and bias gradient (for Winograd, also its dM and dU).
     pub fn norm_scratch_len(&self) -> usize {
-        self.patch_len() * self.filters + self.filters
+        let gradients = self.patch_len() * self.filters + self.filters;
+        if self.uses_winograd() {
+            let shape = self.winograd_shape(1);
+            gradients + shape.output_planes_len() + shape.weight_planes_len()
+        } else {
+            gradients
+        }
     }
 
     /// Adds this layer's share of every example's squared gradient norm to `norms_sq`. Example
@@ -312,8 +503,35 @@ impl Conv2d {
         norms_sq: &mut [f32],
     ) {
         let (pixels, patch, filters) = (self.out_pixels(), self.patch_len(), self.filters);
-        let (weight_grad, bias_grad) =
-            scratch[..self.norm_scratch_len()].split_at_mut(patch * filters);
+        let (weight_grad, rest) = scratch[..self.norm_scratch_len()].split_at_mut(patch * filters);
+        let (bias_grad, winograd_scratch) = rest.split_at_mut(filters);
+        if self.uses_winograd() {
+            // The example's rows of every V plane, through the same steps as `backward`.
+            let (pass, example_shape) = (self.winograd_shape(rows), self.winograd_shape(1));
+            let (_, v, _) = self.winograd_col(col, pass);
+            let (dm, du) = winograd_scratch.split_at_mut(example_shape.output_planes_len());
+            let (c, tiles) = (self.in_channels, example_shape.tiles());
+            for (example, norm_sq) in norms_sq[..rows].iter_mut().enumerate() {
+                let example_grad =
+                    &grad_y[example * pixels * filters..(example + 1) * pixels * filters];
+                winograd_output_gradient_transform(example_grad, dm, example_shape);
+                for position in 0..WINOGRAD_POSITIONS {
+                    let v_plane = plane(v, position, (pass.tiles(), c));
+                    let example_v =
+                        v_plane.slice(ndarray::s![example * tiles..(example + 1) * tiles, ..]);
+                    matmul(
+                        example_v.t(),
+                        plane(dm, position, (tiles, filters)),
+                        &mut plane_mut(du, position, (c, filters)),
+                        0.0,
+                    );
+                }
+                winograd_weight_gradient_transform(du, weight_grad, c * filters, false);
+                sum_rows_into(example_grad, bias_grad, false);
+                *norm_sq += sum_of_squares(weight_grad) + sum_of_squares(bias_grad);
+            }
+            return;
+        }
         for (example, norm_sq) in norms_sq[..rows].iter_mut().enumerate() {
             let example_x = &x[example * self.in_len()..(example + 1) * self.in_len()];
             let example_col = &col[example * pixels * patch..];
@@ -407,11 +625,15 @@ mod tests {
             (6, 8, 4, 1, 5, 2),
             (5, 5, 2, 3, 1, 1),
             (4, 4, 16, 8, 4, 2),
+            // Winograd: odd and even outputs, a 1-pixel-high output, channels past a block of 16.
+            (8, 9, 16, 5, 3, 3),
+            (3, 4, 17, 2, 3, 2),
+            (12, 12, 20, 3, 3, 1),
         ] {
             let conv = layer(h, w, c, f, k);
             let params = random(conv.bias.end, &mut rng);
             let x = random(rows * conv.in_len(), &mut rng);
-            let mut col = vec![0.0; rows * conv.out_pixels() * conv.patch_len()];
+            let mut col = vec![0.0; conv.col_len(rows)];
             let mut y = vec![0.0; rows * conv.out_len()];
             conv.forward(&params, &x, rows, &mut col, &mut y);
             let expected = direct_convolution(&conv, &params, &x, rows);
@@ -443,7 +665,8 @@ mod tests {
             for backend in Backend::supported() {
                 with_backend(backend, || {
                     let mut y = vec![0.0; rows * conv.out_len()];
-                    conv.forward(&params, &x, rows, &mut vec![0.0; col.len()], &mut y);
+                    let (input, mut scratch) = ((&x[..], rows), vec![0.0; col.len()]);
+                    conv.forward_im2col(&params, input, &mut scratch, &mut y, false);
                     let mut want =
                         Array2::from_shape_fn((pixels, f), |(_, j)| params[conv.bias.start + j]);
                     let col_matrix =
@@ -472,6 +695,112 @@ mod tests {
                         "{backend:?} weight gradient {h}x{w}x{c}"
                     );
                 });
+            }
+        }
+    }
+
+    /// grad_w[ky, kx, c, f] = Σ x[b, oy+ky, ox+kx, c] · gy[b, oy, ox, f] and
+    /// grad_x[b, iy, ix, c] = Σ gy[b, iy-ky, ix-kx, f] · w[ky, kx, c, f], in f64.
+    #[allow(clippy::needless_range_loop)]
+    fn direct_gradients(
+        conv: &Conv2d,
+        params: &[f32],
+        (x, grad_y): (&[f32], &[f32]),
+        rows: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (k, c, f) = (conv.kernel, conv.in_channels, conv.filters);
+        let w = &params[conv.weights.clone()];
+        let mut grad_w = vec![0.0; w.len()];
+        let mut grad_x = vec![0.0; x.len()];
+        for image in 0..rows {
+            for oy in 0..conv.out_height() {
+                for ox in 0..conv.out_width() {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            for channel in 0..c {
+                                let xi =
+                                    ((image * conv.in_height + oy + ky) * conv.in_width + ox + kx)
+                                        * c
+                                        + channel;
+                                for filter in 0..f {
+                                    let yi = ((image * conv.out_height() + oy) * conv.out_width()
+                                        + ox)
+                                        * f
+                                        + filter;
+                                    let wi = ((ky * k + kx) * c + channel) * f + filter;
+                                    grad_w[wi] += x[xi] as f64 * grad_y[yi] as f64;
+                                    grad_x[xi] += w[wi] as f64 * grad_y[yi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (grad_w, grad_x)
+    }
+
+    #[test]
+    fn winograd_backward_matches_direct_sums_and_per_example_norms() {
+        let mut rng = Rng::from_u64(13);
+        for (h, w, c, f, rows) in [(13, 13, 32, 64, 2), (8, 9, 16, 5, 3), (3, 4, 17, 2, 2)] {
+            let conv = layer(h, w, c, f, 3);
+            assert!(conv.uses_winograd());
+            let params = random(conv.bias.end, &mut rng);
+            let x = random(rows * conv.in_len(), &mut rng);
+            let grad_y = random(rows * conv.out_len(), &mut rng);
+            let mut col = vec![0.0; conv.col_len(rows)];
+            let mut y = vec![0.0; rows * conv.out_len()];
+            conv.forward(&params, &x, rows, &mut col, &mut y);
+            // Stale values must be overwritten.
+            let mut grads = vec![3.0; params.len()];
+            let mut grad_x = vec![3.0; x.len()];
+            let mut scratch = vec![3.0; conv.scratch_len(rows)];
+            let sink = (Some(&mut grad_x[..]), &mut scratch[..]);
+            conv.backward(&params, (&x, &col), &grad_y, rows, &mut grads, sink, false);
+            let (want_w, want_x) = direct_gradients(&conv, &params, (&x, &grad_y), rows);
+            let close = |got: &[f32], want: &[f64], what: &str| {
+                for (index, (&got, &want)) in got.iter().zip(want).enumerate() {
+                    assert!(
+                        (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{h}x{w}x{c} -> {f}: {what} {index}: {got} vs {want}"
+                    );
+                }
+            };
+            close(&grads[conv.weights.clone()], &want_w, "weight gradient");
+            close(&grad_x, &want_x, "input gradient");
+
+            // Each example's squared norm is that of its own backward pass (rows = 1).
+            let mut norms = vec![0.5; rows];
+            let mut norm_scratch = vec![0.0; conv.norm_scratch_len()];
+            conv.add_example_gradient_norms_sq(
+                (&x, &col),
+                &grad_y,
+                rows,
+                &mut norm_scratch,
+                &mut norms,
+            );
+            for (example, &norm) in norms.iter().enumerate() {
+                let x_i = &x[example * conv.in_len()..(example + 1) * conv.in_len()];
+                let grad_y_i = &grad_y[example * conv.out_len()..(example + 1) * conv.out_len()];
+                let mut col_i = vec![0.0; conv.col_len(1)];
+                conv.forward(&params, x_i, 1, &mut col_i, &mut vec![0.0; conv.out_len()]);
+                let mut grads_i = vec![0.0; params.len()];
+                let sink = (None, &mut scratch[..]);
+                conv.backward(
+                    &params,
+                    (x_i, &col_i),
+                    grad_y_i,
+                    1,
+                    &mut grads_i,
+                    sink,
+                    false,
+                );
+                let want = 0.5 + sum_of_squares(&grads_i[conv.weights.start..conv.bias.end]) as f64;
+                assert!(
+                    (norm as f64 - want).abs() < 1e-4 * want,
+                    "{h}x{w}x{c}: example {example}: {norm} vs {want}"
+                );
             }
         }
     }
