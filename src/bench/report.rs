@@ -114,7 +114,8 @@ impl BenchReport {
             format!("Kernel: {}", self.kernel_description),
             format!(
                 "FMA peak ({}): {:.1} GFLOP/s on 1 thread, {:.1} GFLOP/s on {} threads \
-                 (GFLOP/s, of peak and × floor below: the training's matrix products)",
+                 (GFLOP/s, of peak and × floor below: the training's matrix products, counted \
+                 as direct products)",
                 self.kernel,
                 self.fma_peak.one_thread_gflops,
                 self.fma_peak.all_threads_gflops,

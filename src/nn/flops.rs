@@ -7,6 +7,11 @@
 //! A dense layer's MACs are `in·out`; a convolution's are `out_pixels · k·k·in_channels · filters`.
 //! Element-wise work (bias, ReLU, pooling, dropout, softmax, the optimizer) is not counted: it is
 //! memory- rather than FMA-bound, and small next to the products.
+//!
+//! Convolutions count as direct products (issue 12's 855.7 GFLOP an epoch for the CNN) even where
+//! they run as Winograd F(2×2, 3×3) (`nn::conv2d`), which does 16 multiply-adds per 2×2 output
+//! tile and channel pair instead of 36: the floor stays the direct arithmetic over the FMA peak,
+//! and a run's "fraction of peak" can then exceed 100%.
 
 use serde::Serialize;
 
