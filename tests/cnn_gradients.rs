@@ -227,6 +227,16 @@ fn whole_cnn_gradient_matches_finite_differences() {
 }
 
 #[test]
+fn whole_cnn_gradient_through_a_winograd_convolution_matches_finite_differences() {
+    // The second convolution reads 16 channels, so it runs as Winograd F(2×2, 3×3); 7×7 images
+    // give it an odd 3×3 output, and ROWS_PER_PASS + 3 rows a partial second pass. No ReLU: with
+    // 16 filters, a step of 1e-2 moves enough units across the kink to spoil the differences (the
+    // stack above checks ReLUs).
+    let rows = ROWS_PER_PASS + 3;
+    check_stack_gradient("conv16x3,conv3x3,flatten,dense3", 7, rows, 31);
+}
+
+#[test]
 fn a_chunk_run_in_several_passes_gives_the_sum_of_its_parts() {
     // More rows than one pass holds: the passes' gradients and losses must add up to what the
     // parts give on their own (each part checked against finite differences above).

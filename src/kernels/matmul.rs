@@ -118,7 +118,8 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>
 }
 
 /// `b` operands with contiguous columns instead of rows (transposed weights, at most this many
-/// elements: 128×10 in the tutorial network, 64×288 for the CNN's second convolution) are copied
+/// elements: 128×10 in the tutorial network, a 64×32 Winograd weight plane for the CNN's second
+/// convolution) are copied
 /// to the stack in row-major order first (128 KiB at most; worker threads have 2 MiB stacks).
 #[cfg(target_arch = "x86_64")]
 const STACK_PACK_LIMIT: usize = 32 * 1024;

@@ -142,17 +142,17 @@ fn output_gradient_tile_transform(g: [f32; 4]) -> [f32; 16] {
     dm
 }
 
-/// The S × S window of channels `first..first + W` at (top, left) of one channels-last image
-/// (height, width, channels), zero past its edge: [S · S][W].
+/// The `side` × `side` window of channels `first..first + W` at (top, left) of one
+/// channels-last image (height, width, channels), zero past its edge: [AREA = side², W].
 #[inline(always)]
-fn load_window<const W: usize, const S2: usize>(
+fn load_window<const W: usize, const AREA: usize>(
     image: &[f32],
     (height, width, channels): (usize, usize, usize),
-    (top, left): (usize, usize),
+    (top, left, side): (usize, usize, usize),
     first: usize,
-) -> [[f32; W]; S2] {
-    let side = if S2 == 16 { 4 } else { 2 };
-    let mut window = [[0.0f32; W]; S2];
+) -> [[f32; W]; AREA] {
+    debug_assert_eq!(side * side, AREA, "a square window");
+    let mut window = [[0.0f32; W]; AREA];
     for (position, values) in window.iter_mut().enumerate() {
         let (y, x) = (top + position / side, left + position % side);
         if y < height && x < width {
@@ -222,7 +222,7 @@ fn input_tile<const W: usize>(
     first: usize,
 ) {
     let dims = (shape.in_height, shape.in_width, shape.in_channels);
-    let window = load_window::<W, 16>(image, dims, (2 * ty, 2 * tx), first);
+    let window = load_window::<W, 16>(image, dims, (2 * ty, 2 * tx, 4), first);
     let transformed = per_lane(&window, |_, d| input_tile_transform(d));
     store_planes(
         &transformed,
@@ -276,7 +276,7 @@ fn output_gradient_tile<const W: usize>(
 ) {
     let (out_h, out_w) = shape.out_dims();
     let dims = (out_h, out_w, shape.filters);
-    let g = load_window::<W, 4>(grad_y, dims, (2 * ty, 2 * tx), first);
+    let g = load_window::<W, 4>(grad_y, dims, (2 * ty, 2 * tx, 2), first);
     let transformed = per_lane(&g, |_, g| output_gradient_tile_transform(g));
     store_planes(
         &transformed,

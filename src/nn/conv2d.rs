@@ -1,4 +1,5 @@
-//! 2-D convolution (stride 1, no padding) as one matrix product: im2col + GEMM.
+//! 2-D convolution (stride 1, no padding) as one matrix product (im2col + GEMM), or for 3×3
+//! kernels over many channels as Winograd F(2×2, 3×3) (16 smaller products).
 //!
 //! Activations are channels-last (NHWC), so each output pixel's receptive field is `kernel`
 //! rows of `kernel · in_channels` contiguous values. im2col copies them into one row of `col`:
@@ -202,7 +203,8 @@ impl Conv2d {
     }
 
     /// x: [rows, in_h, in_w, in_c] · w: [k, k, in_c, f] + b: [f] -> y: [rows, out_h, out_w, f]
-    /// (`col` receives the patches for backward where the backend cannot read them in place).
+    /// (`col` receives what backward reads: the patches where the backend cannot read them in
+    /// place, or for Winograd the transformed weights and input tiles).
     pub fn forward(&self, params: &[f32], x: &[f32], rows: usize, col: &mut [f32], y: &mut [f32]) {
         self.forward_then(params, (x, rows), col, y, false);
     }
@@ -301,6 +303,7 @@ impl Conv2d {
 
     /// grad_y: [rows, out_h, out_w, f] -> grad_w (+)= colᵀ · grad_y: [k·k·in_c, f],
     /// grad_b (+)= Σ_pixels grad_y: [f], and when asked grad_x = col2im(grad_y · wᵀ): [rows, in_h, in_w, in_c]
+    /// (for Winograd: dw = Gᵀ (Vᵀ dM) G and grad_x = Σ B (dM Uᵀ) Bᵀ with dM = A grad_y Aᵀ)
     /// (`scratch`: [`Conv2d::scratch_len`] floats). `x` is forward's input and `col` what forward
     /// left there. Parameter gradients accumulate unless `accumulate` is false.
     #[allow(clippy::too_many_arguments)]
@@ -439,7 +442,7 @@ fn plane_mut(
 impl Conv2d {
     /// The input's gradient alone, without parameter gradients:
     /// grad_y: [rows, out_h, out_w, f] -> grad_x = col2im(grad_y · wᵀ): [rows, in_h, in_w, in_c]
-    /// (`col` is what forward left there, `scratch` [`Conv2d::scratch_len`] floats).
+    /// (for Winograd Σ B (dM Uᵀ) Bᵀ; `col` is what forward left there, `scratch` [`Conv2d::scratch_len`] floats).
     pub fn backward_input(
         &self,
         params: &[f32],
@@ -492,8 +495,9 @@ impl Conv2d {
     /// example: 9·676·32 multiply-adds for conv32x3 on 28×28, 288·121·64 for conv64x3 on 13×13),
     /// which takes fewer operations than the Gram-matrix ("ghost") form
     /// Σ_{p,q} (col_p·col_q)(δ_p·δ_q) here (676²·(9+32) and 121²·(288+64)). Its bias
-    /// gradient is Σ_p δ_p.
-    /// col: [rows · pixels, patch], grad_y: [rows · pixels, f] -> norms_sq: [rows] (+=)
+    /// gradient is Σ_p δ_p. A Winograd layer forms it as backward does, from the example's rows
+    /// of V: dw_i = Gᵀ (V_iᵀ · dM_i) G.
+    /// col: what forward left, grad_y: [rows · pixels, f] -> norms_sq: [rows] (+=)
     pub fn add_example_gradient_norms_sq(
         &self,
         (x, col): (&[f32], &[f32]),

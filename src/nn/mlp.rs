@@ -68,7 +68,7 @@ pub struct WorkspaceLayout {
     pub deltas: Vec<usize>,
     /// f32 per-example gradient norm or clip factor: [capacity].
     pub example_scales: usize,
-    /// A layer stack's buffers (activations, im2col patches, masks, gradients); the MLP's
+    /// A layer stack's buffers (activations, convolution buffers, masks, gradients); the MLP's
     /// fields above other than `inputs` and `labels` are then empty.
     pub stack: Option<StackWorkspaceLayout>,
 }

@@ -3,7 +3,7 @@
 //! Activations are channels-last (`[rows, height, width, channels]`), so `flatten` moves no data.
 //! ReLU and dropout work in place on the buffer of the layer before them; convolution, pooling
 //! and dense layers own their output buffers. A chunk of rows is run in passes of at most
-//! [`ROWS_PER_PASS`] rows, which bounds the memory a workspace needs (im2col buffers are large)
+//! [`ROWS_PER_PASS`] rows, which bounds the memory a workspace needs (convolution buffers are large)
 //! and keeps the passes' working sets near the cache; the pass split depends only on the chunk
 //! size, so results do not depend on threads.
 

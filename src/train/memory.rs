@@ -375,8 +375,8 @@ mod tests {
 
     #[test]
     fn a_cnn_estimate_counts_the_workspaces_it_allocates() {
-        // The estimate's workspaces are the bytes the allocator really hands out (im2col
-        // patches, every layer's outputs, masks, gradient scratch), for every shard.
+        // The estimate's workspaces are the bytes the allocator really hands out (convolution
+        // buffers, every layer's outputs, masks, gradient scratch), for every shard.
         let network = Mlp::new(Architecture::cnn());
         for batch_rows in [1, 7, 16, 32, 64, 128, 1000, usize::MAX] {
             let estimate = MemoryEstimate::training(&TrainingShape {
