@@ -325,17 +325,8 @@ impl Conv2d {
             let (u, v, _) = self.winograd_col(col, shape);
             let (dm, du, dv) = self.winograd_scratch(scratch, shape);
             winograd_output_gradient_transform(grad_y, dm, shape);
-            // dU_ξ = V_ξᵀ · dM_ξ: [c, tiles] · [tiles, f] -> [c, f], then dw (+)= Gᵀ dU G.
-            let (c, f, tiles) = (self.in_channels, self.filters, shape.tiles());
-            for position in 0..WINOGRAD_POSITIONS {
-                matmul(
-                    plane(v, position, (tiles, c)).t(),
-                    plane(dm, position, (tiles, f)),
-                    &mut plane_mut(du, position, (c, f)),
-                    0.0,
-                );
-            }
-            winograd_weight_gradient_transform(du, grad_w, c * f, accumulate);
+            let all_tiles = (v, 0..shape.tiles());
+            self.winograd_weight_gradient(all_tiles, (&*dm, du), grad_w, accumulate);
             if let Some(grad_x) = grad_x {
                 self.winograd_input_gradient(shape, (u, &*dm), dv, grad_x);
             }
@@ -396,6 +387,29 @@ impl Conv2d {
         let (dm, rest) = scratch.split_at_mut(shape.output_planes_len());
         let (du, rest) = rest.split_at_mut(shape.weight_planes_len());
         (dm, du, &mut rest[..shape.input_planes_len()])
+    }
+
+    /// dU_ξ = V_ξᵀ · dM_ξ over the tiles `tiles` of V: [c, n] · [n, f] -> [c, f], then
+    /// grad_w (+)= Gᵀ dU G. `dm` holds those n tiles' planes.
+    fn winograd_weight_gradient(
+        &self,
+        (v, tiles): (&[f32], Range<usize>),
+        (dm, du): (&[f32], &mut [f32]),
+        grad_w: &mut [f32],
+        accumulate: bool,
+    ) {
+        let (c, f) = (self.in_channels, self.filters);
+        let v_tiles = v.len() / (WINOGRAD_POSITIONS * c);
+        for position in 0..WINOGRAD_POSITIONS {
+            let v_plane = plane(v, position, (v_tiles, c));
+            matmul(
+                v_plane.slice(ndarray::s![tiles.clone(), ..]).t(),
+                plane(dm, position, (tiles.len(), f)),
+                &mut plane_mut(du, position, (c, f)),
+                0.0,
+            );
+        }
+        winograd_weight_gradient_transform(du, grad_w, c * f, accumulate);
     }
 
     /// dV_ξ = dM_ξ · U_ξᵀ: [tiles, f] · [f, c] -> [tiles, c], then grad_x = Σ_tiles B dV Bᵀ.
@@ -514,23 +528,13 @@ impl Conv2d {
             let (pass, example_shape) = (self.winograd_shape(rows), self.winograd_shape(1));
             let (_, v, _) = self.winograd_col(col, pass);
             let (dm, du) = winograd_scratch.split_at_mut(example_shape.output_planes_len());
-            let (c, tiles) = (self.in_channels, example_shape.tiles());
+            let tiles = example_shape.tiles();
             for (example, norm_sq) in norms_sq[..rows].iter_mut().enumerate() {
                 let example_grad =
                     &grad_y[example * pixels * filters..(example + 1) * pixels * filters];
                 winograd_output_gradient_transform(example_grad, dm, example_shape);
-                for position in 0..WINOGRAD_POSITIONS {
-                    let v_plane = plane(v, position, (pass.tiles(), c));
-                    let example_v =
-                        v_plane.slice(ndarray::s![example * tiles..(example + 1) * tiles, ..]);
-                    matmul(
-                        example_v.t(),
-                        plane(dm, position, (tiles, filters)),
-                        &mut plane_mut(du, position, (c, filters)),
-                        0.0,
-                    );
-                }
-                winograd_weight_gradient_transform(du, weight_grad, c * filters, false);
+                let example_tiles = (v, example * tiles..(example + 1) * tiles);
+                self.winograd_weight_gradient(example_tiles, (&*dm, du), weight_grad, false);
                 sum_rows_into(example_grad, bias_grad, false);
                 *norm_sq += sum_of_squares(weight_grad) + sum_of_squares(bias_grad);
             }
