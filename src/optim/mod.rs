@@ -192,8 +192,15 @@ impl Optimizer {
     /// Counts one more update and returns its rule with the step's scalars, for a caller that
     /// updates the buffer (and the same pieces of every slot) in pieces of its own.
     pub fn begin_step(&mut self, learning_rate: f32) -> UpdateRule {
+        let rule = self.next_rule(learning_rate);
         self.steps += 1;
-        update_rule(self.config, self.steps, learning_rate)
+        rule
+    }
+
+    /// The rule the next [`Optimizer::begin_step`] with `learning_rate` will return, without
+    /// counting the update: for a step that applies part of its update before it is committed.
+    pub fn next_rule(&self, learning_rate: f32) -> UpdateRule {
+        update_rule(self.config, self.steps + 1, learning_rate)
     }
 
     /// [`Optimizer::step`] with the buffer split into contiguous parts shared by the threads of

@@ -123,6 +123,19 @@ fn step_counter_and_slots_match_the_rule() {
     }
 }
 
+#[test]
+fn next_rule_is_the_rule_of_the_next_step_and_counts_nothing() {
+    let mut optimizer = Optimizer::new(OptimizerConfig::adam_default(), 3);
+    optimizer.step(&mut [0.0; 3], &[1.0; 3], 0.1);
+    // Adam's bias correction depends on the step count: the second step's rule differs.
+    let first = format!("{:?}", update_rule(optimizer.config, 1, 0.1));
+    let next = format!("{:?}", optimizer.next_rule(0.1));
+    assert_ne!(next, first);
+    assert_eq!(optimizer.steps, 1);
+    assert_eq!(next, format!("{:?}", optimizer.begin_step(0.1)));
+    assert_eq!(optimizer.steps, 2);
+}
+
 /// Least squares `L(w) = 1/(2n)·|Xw - y|²` on a small, well-conditioned problem whose minimum
 /// (w = [1, -2, 0.5]) has zero loss.
 struct LeastSquares {

@@ -15,6 +15,12 @@
 //! copies them in from the flat buffers and [`ColumnEngine::publish`] back out, whenever
 //! anything else is about to read them.
 //!
+//! Nothing but its own thread reads a block's W1 columns during a step (the first layer's input
+//! gradient is never needed), so when the caller passes the step's update rule the backward job
+//! updates them right after computing their gradient, while it is in cache, and the step needs
+//! one job fewer: [`ColumnEngine::apply`] is then left with W2 and the biases (about 1,400
+//! parameters), which it updates on the calling thread.
+//!
 //! The arithmetic is that of the sharded step ([`super::step`]) to the bit: the kernels compute
 //! every product element as the same chain in `k` order whatever columns they are given, dropout
 //! masks come from the same per-shard streams, the second layer is computed whole (each thread
@@ -56,6 +62,8 @@ pub struct ColumnEngine {
     backward: Vec<BlockBackward>,
     /// Shards of the last step's batch.
     active_shards: usize,
+    /// Whether the last step's backward jobs already updated W1 (see the module documentation).
+    updated_w1: bool,
     /// Whether the blocks hold the run's W1 and its optimizer state ([`ColumnEngine::load`]).
     loaded: bool,
 }
@@ -70,14 +78,14 @@ struct HiddenBlock {
     /// The block's activations after ReLU and dropout, and its dropout mask: [capacity, width].
     hidden: Vec<f32>,
     mask: Vec<f32>,
+}
+
+/// The backward state of one block, and its W1 columns, which its backward job updates.
+struct BlockBackward {
     /// The run's copy of W1's columns [inputs, width], and of the same elements of each
     /// optimizer slot (see the module documentation).
     weights: Vec<f32>,
     weight_slots: Vec<Vec<f32>>,
-}
-
-/// The backward state of one block.
-struct BlockBackward {
     /// One shard's whole hidden layer, assembled from every block: [capacity, hidden].
     hidden: Vec<f32>,
     /// [capacity, outputs]
@@ -108,8 +116,8 @@ struct BlockSegments<'a> {
 
 /// What one thread updates: its block of the parameters and of each optimizer slot.
 struct BlockUpdate<'a> {
-    /// W1's columns and their optimizer state.
-    block: &'a mut HiddenBlock,
+    /// W1's columns and their optimizer state, and the block's gradients.
+    block: &'a mut BlockBackward,
     params: BlockSegments<'a>,
     slots: [Option<BlockSegments<'a>>; 2],
 }
@@ -147,8 +155,6 @@ impl ColumnEngine {
                     labels: vec![0; capacity],
                     hidden: vec![0.0; capacity * width],
                     mask: vec![0.0; capacity * width],
-                    weights: vec![0.0; inputs * width],
-                    weight_slots: Vec::new(),
                 }
             })
             .collect();
@@ -157,6 +163,8 @@ impl ColumnEngine {
             .map(|block| {
                 let width = block.columns.len();
                 BlockBackward {
+                    weights: vec![0.0; inputs * width],
+                    weight_slots: Vec::new(),
                     hidden: vec![0.0; capacity * hidden],
                     logits: vec![0.0; capacity * outputs],
                     grad_logits: vec![0.0; capacity * outputs],
@@ -176,6 +184,7 @@ impl ColumnEngine {
             parts: blocks,
             backward,
             active_shards: 0,
+            updated_w1: false,
             loaded: false,
         })
     }
@@ -196,8 +205,8 @@ impl ColumnEngine {
     /// [`ColumnEngine::publish`].
     pub fn load(&mut self, params: &[f32], slots: &[Vec<f32>]) {
         let (w1, hidden) = (self.first.weights.clone(), self.first.outputs);
-        for block in &mut self.parts {
-            let columns = block.columns.clone();
+        for (block, part) in self.backward.iter_mut().zip(&self.parts) {
+            let columns = part.columns.clone();
             gather_columns(
                 &params[w1.clone()],
                 hidden,
@@ -222,8 +231,8 @@ impl ColumnEngine {
             return;
         }
         let (w1, hidden) = (self.first.weights.clone(), self.first.outputs);
-        for block in &self.parts {
-            let columns = block.columns.clone();
+        for (block, part) in self.backward.iter().zip(&self.parts) {
+            let columns = part.columns.clone();
             scatter_columns(
                 &block.weights,
                 hidden,
@@ -236,8 +245,15 @@ impl ColumnEngine {
         }
     }
 
-    /// Computes the step's gradient, block by block on the pool. Returns (loss sum, correct).
-    pub fn gradient(&mut self, pool: &WorkerPool, step: &StepBatch) -> (f64, usize) {
+    /// Computes the step's gradient, block by block on the pool, and with `update_w1` also
+    /// updates W1 with that rule (see the module documentation; not if the loss is not finite).
+    /// Returns (loss sum, correct).
+    pub fn gradient(
+        &mut self,
+        pool: &WorkerPool,
+        step: &StepBatch,
+        update_w1: Option<UpdateRule>,
+    ) -> (f64, usize) {
         let rows = step.indices.len();
         assert!(
             (1..=self.capacity).contains(&rows),
@@ -246,9 +262,11 @@ impl ColumnEngine {
         );
         let shards = shard_count(rows);
         self.active_shards = shards;
+        self.updated_w1 = update_w1.is_some();
         let (first, second, dropout) = (&self.first, &self.second, self.dropout);
-        pool.for_each_mut_affine(&mut self.parts, |_, block| {
-            block.forward(first, dropout, step, shards)
+        let backward = &self.backward;
+        pool.for_each_mut_affine(&mut self.parts, |index, block| {
+            block.forward(first, &backward[index].weights, dropout, step, shards)
         });
         let blocks = &self.parts;
         pool.for_each_mut_affine(&mut self.backward, |index, backward| {
@@ -259,12 +277,16 @@ impl ColumnEngine {
                 dropout,
                 step,
                 shards,
-            )
+            );
+            if let Some(rule) = update_w1.filter(|_| backward.loss_sum.is_finite()) {
+                backward.update_w1(rule, first.inputs);
+            }
         });
         (self.backward[0].loss_sum, self.backward[0].correct)
     }
 
-    /// Applies `optimizer` with the last step's gradient, each thread updating its own block.
+    /// Applies `optimizer` with the last step's gradient, each thread updating its own block (or,
+    /// when the step already updated W1, the calling thread updating W2 and the biases).
     pub fn apply(
         &mut self,
         pool: &WorkerPool,
@@ -280,21 +302,26 @@ impl ColumnEngine {
         let mut param_blocks = self.split_blocks(params);
         let (shards, inputs) = (self.active_shards, self.first.inputs);
         let mut items: [Option<BlockUpdate>; MAX_PARTS] = Default::default();
-        for (index, (item, block)) in items.iter_mut().zip(&mut self.parts).enumerate() {
+        for (index, (item, block)) in items.iter_mut().zip(&mut self.backward).enumerate() {
             *item = param_blocks[index].take().map(|params| BlockUpdate {
                 block,
                 params,
                 slots: [slot_blocks[0][index].take(), slot_blocks[1][index].take()],
             });
         }
-        let backward = &self.backward;
-        pool.for_each_mut_affine(&mut items[..backward.len()], |index, item| {
-            if let Some(item) = item {
-                let backward = &backward[index];
-                let bias_grads = &backward.bias_grads[..shards];
-                item.update(rule, &backward.weight_grads, bias_grads, inputs);
+        let items = &mut items[..self.parts.len()];
+        if self.updated_w1 {
+            for item in items.iter_mut().flatten() {
+                item.update_rest(rule, shards, inputs);
             }
-        });
+        } else {
+            pool.for_each_mut_affine(items, |_, item| {
+                if let Some(item) = item {
+                    item.block.update_w1(rule, inputs);
+                    item.update_rest(rule, shards, inputs);
+                }
+            });
+        }
     }
 
     /// The last step's gradient in the flat parameter layout, written to `grads`.
@@ -372,7 +399,14 @@ impl HiddenBlock {
     /// Gathers the batch and computes this block's hidden units, shard by shard (each shard's
     /// dropout stream is the one the sharded step uses).
     /// x: [batch, 784] · W1[:, columns]: [784, width] -> hidden: [batch, width]
-    fn forward(&mut self, first: &Dense, dropout: f32, step: &StepBatch, shards: usize) {
+    fn forward(
+        &mut self,
+        first: &Dense,
+        weights: &[f32],
+        dropout: f32,
+        step: &StepBatch,
+        shards: usize,
+    ) {
         let rows = step.indices.len();
         let (inputs, hidden) = (first.inputs, first.outputs);
         let (columns, width) = (self.columns.clone(), self.columns.len());
@@ -382,7 +416,7 @@ impl HiddenBlock {
             &mut self.inputs[..rows * inputs],
             &mut self.labels[..rows],
         );
-        let w1 = ArrayView2::from_shape((inputs, width), &self.weights[..])
+        let w1 = ArrayView2::from_shape((inputs, width), weights)
             .expect("the block's W1 fills its buffer");
         let bias = &step.params[first.bias.clone()][columns.clone()];
         for shard in 0..shards {
@@ -478,29 +512,32 @@ impl BlockBackward {
     }
 }
 
-impl BlockUpdate<'_> {
-    /// Updates the block with its gradient (the bias gradients summed over shards in order).
-    fn update(
-        &mut self,
-        rule: UpdateRule,
-        weight_grads: &[f32],
-        bias_grads: &[Vec<f32>],
-        inputs: usize,
-    ) {
-        let width = self.params.b1.len();
-        let slot_count = self.slots.iter().flatten().count();
-        let (grad_w1, grad_w2) = weight_grads.split_at(inputs * width);
-        // W1's columns, contiguous in the block.
+impl BlockBackward {
+    /// Updates the block's W1 columns (contiguous here) with their gradient.
+    fn update_w1(&mut self, rule: UpdateRule, inputs: usize) {
+        let width = self.weights.len() / inputs.max(1);
+        let slot_count = self.weight_slots.len();
         let mut slots: [&mut [f32]; 2] = [&mut [], &mut []];
-        for (slot, block_slot) in slots.iter_mut().zip(&mut self.block.weight_slots) {
+        for (slot, block_slot) in slots.iter_mut().zip(&mut self.weight_slots) {
             *slot = block_slot;
         }
         update_piece(
             rule,
-            &mut self.block.weights,
-            grad_w1,
+            &mut self.weights,
+            &self.weight_grads[..inputs * width],
             &mut slots[..slot_count],
         );
+    }
+}
+
+impl BlockUpdate<'_> {
+    /// Updates the block's rows of W2, then b1 and b2, with their gradients (the bias gradients
+    /// summed over `shards` in order).
+    fn update_rest(&mut self, rule: UpdateRule, shards: usize, inputs: usize) {
+        let width = self.params.b1.len();
+        let slot_count = self.slots.iter().flatten().count();
+        let grad_w2 = &self.block.weight_grads[inputs * width..];
+        let bias_grads = &self.block.bias_grads[..shards];
         // W2's rows, then b1 and b2 (contiguous in the flat buffer).
         let mut bias_sum = [0.0f32; MAX_COLUMN_DROPOUT_WIDTH];
         let segments = [

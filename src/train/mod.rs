@@ -343,7 +343,10 @@ impl Trainer {
                     global_step,
                 };
                 let (batch_loss, batch_correct) = match self.config.privacy {
-                    None => engine.gradient(&step_batch),
+                    None => engine.gradient_then_update(
+                        &step_batch,
+                        self.optimizer.next_rule(learning_rate_at(step)),
+                    ),
                     Some(privacy) => engine.private_gradient(
                         &step_batch,
                         PrivateStep {

@@ -13,7 +13,7 @@ use crate::data::gather_normalized;
 use crate::kernels::{add_assign, WorkerPool};
 use crate::nn::{GradientSink, Mlp, Workspace};
 use crate::optim::privacy::noise::fill_gaussian;
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, UpdateRule};
 use crate::rng::{stream, Stream};
 
 /// What one shard needs to compute its gradient.
@@ -185,10 +185,22 @@ impl StepEngine {
     /// Computes the shard gradients of `step`'s batch (their sum is the batch-mean gradient; see
     /// [`StepEngine::apply`] and [`StepEngine::batch_gradient`]). Returns (loss sum, correct).
     pub fn gradient(&mut self, step: &StepBatch) -> (f64, usize) {
+        self.gradient_updating(step, None)
+    }
+
+    /// [`StepEngine::gradient`] for a step that [`StepEngine::apply`] will finish with `rule`
+    /// (the optimizer's [`Optimizer::next_rule`]): the column-split step updates W1 with it in
+    /// the same jobs (unless the loss is not finite), saving a job per step. Results are the
+    /// same bits as `gradient` then `apply`.
+    pub fn gradient_then_update(&mut self, step: &StepBatch, rule: UpdateRule) -> (f64, usize) {
+        self.gradient_updating(step, Some(rule))
+    }
+
+    fn gradient_updating(&mut self, step: &StepBatch, rule: Option<UpdateRule>) -> (f64, usize) {
         if let Some(columns) = self.columns.as_mut().filter(|c| c.is_loaded()) {
             self.noisy = false;
             self.columns_ran = true;
-            return columns.gradient(&self.pool, step);
+            return columns.gradient(&self.pool, step, rule);
         }
         let grad_scale = 1.0 / step.indices.len() as f32;
         let shards = shard_count(step.indices.len());

@@ -23,7 +23,8 @@ fn random_dataset(count: usize, seed: u64) -> Dataset {
 }
 
 /// Parameters, optimizer slots and the per-step (loss, correct, gradient) after three steps
-/// of `engine`.
+/// of `engine`; with `update_in_gradient`, as the trainer runs them (the update rule passed to
+/// the gradient, so that the column-split step updates W1 in its backward jobs).
 type Trained = (Vec<f32>, Vec<Vec<f32>>, Vec<(f64, usize, Vec<f32>)>);
 
 fn three_steps(
@@ -32,6 +33,7 @@ fn three_steps(
     data: &Dataset,
     config: OptimizerConfig,
     batch: usize,
+    update_in_gradient: bool,
 ) -> Trained {
     let mut params = mlp.initial_parameters(3);
     let mut optimizer = Optimizer::new(config, params.len());
@@ -41,14 +43,19 @@ fn three_steps(
         let indices: Vec<u32> = (0..batch as u32)
             .map(|i| (i * 7 + global_step as u32 * 13) % data.len() as u32)
             .collect();
-        let (loss, correct) = engine.gradient(&StepBatch {
+        let step = StepBatch {
             mlp,
             params: &params,
             dataset: data,
             indices: &indices,
             seed: 11,
             global_step,
-        });
+        };
+        let (loss, correct) = if update_in_gradient {
+            engine.gradient_then_update(&step, optimizer.next_rule(0.01))
+        } else {
+            engine.gradient(&step)
+        };
         let mut grads = vec![0.0; params.len()];
         engine.batch_gradient(&mut grads);
         reports.push((loss, correct, grads));
@@ -64,6 +71,7 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 
 #[test]
 fn the_column_split_step_is_bit_identical_to_the_sharded_step_on_every_backend() {
+    // (The sharded step ignores the rule passed with the gradient: it is the reference either way.)
     let data = random_dataset(300, 5);
     let optimizers = [
         OptimizerConfig::adam_default(),
@@ -83,14 +91,17 @@ fn the_column_split_step_is_bit_identical_to_the_sharded_step_on_every_backend()
             for architecture in &networks {
                 let mlp = Mlp::new(architecture.clone());
                 for (batch, threads) in [(32, 2), (7, 3), (130, 4), (256, 2)] {
-                    for config in optimizers {
+                    for (config, early) in
+                        optimizers.into_iter().flat_map(|o| [(o, false), (o, true)])
+                    {
                         let mut sharded = StepEngine::new(&mlp, batch, 1);
                         let mut split = StepEngine::new(&mlp, batch, threads);
                         assert!(split.splits_columns(), "{batch} rows on {threads} threads");
-                        let expected = three_steps(&mut sharded, &mlp, &data, config, batch);
-                        let got = three_steps(&mut split, &mlp, &data, config, batch);
+                        let expected = three_steps(&mut sharded, &mlp, &data, config, batch, false);
+                        let got = three_steps(&mut split, &mlp, &data, config, batch, early);
                         let case = format!(
-                            "{backend:?}, {batch} rows, {threads} threads, {config:?}, hidden {:?}",
+                            "{backend:?}, {batch} rows, {threads} threads, {config:?}, hidden {:?}, \
+                             W1 updated in the gradient: {early}",
                             architecture.hidden
                         );
                         assert!(same_bits(&expected.0, &got.0), "{case}: parameters differ");

@@ -137,15 +137,18 @@ fn steps_allocate_at_most(
         let mut optimizer = Optimizer::new(config, params.len());
         let mut engine = StepEngine::new(mlp, batch.len(), threads);
         engine.load_state(&params, &optimizer);
+        // As the trainer runs a step (the column-split step updates W1 in its gradient jobs).
         let mut step = |global_step: u64| {
-            engine.gradient(&StepBatch {
+            let rule = optimizer.next_rule(0.01);
+            let batch = StepBatch {
                 mlp,
                 params: &params,
                 dataset,
                 indices: batch,
                 seed: 7,
                 global_step,
-            });
+            };
+            engine.gradient_then_update(&batch, rule);
             engine.apply(&mut optimizer, &mut params, 0.01);
         };
         // The first step may size lazily created state.
