@@ -380,8 +380,14 @@ pub enum UpdateRule {
 }
 
 /// [`UpdateRule`] on one piece: `slots` are the same piece of each of the optimizer's slots.
+/// (Also the update our matrix kernels apply to each finished tile: `fma_gemm`.)
 #[inline(always)]
-fn rule_body(rule: UpdateRule, params: &mut [f32], grads: &[f32], slots: &mut [&mut [f32]]) {
+pub(super) fn rule_body(
+    rule: UpdateRule,
+    params: &mut [f32],
+    grads: &[f32],
+    slots: &mut [&mut [f32]],
+) {
     match (rule, slots) {
         (UpdateRule::Sgd { learning_rate }, _) => sgd_body(params, grads, learning_rate),
         (

@@ -42,6 +42,19 @@ pub enum Start {
     BiasRelu(*const f32),
 }
 
+/// An optimizer update applied to every tile of `c` as soon as it is final: `c` is the gradient
+/// of `params`, and `slots[..slot_count]` are the optimizer's state; all three have `c`'s shape
+/// and row stride. The rule is element-wise, so updating tile by tile gives the bits of one pass
+/// over the whole matrix, and the update's divisions and square roots (a unit of their own) run
+/// alongside the next tile's multiply-adds.
+#[derive(Clone, Copy)]
+pub struct TileUpdate {
+    pub rule: crate::kernels::UpdateRule,
+    pub params: *mut f32,
+    pub slots: [*mut f32; 2],
+    pub slot_count: usize,
+}
+
 /// `c[m, n] = a[m, k] · b[k, n] + beta · c` (beta 0 or 1) for `b` and `c` with unit column stride.
 pub struct Product {
     pub m: usize,
@@ -55,6 +68,8 @@ pub struct Product {
     pub c: *mut f32,
     pub c_row_stride: isize,
     pub start: Start,
+    /// Applied to each tile of `c` once it is stored.
+    pub update: Option<TileUpdate>,
 }
 
 /// Columns left in a block starting at `j` of `n`, at most `width`.
@@ -72,7 +87,7 @@ macro_rules! gemm_for {
             #[allow(unused_imports)]
             use std::arch::x86_64::*;
 
-            use super::{columns, Product, Range};
+            use super::{columns, Product, Range, TileUpdate};
 
             const LANES: usize = $lanes;
             /// Rows of `c` per register tile.
@@ -243,6 +258,35 @@ macro_rules! gemm_for {
                         };
                         $store(c, valid[v], value);
                     }
+                }
+                if let Some(update) = &p.update {
+                    update_tile(update, p, i..i + R, j, width);
+                }
+            }
+
+            /// Applies `update` to rows `rows`, columns `j..j + width` of `c` (see [`TileUpdate`]).
+            #[inline(never)]
+            #[target_feature(enable = $feature)]
+            unsafe fn update_tile(
+                update: &TileUpdate,
+                p: &Product,
+                rows: Range<usize>,
+                j: usize,
+                width: usize,
+            ) {
+                use std::slice::{from_raw_parts, from_raw_parts_mut};
+                for row in rows {
+                    let offset = row as isize * p.c_row_stride + j as isize;
+                    let mut slots: [&mut [f32]; 2] = [&mut [], &mut []];
+                    for (slot, base) in slots.iter_mut().zip(&update.slots[..update.slot_count]) {
+                        *slot = from_raw_parts_mut(base.offset(offset), width);
+                    }
+                    crate::kernels::elementwise::rule_body(
+                        update.rule,
+                        from_raw_parts_mut(update.params.offset(offset), width),
+                        from_raw_parts(p.c.offset(offset), width),
+                        &mut slots[..update.slot_count],
+                    );
                 }
             }
         }

@@ -17,8 +17,8 @@
 //!
 //! Nothing but its own thread reads a block's W1 columns during a step (the first layer's input
 //! gradient is never needed), so when the caller passes the step's update rule the backward job
-//! updates them right after computing their gradient, while it is in cache, and the step needs
-//! one job fewer: [`ColumnEngine::apply`] is then left with W2 and the biases (about 1,400
+//! updates them as the last shard's product finishes each tile of their gradient, while it is in
+//! cache ([`matmul_then_update`]), and the step needs one job fewer: [`ColumnEngine::apply`] is then left with W2 and the biases (about 1,400
 //! parameters), which it updates on the calling thread.
 //!
 //! The arithmetic is that of the sharded step ([`super::step`]) to the bit: the kernels compute
@@ -35,7 +35,8 @@ use super::shards::{shard_count, split_range, sum_in_order, StepBatch};
 use crate::data::gather_normalized;
 use crate::kernels::pool::even_part;
 use crate::kernels::{
-    matmul, relu_backward, relu_forward, sum_rows_into, update_piece, WorkerPool,
+    matmul, matmul_then_update, relu_backward, relu_forward, sum_rows_into, update_piece,
+    GradientUpdate, WorkerPool,
 };
 use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward_columns, MAX_COLUMN_DROPOUT_WIDTH};
@@ -277,10 +278,8 @@ impl ColumnEngine {
                 dropout,
                 step,
                 shards,
+                update_w1,
             );
-            if let Some(rule) = update_w1.filter(|_| backward.loss_sum.is_finite()) {
-                backward.update_w1(rule, first.inputs);
-            }
         });
         (self.backward[0].loss_sum, self.backward[0].correct)
     }
@@ -438,7 +437,9 @@ impl HiddenBlock {
 }
 
 impl BlockBackward {
-    /// The second layer (whole), the loss, and the gradients of `own`'s block, shard by shard.
+    /// The second layer (whole), the loss, and the gradients of `own`'s block, shard by shard;
+    /// with `update_w1` (and a finite loss), also the update of the block's W1 columns.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         own: &HiddenBlock,
@@ -447,6 +448,7 @@ impl BlockBackward {
         dropout: f32,
         step: &StepBatch,
         shards: usize,
+        update_w1: Option<UpdateRule>,
     ) {
         let rows = step.indices.len();
         let grad_scale = 1.0 / rows as f32;
@@ -506,7 +508,22 @@ impl BlockBackward {
             // x: [n, 784]ᵀ · grad h: [n, width] -> grad W1[:, columns]: [784, width]
             let x = rows_view(&own.inputs[range.start * inputs..], n, inputs);
             let grad_w1_view = &mut rows_view_mut(grad_w1, inputs, width);
-            matmul(x.t(), rows_view(grad_h, n, width), grad_w1_view, beta);
+            let grad_h_view = rows_view(grad_h, n, width);
+            // The last shard completes the gradient: the update can follow it tile by tile.
+            let update = update_w1.filter(|_| shard + 1 == shards && self.loss_sum.is_finite());
+            match update {
+                Some(rule) => {
+                    let (weights, mut slots, slot_count) =
+                        w1_state(&mut self.weights, &mut self.weight_slots);
+                    let update = GradientUpdate {
+                        rule,
+                        params: weights,
+                        slots: &mut slots[..slot_count],
+                    };
+                    matmul_then_update(x.t(), grad_h_view, grad_w1_view, beta, update);
+                }
+                None => matmul(x.t(), grad_h_view, grad_w1_view, beta),
+            }
             sum_rows_into(grad_h, grad_b1, false);
         }
     }
@@ -516,18 +533,28 @@ impl BlockBackward {
     /// Updates the block's W1 columns (contiguous here) with their gradient.
     fn update_w1(&mut self, rule: UpdateRule, inputs: usize) {
         let width = self.weights.len() / inputs.max(1);
-        let slot_count = self.weight_slots.len();
-        let mut slots: [&mut [f32]; 2] = [&mut [], &mut []];
-        for (slot, block_slot) in slots.iter_mut().zip(&mut self.weight_slots) {
-            *slot = block_slot;
-        }
+        let (weights, mut slots, slot_count) = w1_state(&mut self.weights, &mut self.weight_slots);
         update_piece(
             rule,
-            &mut self.weights,
+            weights,
             &self.weight_grads[..inputs * width],
             &mut slots[..slot_count],
         );
     }
+}
+
+/// A block's W1 columns with their optimizer slots as the update kernels take them (the first
+/// `slot_count` of the array).
+fn w1_state<'a>(
+    weights: &'a mut [f32],
+    weight_slots: &'a mut [Vec<f32>],
+) -> (&'a mut [f32], [&'a mut [f32]; 2], usize) {
+    let slot_count = weight_slots.len().min(2);
+    let mut slots: [&mut [f32]; 2] = [&mut [], &mut []];
+    for (slot, block_slot) in slots.iter_mut().zip(weight_slots.iter_mut()) {
+        *slot = block_slot;
+    }
+    (weights, slots, slot_count)
 }
 
 impl BlockUpdate<'_> {
