@@ -135,6 +135,7 @@ fn training_step(c: &mut Criterion) {
                             params: &params,
                             dataset: &dataset,
                             indices: batch,
+                            next_indices: &[],
                             seed: 42,
                             global_step: step,
                         });

@@ -228,6 +228,7 @@ fn noise_has_mean_zero_and_standard_deviation_sigma_c_over_expected_batch_and_is
             params: &params,
             dataset: &data,
             indices: &[],
+            next_indices: &[],
             seed,
             global_step: step,
         };

@@ -114,6 +114,7 @@ fn every_backend_matches_the_fastest_within_1e_5() {
                 params: &trainer.params,
                 dataset: &dataset,
                 indices: &batch,
+                next_indices: &[],
                 seed: 7,
                 global_step: 0,
             });

@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
-use crate::kernels::{normalize_pixels, prefetch};
+use crate::kernels::{normalize_pixels, prefetch, prefetch_to_l2};
 use crate::rng::{stream, Stream};
 
 /// The order in which epoch `epoch` visits the training examples. It depends only on the seed and
@@ -19,6 +19,14 @@ pub fn epoch_permutation(example_count: usize, seed: u64, epoch: usize) -> Vec<u
 /// Copies the images at `indices` into `inputs` (`[indices.len(), pixels]`, row-major),
 /// scaled from 0..=255 to [0, 1], and their labels into `labels`. The rows are scattered over the
 /// dataset, so each image is prefetched a few rows ahead to hide the memory latency.
+/// Starts loading the images at `indices` into this core's cache (not the first level: the step
+/// running meanwhile needs that), so that a gather of them a step later does not wait for memory.
+pub fn prefetch_images(dataset: &Dataset, indices: &[u32]) {
+    for &index in indices {
+        prefetch_to_l2(dataset.image(index as usize));
+    }
+}
+
 pub fn gather_normalized(
     dataset: &Dataset,
     indices: &[u32],

@@ -5,5 +5,5 @@ pub mod idx;
 pub mod mnist;
 pub mod split;
 
-pub use batches::{epoch_permutation, gather_normalized};
+pub use batches::{epoch_permutation, gather_normalized, prefetch_images};
 pub use mnist::{load_split, load_train_and_test, Dataset, DatasetKind, Split};

@@ -245,16 +245,27 @@ pub fn with_backend<R>(backend: Backend, work: impl FnOnce() -> R) -> R {
 #[inline]
 pub fn prefetch(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
-        // SAFETY: prefetching is a hint that never faults, and SSE is part of x86_64's baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast::<i8>(),
-            );
-        }
-    }
+    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = bytes;
+}
+
+/// [`prefetch`] into the second-level cache only, leaving the first to the work under way.
+#[inline]
+pub fn prefetch_to_l2(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T1 }>(bytes);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn prefetch_lines<const HINT: i32>(bytes: &[u8]) {
+    for line in bytes.chunks(64) {
+        // SAFETY: prefetching is a hint that never faults, and SSE is part of x86_64's baseline.
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(line.as_ptr().cast::<i8>()) }
+    }
 }
 
 /// The CPU's model name (from /proc/cpuinfo on Linux), for benchmark reports.

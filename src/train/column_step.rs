@@ -18,8 +18,9 @@
 //! Nothing but its own thread reads a block's W1 columns during a step (the first layer's input
 //! gradient is never needed), so when the caller passes the step's update rule the backward job
 //! updates them as the last shard's product finishes each tile of their gradient, while it is in
-//! cache ([`matmul_then_update`]), and the step needs one job fewer: [`ColumnEngine::apply`] is then left with W2 and the biases (about 1,400
-//! parameters), which it updates on the calling thread.
+//! cache ([`matmul_then_update`]), and the step needs one job fewer: [`ColumnEngine::apply`] is
+//! then left with W2 and the biases (about 1,400 parameters), which it updates on the calling
+//! thread.
 //!
 //! The arithmetic is that of the sharded step ([`super::step`]) to the bit: the kernels compute
 //! every product element as the same chain in `k` order whatever columns they are given, dropout
@@ -32,7 +33,7 @@ use std::ops::Range;
 use ndarray::ArrayView2;
 
 use super::shards::{shard_count, split_range, sum_in_order, StepBatch};
-use crate::data::gather_normalized;
+use crate::data::{gather_normalized, prefetch_images};
 use crate::kernels::pool::even_part;
 use crate::kernels::{
     matmul, matmul_then_update, relu_backward, relu_forward, sum_rows_into, update_piece,
@@ -415,6 +416,8 @@ impl HiddenBlock {
             &mut self.inputs[..rows * inputs],
             &mut self.labels[..rows],
         );
+        // Every block gathers the whole batch, so each core fetches all of the next one.
+        prefetch_images(step.dataset, step.next_indices);
         let w1 = ArrayView2::from_shape((inputs, width), weights)
             .expect("the block's W1 fills its buffer");
         let bias = &step.params[first.bias.clone()][columns.clone()];

@@ -334,11 +334,20 @@ impl Trainer {
                         &mut batch,
                     ),
                 }
+                // A permutation says which rows the next step of the epoch reads.
+                let next_indices = match self.config.privacy {
+                    None if step + 1 < steps_per_epoch => {
+                        let next = (step + 1) * batch_size;
+                        &order[next..(next + batch_size).min(order.len())]
+                    }
+                    _ => &[],
+                };
                 let step_batch = StepBatch {
                     mlp: &self.mlp,
                     params: &self.params,
                     dataset: train,
                     indices: &batch,
+                    next_indices,
                     seed: self.config.seed,
                     global_step,
                 };

@@ -9,7 +9,7 @@ use std::ops::Range;
 use super::column_step::ColumnEngine;
 pub use super::shards::StepBatch;
 use super::shards::{poisson_shard_count, shard_buffers, shard_count, split_range, sum_in_order};
-use crate::data::gather_normalized;
+use crate::data::{gather_normalized, prefetch_images};
 use crate::kernels::{add_assign, WorkerPool};
 use crate::nn::{GradientSink, Mlp, Workspace};
 use crate::optim::privacy::noise::fill_gaussian;
@@ -48,6 +48,9 @@ pub fn compute_shard(job: &ShardJob, workspace: &mut Workspace, grads: &mut [f32
             &mut workspace.inputs[..rows * inputs],
             &mut workspace.labels[..rows],
         );
+        if chunk_index == 0 {
+            prefetch_images(step.dataset, step.next_indices);
+        }
         let gradient = GradientSink {
             grads: &mut *grads,
             scale: job.grad_scale,
@@ -259,6 +262,8 @@ impl StepEngine {
             let job = ShardJob {
                 rows: StepBatch {
                     indices: &batch[split_range(batch.len(), shard_count, shard_index)],
+                    next_indices: &step.next_indices
+                        [split_range(step.next_indices.len(), shard_count, shard_index)],
                     ..*step
                 },
                 grad_scale,

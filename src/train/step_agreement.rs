@@ -48,6 +48,7 @@ fn three_steps(
             params: &params,
             dataset: data,
             indices: &indices,
+            next_indices: &[],
             seed: 11,
             global_step,
         };

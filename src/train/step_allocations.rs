@@ -145,6 +145,8 @@ fn steps_allocate_at_most(
                 params: &params,
                 dataset,
                 indices: batch,
+                // (The next batch's prefetch runs too; the same rows serve.)
+                next_indices: batch,
                 seed: 7,
                 global_step,
             };
