@@ -16,9 +16,6 @@ pub fn epoch_permutation(example_count: usize, seed: u64, epoch: usize) -> Vec<u
     order
 }
 
-/// Copies the images at `indices` into `inputs` (`[indices.len(), pixels]`, row-major),
-/// scaled from 0..=255 to [0, 1], and their labels into `labels`. The rows are scattered over the
-/// dataset, so each image is prefetched a few rows ahead to hide the memory latency.
 /// Starts loading the images at `indices` into this core's cache (not the first level: the step
 /// running meanwhile needs that), so that a gather of them a step later does not wait for memory.
 pub fn prefetch_images(dataset: &Dataset, indices: &[u32]) {
@@ -27,6 +24,9 @@ pub fn prefetch_images(dataset: &Dataset, indices: &[u32]) {
     }
 }
 
+/// Copies the images at `indices` into `inputs` (`[indices.len(), pixels]`, row-major),
+/// scaled from 0..=255 to [0, 1], and their labels into `labels`. The rows are scattered over the
+/// dataset, so each image is prefetched a few rows ahead to hide the memory latency.
 pub fn gather_normalized(
     dataset: &Dataset,
     indices: &[u32],

@@ -43,8 +43,8 @@ pub enum Start {
 }
 
 /// An optimizer update applied to every tile of `c` as soon as it is final: `c` is the gradient
-/// of `params`, and `slots[..slot_count]` are the optimizer's state; all three have `c`'s shape
-/// and row stride. The rule is element-wise, so updating tile by tile gives the bits of one pass
+/// of `params`, and `slots[..slot_count]` are the optimizer's state; `params` and the slots are
+/// dense, row-major buffers of `c`'s shape. The rule is element-wise, so updating tile by tile gives the bits of one pass
 /// over the whole matrix, and the update's divisions and square roots (a unit of their own) run
 /// alongside the next tile's multiply-adds.
 #[derive(Clone, Copy)]
@@ -97,7 +97,8 @@ macro_rules! gemm_for {
             ///
             /// # Safety
             /// The CPU supports the feature set; the operands are valid for the stated shapes and
-            /// `c` overlaps neither `a` nor `b`.
+            /// `c` overlaps neither `a` nor `b`; an update's parameters and its `slot_count` slots
+            /// are writable, dense [m, n] buffers that overlap nothing else.
             #[target_feature(enable = $feature)]
             pub unsafe fn gemm(p: &Product) {
                 // Separate entry points, so each inlines only its own tiles (with both kinds in
@@ -276,15 +277,17 @@ macro_rules! gemm_for {
             ) {
                 use std::slice::{from_raw_parts, from_raw_parts_mut};
                 for row in rows {
-                    let offset = row as isize * p.c_row_stride + j as isize;
+                    // The parameters and slots are dense; `c` may have a longer row stride.
+                    let offset = row * p.n + j;
+                    let c_offset = row as isize * p.c_row_stride + j as isize;
                     let mut slots: [&mut [f32]; 2] = [&mut [], &mut []];
                     for (slot, base) in slots.iter_mut().zip(&update.slots[..update.slot_count]) {
-                        *slot = from_raw_parts_mut(base.offset(offset), width);
+                        *slot = from_raw_parts_mut(base.add(offset), width);
                     }
                     crate::kernels::elementwise::rule_body(
                         update.rule,
-                        from_raw_parts_mut(update.params.offset(offset), width),
-                        from_raw_parts(p.c.offset(offset), width),
+                        from_raw_parts_mut(update.params.add(offset), width),
+                        from_raw_parts(p.c.offset(c_offset), width),
                         &mut slots[..update.slot_count],
                     );
                 }

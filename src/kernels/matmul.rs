@@ -93,8 +93,9 @@ pub struct GradientUpdate<'a, 'b> {
 
 /// [`matmul`], then `update.rule` applied to `update.params` with `c` as their gradient. Our x86
 /// kernels update each tile of `c` as soon as it is final, so the update's divisions and square
-/// roots overlap the next tile's multiply-adds; other backends update after the product. The
-/// same bits either way. `c` must be row-major and contiguous.
+/// roots overlap the next tile's multiply-adds; wherever they do not run the product (other
+/// backends, other layouts), the update follows it. The same bits either way. `c` must be
+/// row-major and contiguous.
 /// a: [m, k] · b: [k, n] -> c: [m, n] -> params: [m, n]
 pub fn matmul_then_update(
     a: ArrayView2<f32>,
@@ -264,7 +265,7 @@ fn run_own_kernel(
     // and `c` come from live views of the stated shapes or from the caller's stack copy of `b`,
     // which outlives the call, and a bias has `n` values; `c` is borrowed mutably, so it
     // overlaps neither `a` nor `b`. An update's parameters and slots are distinct, mutably
-    // borrowed buffers of `c`'s shape and contiguous row-major layout (`matmul_then_update`).
+    // borrowed, dense buffers of `c`'s shape (checked by `matmul_then_update`).
     unsafe {
         match backend {
             Backend::Avx512 => fma_gemm::avx512::gemm(&product),

@@ -264,7 +264,6 @@ impl ColumnEngine {
         );
         let shards = shard_count(rows);
         self.active_shards = shards;
-        self.updated_w1 = update_w1.is_some();
         let (first, second, dropout) = (&self.first, &self.second, self.dropout);
         let backward = &self.backward;
         pool.for_each_mut_affine(&mut self.parts, |index, block| {
@@ -282,7 +281,11 @@ impl ColumnEngine {
                 update_w1,
             );
         });
-        (self.backward[0].loss_sum, self.backward[0].correct)
+        // Every block computes the same loss (from the whole hidden layer), so all of them
+        // updated W1 or none did; `apply` updates it otherwise.
+        let loss_sum = self.backward[0].loss_sum;
+        self.updated_w1 = update_w1.is_some() && loss_sum.is_finite();
+        (loss_sum, self.backward[0].correct)
     }
 
     /// Applies `optimizer` with the last step's gradient, each thread updating its own block (or,

@@ -89,8 +89,8 @@ pub struct StepBatch<'a> {
     pub dataset: &'a Dataset,
     /// The batch's rows (dataset indices).
     pub indices: &'a [u32],
-    /// The next step's rows, if known: the step prefetches their images into each core's cache,
-    /// where the next step's gather finds them (empty: nothing to prefetch).
+    /// The next step's rows, if known: the step prefetches their images into the cache of the
+    /// cores that will gather them (a hint: empty means nothing to prefetch).
     pub next_indices: &'a [u32],
     /// The run's seed and the step's number: they name the step's dropout (and noise) streams.
     pub seed: u64,

@@ -123,3 +123,43 @@ fn the_column_split_step_is_bit_identical_to_the_sharded_step_on_every_backend()
         });
     }
 }
+
+#[test]
+fn a_non_finite_loss_leaves_the_w1_update_to_apply() {
+    // The backward jobs do not update W1 on a non-finite loss; `apply` must then do it, giving
+    // the bits of a step whose rule came only with `apply`.
+    let data = random_dataset(64, 6);
+    let mlp = Mlp::new(Architecture::tutorial());
+    let run = |rule_with_gradient: bool| {
+        let mut params = mlp.initial_parameters(3);
+        params[mlp.layers[1].weights.start] = f32::INFINITY;
+        let mut optimizer = Optimizer::new(OptimizerConfig::adam_default(), params.len());
+        let mut engine = StepEngine::new(&mlp, 32, 2);
+        assert!(engine.splits_columns());
+        engine.load_state(&params, &optimizer);
+        let indices: Vec<u32> = (0..32).collect();
+        let step = StepBatch {
+            mlp: &mlp,
+            params: &params,
+            dataset: &data,
+            indices: &indices,
+            next_indices: &[],
+            seed: 11,
+            global_step: 0,
+        };
+        let (loss, _) = if rule_with_gradient {
+            engine.gradient_then_update(&step, optimizer.next_rule(0.01))
+        } else {
+            engine.gradient(&step)
+        };
+        assert!(!loss.is_finite(), "the loss is {loss}");
+        engine.apply(&mut optimizer, &mut params, 0.01);
+        engine.publish_state(&mut params, &mut optimizer);
+        (params, optimizer.slots)
+    };
+    let (expected, got) = (run(false), run(true));
+    assert!(same_bits(&expected.0, &got.0), "parameters differ");
+    for (a, b) in expected.1.iter().zip(&got.1) {
+        assert!(same_bits(a, b), "optimizer slots differ");
+    }
+}
