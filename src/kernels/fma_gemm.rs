@@ -44,9 +44,9 @@ pub enum Start {
 
 /// An optimizer update applied to every tile of `c` as soon as it is final: `c` is the gradient
 /// of `params`, and `slots[..slot_count]` are the optimizer's state; `params` and the slots are
-/// dense, row-major buffers of `c`'s shape. The rule is element-wise, so updating tile by tile gives the bits of one pass
-/// over the whole matrix, and the update's divisions and square roots (a unit of their own) run
-/// alongside the next tile's multiply-adds.
+/// dense, row-major buffers of `c`'s shape. The rule is element-wise, so updating tile by tile
+/// gives the bits of one pass over the whole matrix, and the update's divisions and square roots
+/// (a unit of their own) run alongside the next tile's multiply-adds.
 #[derive(Clone, Copy)]
 pub struct TileUpdate {
     pub rule: crate::kernels::UpdateRule,

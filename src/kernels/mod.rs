@@ -244,28 +244,25 @@ pub fn with_backend<R>(backend: Backend, work: impl FnOnce() -> R) -> R {
 /// Asks the CPU to start loading `bytes` into the cache (a hint: no effect on results).
 #[inline]
 pub fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes);
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    prefetch_lines::<3>(bytes) // _MM_HINT_T0: every level
 }
 
 /// [`prefetch`] into the second-level cache only, leaving the first to the work under way.
 #[inline]
 pub fn prefetch_to_l2(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T1 }>(bytes);
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    prefetch_lines::<2>(bytes) // _MM_HINT_T1
 }
 
-#[cfg(target_arch = "x86_64")]
+/// Prefetches every cache line of `bytes` with x86's hint `HINT` (nothing elsewhere).
 #[inline]
 fn prefetch_lines<const HINT: i32>(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
     for line in bytes.chunks(64) {
         // SAFETY: prefetching is a hint that never faults, and SSE is part of x86_64's baseline.
         unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(line.as_ptr().cast::<i8>()) }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// The CPU's model name (from /proc/cpuinfo on Linux), for benchmark reports.

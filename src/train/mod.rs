@@ -317,14 +317,16 @@ impl Trainer {
             };
             progress.start_epoch(epoch + 1, steps_per_epoch);
             let started = Instant::now();
+            // The permutation's rows for a step of the epoch.
+            let rows_of_step =
+                |step: usize| &order[step * batch_size..((step + 1) * batch_size).min(order.len())];
             for step in self.step_in_epoch..steps_per_epoch {
                 // A resumed run starts after the steps its checkpoint already took.
                 let global_step = (epoch * steps_per_epoch + step) as u64;
                 match self.config.privacy {
                     None => {
-                        let end = ((step + 1) * batch_size).min(order.len());
                         batch.clear();
-                        batch.extend_from_slice(&order[step * batch_size..end]);
+                        batch.extend_from_slice(rows_of_step(step));
                     }
                     Some(_) => poisson_batch(
                         train.len(),
@@ -336,10 +338,7 @@ impl Trainer {
                 }
                 // A permutation says which rows the next step of the epoch reads.
                 let next_indices = match self.config.privacy {
-                    None if step + 1 < steps_per_epoch => {
-                        let next = (step + 1) * batch_size;
-                        &order[next..(next + batch_size).min(order.len())]
-                    }
+                    None if step + 1 < steps_per_epoch => rows_of_step(step + 1),
                     _ => &[],
                 };
                 let step_batch = StepBatch {
