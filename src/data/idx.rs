@@ -13,6 +13,7 @@ use byteorder::{BigEndian, ReadBytesExt};
 use flate2::read::MultiGzDecoder;
 
 use crate::error::{Error, Result};
+use crate::kernels::bytes_with_huge_pages;
 
 /// IDX element type code for unsigned bytes, the only type MNIST uses.
 const TYPE_U8: u8 = 0x08;
@@ -212,8 +213,9 @@ pub fn read_idx_checked(
     let dims = parse_header(&mut reader, expected_ndims, limits)?;
     check(&dims).map_err(ParseError)?;
     let element_count: usize = dims.iter().product();
-    // Grow with the data actually read, never trusting the header for a large allocation.
-    let mut data = Vec::with_capacity(element_count.min(1 << 26));
+    // Grow with the data actually read, never trusting the header for a large allocation. Huge
+    // pages for the images, which training reads in random order.
+    let mut data = bytes_with_huge_pages(element_count.min(1 << 26));
     let read = (&mut reader)
         .take(element_count as u64)
         .read_to_end(&mut data)

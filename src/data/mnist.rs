@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::data::idx::{read_idx_file, read_idx_file_checked, read_idx_file_header};
 use crate::error::{Error, Result};
+use crate::kernels::bytes_with_huge_pages;
 
 /// Images are kept as raw u8 pixels (47 MB for MNIST's training set instead of 188 MB as f32);
 /// batches are normalized while they are gathered.
@@ -51,7 +52,7 @@ impl Dataset {
 
     /// A new dataset holding the examples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
-        let mut images = Vec::with_capacity(indices.len() * self.pixels_per_image());
+        let mut images = bytes_with_huge_pages(indices.len() * self.pixels_per_image());
         for &index in indices {
             images.extend_from_slice(self.image(index));
         }

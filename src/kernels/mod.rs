@@ -34,7 +34,7 @@ use crate::choice::choices;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-pub use alloc::{CacheLineAllocator, CACHE_LINE};
+pub use alloc::{bytes_with_huge_pages, CacheLineAllocator, CACHE_LINE};
 pub use elementwise::{
     adam_update, add_assign, add_into, dropout_backward, dropout_forward, normalize_pixels,
     relu_backward, relu_forward, scale_in_place, sum_of_squares, sum_rows_into, update_piece,
