@@ -257,9 +257,16 @@ pub fn prefetch_to_l2(bytes: &[u8]) {
 #[inline]
 fn prefetch_lines<const HINT: i32>(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
-        // SAFETY: prefetching is a hint that never faults, and SSE is part of x86_64's baseline.
-        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(line.as_ptr().cast::<i8>()) }
+    {
+        // Line by line from the line holding the first byte to the one holding the last (an
+        // image of 784 bytes that starts late in a line ends 14 lines on).
+        let start = bytes.as_ptr() as usize;
+        let first_line = start & !(CACHE_LINE - 1);
+        for line in (first_line..start + bytes.len()).step_by(CACHE_LINE) {
+            // SAFETY: prefetching is a hint that never faults (any address may be named), and
+            // SSE is part of x86_64's baseline.
+            unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(line as *const i8) }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = bytes;
