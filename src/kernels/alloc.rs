@@ -6,6 +6,9 @@
 //! vector loads and stores of the element-wise passes straddle two lines, and the boundaries
 //! where threads split a pass (multiples of 16 floats, [`super::pool::even_part`]) fall inside a
 //! line that both threads write. Aligned, neither happens.
+//!
+//! Also [`bytes_with_huge_pages`], for the large byte buffers read at random (the dataset's
+//! images).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::mem::MaybeUninit;
