@@ -27,6 +27,7 @@ mod matmul;
 mod peak;
 pub mod pool;
 mod pooling;
+mod sparse;
 mod walk;
 mod winograd;
 
@@ -48,6 +49,7 @@ pub use matmul::{
 pub use peak::{measure_fma_peak, FmaPeak};
 pub use pool::WorkerPool;
 pub use pooling::{max_pool_backward, max_pool_forward, PoolShape};
+pub use sparse::{sparse_matmul, sparse_transposed_matmul, SparseRows};
 pub use walk::Walk;
 pub use winograd::{
     winograd_input_gradient_transform, winograd_input_transform,

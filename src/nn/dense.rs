@@ -2,7 +2,9 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::kernels::{matmul, sum_of_squares, sum_rows_into};
+use crate::kernels::{
+    matmul, sparse_matmul, sparse_transposed_matmul, sum_of_squares, sum_rows_into, SparseRows,
+};
 use crate::rng::Rng;
 
 pub type Dense = DenseLayout;
@@ -33,13 +35,25 @@ impl Dense {
 
     /// x: [batch, in] · w: [in, out] + b: [out] -> y: [batch, out]
     pub fn forward(&self, params: &[f32], x: ArrayView2<f32>, mut y: ArrayViewMut2<f32>) {
+        self.fill_bias(params, &mut y);
+        matmul(x, self.weights(params), &mut y, 1.0);
+    }
+
+    /// [`Dense::forward`] for an input given by its nonzeros (the image batch): the same bits.
+    /// x: [batch, in] · w: [in, out] + b: [out] -> y: [batch, out]
+    pub fn forward_sparse(&self, params: &[f32], x: &SparseRows, mut y: ArrayViewMut2<f32>) {
+        self.fill_bias(params, &mut y);
+        sparse_matmul(x, self.weights(params), &mut y, 1.0);
+    }
+
+    /// Every row of `y` = b.
+    fn fill_bias(&self, params: &[f32], y: &mut ArrayViewMut2<f32>) {
         let bias = &params[self.bias.clone()];
         for mut row in y.rows_mut() {
             row.as_slice_mut()
                 .expect("contiguous rows")
                 .copy_from_slice(bias);
         }
-        matmul(x, self.weights(params), &mut y, 1.0);
     }
 
     /// grad_y: [batch, out] -> grad_w += xᵀ · grad_y: [in, out], grad_b += Σ_batch grad_y: [out],
@@ -56,23 +70,44 @@ impl Dense {
         accumulate: bool,
     ) {
         let beta = if accumulate { 1.0 } else { 0.0 };
-        {
-            let mut grad_w = ArrayViewMut2::from_shape(
-                (self.inputs, self.outputs),
-                &mut grads[self.weights.clone()],
-            )
-            .expect("layout matches buffer");
-            // x: [batch, in]ᵀ · grad_y: [batch, out] -> [in, out]
-            matmul(x.t(), grad_y, &mut grad_w, beta);
-        }
-        let grad_y_rows = grad_y
-            .as_slice()
-            .expect("gradients are contiguous row-major buffers");
-        // Σ over the batch of grad_y: [batch, out] -> [out]
-        sum_rows_into(grad_y_rows, &mut grads[self.bias.clone()], accumulate);
+        // x: [batch, in]ᵀ · grad_y: [batch, out] -> [in, out]
+        matmul(x.t(), grad_y, &mut self.weight_gradient(grads), beta);
+        self.bias_gradient(grad_y, grads, accumulate);
         if let Some(grad_x) = grad_x {
             self.backward_input(params, grad_y, grad_x);
         }
+    }
+
+    /// [`Dense::backward_into`] without the input's gradient, for an input given by its nonzeros
+    /// (the image batch): the same bits.
+    pub fn backward_sparse(
+        &self,
+        x: &SparseRows,
+        grad_y: ArrayView2<f32>,
+        grads: &mut [f32],
+        accumulate: bool,
+    ) {
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        // x: [batch, in]ᵀ · grad_y: [batch, out] -> [in, out]
+        sparse_transposed_matmul(x, grad_y, &mut self.weight_gradient(grads), beta, None);
+        self.bias_gradient(grad_y, grads, accumulate);
+    }
+
+    /// The weights' part of a gradient buffer: [in, out].
+    fn weight_gradient<'a>(&self, grads: &'a mut [f32]) -> ArrayViewMut2<'a, f32> {
+        ArrayViewMut2::from_shape(
+            (self.inputs, self.outputs),
+            &mut grads[self.weights.clone()],
+        )
+        .expect("layout matches buffer")
+    }
+
+    /// Σ over the batch of grad_y: [batch, out] -> the bias gradient [out] (+=)
+    fn bias_gradient(&self, grad_y: ArrayView2<f32>, grads: &mut [f32], accumulate: bool) {
+        let grad_y_rows = grad_y
+            .as_slice()
+            .expect("gradients are contiguous row-major buffers");
+        sum_rows_into(grad_y_rows, &mut grads[self.bias.clone()], accumulate);
     }
 
     /// Adds this layer's share of every example's squared gradient norm to `norms_sq` without

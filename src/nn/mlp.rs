@@ -5,7 +5,7 @@
 
 use ndarray::ArrayView2;
 
-use crate::kernels::{relu_backward, relu_forward};
+use crate::kernels::{relu_backward, relu_forward, SparseRows};
 use crate::nn::architecture::Architecture;
 use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward};
@@ -49,7 +49,14 @@ pub struct Workspace {
     /// gradient; and each example's squared gradient norm, then its clip factor: [capacity].
     deltas: Vec<Vec<f32>>,
     example_scales: Vec<f32>,
+    /// The chunk's nonzero pixels, for the first layer's products (MLP chunks of at most
+    /// [`SPARSE_INPUT_ROWS`] rows; see `kernels::sparse`).
+    nonzeros: Option<SparseRows>,
 }
+
+/// Chunks up to this many rows (the training step's shards at batch 32 and 128) index their
+/// nonzero pixels, so the first layer reads only those; larger chunks use the dense products.
+pub const SPARSE_INPUT_ROWS: usize = 64;
 
 /// Buffer lengths (in elements) of a [`Workspace`]; see [`Mlp::workspace_layout`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +78,8 @@ pub struct WorkspaceLayout {
     /// A layer stack's buffers (activations, convolution buffers, masks, gradients); the MLP's
     /// fields above other than `inputs` and `labels` are then empty.
     pub stack: Option<StackWorkspaceLayout>,
+    /// Bytes of the index of the chunk's nonzero pixels (0 where it is not used).
+    pub nonzero_index: u64,
 }
 
 impl WorkspaceLayout {
@@ -81,6 +90,7 @@ impl WorkspaceLayout {
         f32_bytes(fixed.iter().chain(per_layer.into_iter().flatten()))
             .saturating_add(self.labels as u64)
             .saturating_add(self.stack.as_ref().map_or(0, StackWorkspaceLayout::bytes))
+            .saturating_add(self.nonzero_index)
     }
 }
 
@@ -99,6 +109,10 @@ impl Workspace {
         allocated_f32_bytes(fixed.into_iter().chain(per_layer.into_iter().flatten()))
             + self.labels.capacity() as u64
             + stack.map_or(0, StackWorkspace::allocated_bytes)
+            + self
+                .nonzeros
+                .as_ref()
+                .map_or(0, SparseRows::allocated_bytes)
     }
 
     /// After [`Mlp::example_gradient_norms_sq`]: each example's squared gradient norm, [rows].
@@ -172,6 +186,7 @@ impl Mlp {
                 deltas: Vec::new(),
                 example_scales: capacity,
                 stack: Some(stack.workspace_layout(capacity)),
+                nonzero_index: 0,
             };
         }
         let widths = self.architecture.widths();
@@ -190,6 +205,11 @@ impl Mlp {
             deltas: widths[1..].iter().map(|&w| rows_of(w)).collect(),
             example_scales: capacity,
             stack: None,
+            nonzero_index: if capacity <= SPARSE_INPUT_ROWS {
+                SparseRows::bytes_for(capacity, self.architecture.inputs)
+            } else {
+                0
+            },
         }
     }
 
@@ -207,6 +227,8 @@ impl Mlp {
             deltas: layout.deltas.iter().map(|&len| zeros(len)).collect(),
             example_scales: zeros(layout.example_scales),
             stack: self.stack.as_ref().map(|stack| stack.workspace(capacity)),
+            nonzeros: (layout.nonzero_index > 0)
+                .then(|| SparseRows::new(capacity, self.architecture.inputs)),
         }
     }
 
@@ -218,7 +240,20 @@ impl Mlp {
         params: &[f32],
         workspace: &mut Workspace,
         rows: usize,
+        dropout_rng: Option<&mut Rng>,
+    ) {
+        self.forward_from(params, workspace, rows, dropout_rng, false);
+    }
+
+    /// [`Mlp::forward`]; with `sparse_inputs`, the first layer reads the nonzeros
+    /// [`Mlp::index_inputs`] indexed for these rows.
+    fn forward_from(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
         mut dropout_rng: Option<&mut Rng>,
+        sparse_inputs: bool,
     ) {
         if let (Some(stack), Some(buffers)) = (&self.stack, &mut workspace.stack) {
             stack.forward(params, &workspace.inputs, buffers, rows, dropout_rng);
@@ -234,11 +269,11 @@ impl Mlp {
                 &before[index - 1][..rows * layer.inputs]
             };
             let output = &mut after[0][..rows * layer.outputs];
-            layer.forward(
-                params,
-                rows_view(input, rows, layer.inputs),
-                rows_view_mut(output, rows, layer.outputs),
-            );
+            let output_view = rows_view_mut(output, rows, layer.outputs);
+            match (&workspace.nonzeros, index == 0 && sparse_inputs) {
+                (Some(nonzeros), true) => layer.forward_sparse(params, nonzeros, output_view),
+                _ => layer.forward(params, rows_view(input, rows, layer.inputs), output_view),
+            }
             if index < last {
                 relu_forward(output);
                 if let (Some(rng), true) = (dropout_rng.as_deref_mut(), rate > 0.0) {
@@ -262,6 +297,20 @@ impl Mlp {
         dropout: bool,
         accumulate: bool,
     ) {
+        let pass = (dropout, accumulate, false);
+        self.backward_from(params, workspace, rows, grads, pass);
+    }
+
+    /// [`Mlp::backward`]; `(dropout, accumulate, sparse_inputs)`, where `sparse_inputs` has the
+    /// first layer read the nonzeros [`Mlp::index_inputs`] indexed for these rows.
+    fn backward_from(
+        &self,
+        params: &[f32],
+        workspace: &mut Workspace,
+        rows: usize,
+        grads: &mut [f32],
+        (dropout, accumulate, sparse_inputs): (bool, bool, bool),
+    ) {
         assert!(
             self.stack.is_none(),
             "Mlp::backward is for the MLP; a layer stack trains through train_chunk"
@@ -269,8 +318,15 @@ impl Mlp {
         for (index, layer) in self.layers.iter().enumerate().rev() {
             let grad_y = rows_view(&workspace.grad_output, rows, layer.outputs);
             if index == 0 {
-                let x = rows_view(&workspace.inputs, rows, layer.inputs);
-                layer.backward_into(params, x, grad_y, grads, None, accumulate);
+                match (&workspace.nonzeros, sparse_inputs) {
+                    (Some(nonzeros), true) => {
+                        layer.backward_sparse(nonzeros, grad_y, grads, accumulate)
+                    }
+                    _ => {
+                        let x = rows_view(&workspace.inputs, rows, layer.inputs);
+                        layer.backward_into(params, x, grad_y, grads, None, accumulate);
+                    }
+                }
                 break;
             }
             let below = index - 1;
@@ -357,7 +413,8 @@ impl Mlp {
             let chunk = (&inputs[..], &labels[..], rows);
             return stack.train_chunk(params, chunk, buffers, dropout_rng, gradient);
         }
-        self.forward(params, workspace, rows, Some(dropout_rng));
+        let sparse_inputs = Self::index_inputs(workspace, rows);
+        self.forward_from(params, workspace, rows, Some(dropout_rng), sparse_inputs);
         let outputs = self.architecture.outputs;
         let last = self.layers.len() - 1;
         let (loss_sum, correct) = softmax_cross_entropy(
@@ -368,15 +425,21 @@ impl Mlp {
             Some(&mut workspace.grad_output[..rows * outputs]),
         );
         let dropout = self.architecture.dropout > 0.0;
-        self.backward(
-            params,
-            workspace,
-            rows,
-            gradient.grads,
-            dropout,
-            gradient.accumulate,
-        );
+        let pass = (dropout, gradient.accumulate, sparse_inputs);
+        self.backward_from(params, workspace, rows, gradient.grads, pass);
         (loss_sum, correct)
+    }
+
+    /// Indexes the nonzero pixels of the first `rows` rows of the inputs, where the workspace
+    /// has an index; returns whether it did.
+    fn index_inputs(workspace: &mut Workspace, rows: usize) -> bool {
+        match &mut workspace.nonzeros {
+            Some(nonzeros) => {
+                nonzeros.index(&workspace.inputs, rows);
+                true
+            }
+            None => false,
+        }
     }
 
     /// [`Mlp::train_chunk`] for private training (DP-SGD with ghost clipping): each example's

@@ -36,8 +36,8 @@ use super::shards::{shard_count, split_range, sum_in_order, StepBatch};
 use crate::data::{gather_normalized, prefetch_images};
 use crate::kernels::pool::even_part;
 use crate::kernels::{
-    matmul, matmul_then_update, relu_backward, relu_forward, sum_rows_into, update_piece,
-    GradientUpdate, WorkerPool,
+    matmul, relu_backward, relu_forward, sparse_matmul, sparse_transposed_matmul, sum_rows_into,
+    update_piece, GradientUpdate, SparseRows, WorkerPool,
 };
 use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward_columns, MAX_COLUMN_DROPOUT_WIDTH};
@@ -77,6 +77,8 @@ struct HiddenBlock {
     /// pixels costs less than pulling another core's copy).
     inputs: Vec<f32>,
     labels: Vec<u8>,
+    /// Each shard's nonzero pixels (the first layer's products read only these).
+    nonzeros: Vec<SparseRows>,
     /// The block's activations after ReLU and dropout, and its dropout mask: [capacity, width].
     hidden: Vec<f32>,
     mask: Vec<f32>,
@@ -155,6 +157,7 @@ impl ColumnEngine {
                     columns,
                     inputs: vec![0.0; capacity * inputs],
                     labels: vec![0; capacity],
+                    nonzeros: vec![SparseRows::new(capacity.div_ceil(shards), inputs); shards],
                     hidden: vec![0.0; capacity * width],
                     mask: vec![0.0; capacity * width],
                 }
@@ -426,12 +429,18 @@ impl HiddenBlock {
         let bias = &step.params[first.bias.clone()][columns.clone()];
         for shard in 0..shards {
             let range = split_range(rows, shards, shard);
-            let x = rows_view(&self.inputs[range.start * inputs..], range.len(), inputs);
+            let nonzeros = &mut self.nonzeros[shard];
+            nonzeros.index(&self.inputs[range.start * inputs..], range.len());
             let h = &mut self.hidden[range.start * width..range.end * width];
             for row in h.chunks_exact_mut(width) {
                 row.copy_from_slice(bias);
             }
-            matmul(x, w1.view(), &mut rows_view_mut(h, range.len(), width), 1.0);
+            sparse_matmul(
+                nonzeros,
+                w1.view(),
+                &mut rows_view_mut(h, range.len(), width),
+                1.0,
+            );
             relu_forward(h);
             if dropout > 0.0 {
                 let mask = &mut self.mask[range.start * width..range.end * width];
@@ -512,7 +521,7 @@ impl BlockBackward {
             }
             relu_backward(h, grad_h);
             // x: [n, 784]ᵀ · grad h: [n, width] -> grad W1[:, columns]: [784, width]
-            let x = rows_view(&own.inputs[range.start * inputs..], n, inputs);
+            let x = &own.nonzeros[shard];
             let grad_w1_view = &mut rows_view_mut(grad_w1, inputs, width);
             let grad_h_view = rows_view(grad_h, n, width);
             // The last shard completes the gradient: the update can follow it tile by tile.
@@ -521,14 +530,14 @@ impl BlockBackward {
                 Some(rule) => {
                     let (weights, mut slots, slot_count) =
                         w1_state(&mut self.weights, &mut self.weight_slots);
-                    let update = GradientUpdate {
+                    let mut update = GradientUpdate {
                         rule,
                         params: weights,
                         slots: &mut slots[..slot_count],
                     };
-                    matmul_then_update(x.t(), grad_h_view, grad_w1_view, beta, update);
+                    sparse_transposed_matmul(x, grad_h_view, grad_w1_view, beta, Some(&mut update));
                 }
-                None => matmul(x.t(), grad_h_view, grad_w1_view, beta),
+                None => sparse_transposed_matmul(x, grad_h_view, grad_w1_view, beta, None),
             }
             sum_rows_into(grad_h, grad_b1, false);
         }
