@@ -49,7 +49,7 @@ pub use matmul::{
 pub use peak::{measure_fma_peak, FmaPeak};
 pub use pool::WorkerPool;
 pub use pooling::{max_pool_backward, max_pool_forward, PoolShape};
-pub use sparse::{sparse_matmul, sparse_transposed_matmul, SparseRows};
+pub use sparse::{sparse_matmul, sparse_transposed_matmul, SparseRows, MAX_SPARSE_SHARDS};
 pub use walk::Walk;
 pub use winograd::{
     winograd_input_gradient_transform, winograd_input_transform,

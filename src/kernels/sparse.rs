@@ -240,16 +240,47 @@ fn multiply_add<const FUSED: bool>(x: f32, w: f32, acc: f32) -> f32 {
     }
 }
 
-/// `out = acc` or `out += acc`, for a whole chunk (unrolled, the accumulators stay in registers).
+/// Adds to `acc` the chain of `values[i] · matrix[indices[i], j..j + W]`, in order.
 #[inline(always)]
-fn finish_chunk(out: &mut [f32], acc: &[f32; CHUNK], accumulate: bool) {
-    let out: &mut [f32; CHUNK] = out.try_into().expect("CHUNK elements");
-    if accumulate {
-        for t in 0..CHUNK {
-            out[t] += acc[t];
+fn chain<const FUSED: bool, const W: usize>(
+    (indices, values): (&[u32], &[f32]),
+    matrix: &[f32],
+    n: usize,
+    j: usize,
+    acc: &mut [f32; W],
+) {
+    for (&i, &value) in indices.iter().zip(values) {
+        let row: &[f32; W] = matrix[i as usize * n + j..][..W]
+            .try_into()
+            .expect("W elements");
+        for t in 0..W {
+            acc[t] = multiply_add::<FUSED>(value, row[t], acc[t]);
         }
-    } else {
-        *out = *acc;
+    }
+}
+
+/// [`chain`] over the first `acc.len()` columns from `j` (a partial chunk).
+#[inline(always)]
+fn chain_partial<const FUSED: bool>(
+    (indices, values): (&[u32], &[f32]),
+    matrix: &[f32],
+    n: usize,
+    j: usize,
+    acc: &mut [f32],
+) {
+    for (&i, &value) in indices.iter().zip(values) {
+        let row = &matrix[i as usize * n + j..][..acc.len()];
+        for (a, &w) in acc.iter_mut().zip(row) {
+            *a = multiply_add::<FUSED>(value, w, *a);
+        }
+    }
+}
+
+/// `total = acc` for the first term of a sum, `total += acc` for the others.
+#[inline(always)]
+fn add_term(total: &mut [f32], acc: &[f32], first: bool) {
+    for (t, &a) in total.iter_mut().zip(acc) {
+        *t = if first { a } else { *t + a };
     }
 }
 
@@ -264,82 +295,53 @@ fn rows_times<const FUSED: bool>(
     accumulate: bool,
 ) {
     for r in 0..x.rows {
-        let (ks, values) = x.row(r);
         let c_row = &mut c[r * n..(r + 1) * n];
         let mut j = 0;
-        while j < n {
-            let width = (n - j).min(CHUNK);
+        while j + CHUNK <= n {
             let mut acc = [0.0f32; CHUNK];
-            if width == CHUNK {
-                for (&k, &value) in ks.iter().zip(values) {
-                    let b_row: &[f32; CHUNK] = b[k as usize * n + j..][..CHUNK]
-                        .try_into()
-                        .expect("CHUNK elements");
-                    for t in 0..CHUNK {
-                        acc[t] = multiply_add::<FUSED>(value, b_row[t], acc[t]);
-                    }
-                }
-                finish_chunk(&mut c_row[j..j + CHUNK], &acc, accumulate);
-                j += CHUNK;
-                continue;
-            } else {
-                for (&k, &value) in ks.iter().zip(values) {
-                    let b_row = &b[k as usize * n + j..][..width];
-                    for (a, &w) in acc.iter_mut().zip(b_row) {
-                        *a = multiply_add::<FUSED>(value, w, *a);
-                    }
-                }
-            }
-            for (out, &sum) in c_row[j..j + width].iter_mut().zip(&acc) {
-                *out = if accumulate { *out + sum } else { sum };
-            }
-            j += width;
+            chain::<FUSED, CHUNK>(x.row(r), b, n, j, &mut acc);
+            add_term(&mut c_row[j..j + CHUNK], &acc, !accumulate);
+            j += CHUNK;
         }
+        let acc = &mut [0.0f32; CHUNK][..n - j];
+        chain_partial::<FUSED>(x.row(r), b, n, j, acc);
+        add_term(&mut c_row[j..], acc, !accumulate);
     }
 }
 
-/// c = xᵀ · g (+ c with `accumulate`): x: [rows, k] sparse, g: [rows, n] -> c: [k, n], then, with
-/// `update`, the optimizer step on each finished row of c (the parameters' gradient).
+/// c = Σ_s x_sᵀ · g_s over `shards` (x_s, g_s) in order, added to c with `accumulate`:
+/// x_s: [rows_s, k] sparse, g_s: [rows_s, n] -> c: [k, n]; then, with `update`, the optimizer
+/// step on each finished row of c (the parameters' gradient). Each row of c is written once.
 #[inline(always)]
 fn transposed_times<const FUSED: bool>(
-    x: &SparseRows,
-    g: &[f32],
+    shards: &[(&SparseRows, &[f32])],
     n: usize,
     c: &mut [f32],
     accumulate: bool,
     mut update: Option<&mut GradientUpdate>,
 ) {
-    for k in 0..x.cols {
-        let (rows, values) = x.col(k);
+    let cols = shards.first().map_or(0, |(x, _)| x.cols);
+    for k in 0..cols {
         let c_row = &mut c[k * n..(k + 1) * n];
         let mut j = 0;
-        while j < n {
-            let width = (n - j).min(CHUNK);
-            let mut acc = [0.0f32; CHUNK];
-            if width == CHUNK {
-                for (&r, &value) in rows.iter().zip(values) {
-                    let g_row: &[f32; CHUNK] = g[r as usize * n + j..][..CHUNK]
-                        .try_into()
-                        .expect("CHUNK elements");
-                    for t in 0..CHUNK {
-                        acc[t] = multiply_add::<FUSED>(value, g_row[t], acc[t]);
-                    }
-                }
-                finish_chunk(&mut c_row[j..j + CHUNK], &acc, accumulate);
-                j += CHUNK;
-                continue;
-            } else {
-                for (&r, &value) in rows.iter().zip(values) {
-                    let g_row = &g[r as usize * n + j..][..width];
-                    for (a, &w) in acc.iter_mut().zip(g_row) {
-                        *a = multiply_add::<FUSED>(value, w, *a);
-                    }
-                }
+        while j + CHUNK <= n {
+            let mut total = [0.0f32; CHUNK];
+            total.copy_from_slice(&c_row[j..j + CHUNK]);
+            for (s, (x, g)) in shards.iter().enumerate() {
+                let mut acc = [0.0f32; CHUNK];
+                chain::<FUSED, CHUNK>(x.col(k), g, n, j, &mut acc);
+                add_term(&mut total, &acc, s == 0 && !accumulate);
             }
-            for (out, &sum) in c_row[j..j + width].iter_mut().zip(&acc) {
-                *out = if accumulate { *out + sum } else { sum };
+            c_row[j..j + CHUNK].copy_from_slice(&total);
+            j += CHUNK;
+        }
+        if j < n {
+            let total = &mut c_row[j..];
+            for (s, (x, g)) in shards.iter().enumerate() {
+                let acc = &mut [0.0f32; CHUNK][..n - j];
+                chain_partial::<FUSED>(x.col(k), g, n, j, acc);
+                add_term(total, acc, s == 0 && !accumulate);
             }
-            j += width;
         }
         if let Some(update) = update.as_deref_mut() {
             let range = k * n..(k + 1) * n;
@@ -358,23 +360,18 @@ fn transposed_times<const FUSED: bool>(
     }
 }
 
+/// Runs `$kernel::<FUSED>($arg, …)` compiled for the current backend.
 macro_rules! dispatch {
-    ($kernel:ident, $($arg:expr),*) => {{
+    ($kernel:ident($($arg:ident: $ty:ty),*)) => {{
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-        unsafe fn avx512(
-            x: &SparseRows, b: &[f32], n: usize, c: &mut [f32], accumulate: bool,
-            update: Option<&mut GradientUpdate>,
-        ) {
-            $kernel::<true>(x, b, n, c, accumulate, update)
+        unsafe fn avx512($($arg: $ty),*) {
+            $kernel::<true>($($arg),*)
         }
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            x: &SparseRows, b: &[f32], n: usize, c: &mut [f32], accumulate: bool,
-            update: Option<&mut GradientUpdate>,
-        ) {
-            $kernel::<true>(x, b, n, c, accumulate, update)
+        unsafe fn avx2($($arg: $ty),*) {
+            $kernel::<true>($($arg),*)
         }
         match backend() {
             // SAFETY: `backend()` only returns a backend the CPU supports.
@@ -409,41 +406,35 @@ pub fn sparse_matmul(x: &SparseRows, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f
     let c = c
         .as_slice_mut()
         .expect("sparse product: c must be row-major and contiguous");
-    #[inline(always)]
-    fn kernel<const FUSED: bool>(
-        x: &SparseRows,
-        b: &[f32],
-        n: usize,
-        c: &mut [f32],
-        accumulate: bool,
-        _: Option<&mut GradientUpdate>,
-    ) {
-        rows_times::<FUSED>(x, b, n, c, accumulate)
-    }
-    dispatch!(kernel, x, b, n, c, beta != 0.0, None)
+    let accumulate = beta != 0.0;
+    dispatch!(rows_times(x: &SparseRows, b: &[f32], n: usize, c: &mut [f32], accumulate: bool))
 }
 
-/// `c = xᵀ · g + beta · c` (beta 0 or 1), reading only x's nonzeros; with `update`, `c` is the
-/// gradient of `update.params`, which are then updated row by row as each row of `c` is final.
-/// x: [rows, k]ᵀ · g: [rows, n] -> c: [k, n]
+/// Most shards [`sparse_transposed_matmul`] sums in one pass.
+pub const MAX_SPARSE_SHARDS: usize = 8;
+
+/// `c = Σ_s x_sᵀ · g_s + beta · c` (beta 0 or 1) over the shards (x_s, g_s) in order, reading
+/// only the x's nonzeros: the bits of one product per shard, the first with `beta`, the others
+/// accumulating, but each row of `c` is written once. With `update`, `c` is the gradient of
+/// `update.params`, which are then updated row by row as each row of `c` is final.
+/// x_s: [rows_s, k]ᵀ · g_s: [rows_s, n] -> c: [k, n]
 pub fn sparse_transposed_matmul(
-    x: &SparseRows,
-    g: ArrayView2<f32>,
+    shards: &[(&SparseRows, ArrayView2<f32>)],
     c: &mut ArrayViewMut2<f32>,
     beta: f32,
     update: Option<&mut GradientUpdate>,
 ) {
-    let n = g.ncols();
-    assert_eq!(
-        g.nrows(),
-        x.rows,
-        "sparse_transposed_matmul: inner dimensions differ"
+    assert!(
+        (1..=MAX_SPARSE_SHARDS).contains(&shards.len()),
+        "sparse_transposed_matmul: 1 to {MAX_SPARSE_SHARDS} shards"
     );
-    assert_eq!(
-        c.dim(),
-        (x.cols, n),
-        "sparse_transposed_matmul: output has the wrong shape"
-    );
+    let (k, n) = c.dim();
+    for (x, g) in shards {
+        assert!(
+            g.nrows() == x.rows && g.ncols() == n && x.cols == k,
+            "sparse_transposed_matmul: a shard's shapes do not match the output"
+        );
+    }
     if let Some(update) = &update {
         assert!(
             update.params.len() == c.len() && update.slots.iter().all(|s| s.len() == c.len()),
@@ -454,9 +445,186 @@ pub fn sparse_transposed_matmul(
             "sparse_transposed_matmul: at most two slots"
         );
     }
-    let g = dense(&g, "g");
+    let mut operands: [(&SparseRows, &[f32]); MAX_SPARSE_SHARDS] =
+        [(shards[0].0, &[]); MAX_SPARSE_SHARDS];
+    for (operand, (x, g)) in operands.iter_mut().zip(shards) {
+        *operand = (x, dense(g, "g"));
+    }
+    let shards = &operands[..shards.len()];
     let c = c
         .as_slice_mut()
         .expect("sparse product: c must be row-major and contiguous");
-    dispatch!(transposed_times, x, g, n, c, beta != 0.0, update)
+    let accumulate = beta != 0.0;
+    dispatch!(transposed_times(
+        shards: &[(&SparseRows, &[f32])],
+        n: usize,
+        c: &mut [f32],
+        accumulate: bool,
+        update: Option<&mut GradientUpdate>
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+    use crate::kernels::{matmul, matmul_then_update, with_backend, AdamCoefficients, UpdateRule};
+    use crate::rng::{stream, Stream};
+
+    /// An image-like matrix: most elements +0, some -0, the rest in (0, 1].
+    fn mostly_zero(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        let mut rng = stream(seed, Stream::Init, rows as u64, cols as u64);
+        Array2::from_shape_simple_fn((rows, cols), || match rng.next_f32() {
+            u if u < 0.75 => 0.0,
+            u if u < 0.78 => -0.0,
+            _ => rng.next_f32() + f32::EPSILON,
+        })
+    }
+
+    fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        let mut rng = stream(seed, Stream::Init, rows as u64, cols as u64);
+        Array2::from_shape_simple_fn((rows, cols), || rng.next_f32() * 2.0 - 1.0)
+    }
+
+    fn indexed(x: &Array2<f32>) -> SparseRows {
+        let mut index = SparseRows::new(x.nrows() + 3, x.ncols());
+        index.index(x.as_slice().expect("standard layout"), x.nrows());
+        index
+    }
+
+    fn bits(values: &Array2<f32>) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Backends whose dense products chain in `k` order, which the sparse ones then match bit
+    /// for bit (`neon`'s dense products come from `matrixmultiply`).
+    fn chaining_backends() -> Vec<Backend> {
+        Backend::supported()
+            .into_iter()
+            .filter(|b| *b != Backend::Neon)
+            .collect()
+    }
+
+    #[test]
+    fn the_index_lists_every_nonzero_by_row_and_by_column_in_order() {
+        for backend in Backend::supported() {
+            // 21 columns: two runs of eight and a tail of five.
+            let mut x = mostly_zero(13, 21, 1);
+            x[[4, 20]] = f32::NAN;
+            x[[5, 16]] = 1e-40;
+            let index = with_backend(backend, || indexed(&x));
+            let expected: Vec<(usize, usize)> = x
+                .indexed_iter()
+                .filter(|(_, v)| **v != 0.0 || v.is_nan())
+                .map(|(position, _)| position)
+                .collect();
+            assert_eq!(index.rows(), 13);
+            assert_eq!(index.nonzeros(), expected.len(), "{backend:?}");
+            let mut by_row = Vec::new();
+            for r in 0..13 {
+                let (ks, values) = index.row(r);
+                for (&k, &value) in ks.iter().zip(values) {
+                    assert_eq!(value.to_bits(), x[[r, k as usize]].to_bits());
+                    by_row.push((r, k as usize));
+                }
+            }
+            assert_eq!(by_row, expected, "{backend:?}: rows");
+            let mut by_col = Vec::new();
+            for k in 0..21 {
+                let (rows, values) = index.col(k);
+                for (&r, &value) in rows.iter().zip(values) {
+                    assert_eq!(value.to_bits(), x[[r as usize, k]].to_bits());
+                    by_col.push((r as usize, k));
+                }
+            }
+            let mut column_major = expected.clone();
+            column_major.sort_by_key(|&(r, k)| (k, r));
+            assert_eq!(by_col, column_major, "{backend:?}: columns");
+        }
+    }
+
+    #[test]
+    fn sparse_products_give_the_bits_of_the_dense_products() {
+        for backend in chaining_backends() {
+            // 64 and 128 columns (whole chunks), 10 and 70 (a partial one).
+            for (rows, n) in [(16, 64), (16, 128), (13, 10), (7, 70)] {
+                let x = mostly_zero(rows, 784, 2);
+                let index = with_backend(backend, || indexed(&x));
+                for beta in [0.0, 1.0] {
+                    let w = random(784, n, 3);
+                    let start = random(rows, n, 4);
+                    let (mut dense, mut sparse) = (start.clone(), start.clone());
+                    with_backend(backend, || {
+                        matmul(x.view(), w.view(), &mut dense.view_mut(), beta);
+                        sparse_matmul(&index, w.view(), &mut sparse.view_mut(), beta);
+                    });
+                    assert_eq!(bits(&dense), bits(&sparse), "{backend:?} x·w {rows}x{n}");
+
+                    let g = random(rows, n, 5);
+                    let start = random(784, n, 6);
+                    let (mut dense, mut sparse) = (start.clone(), start.clone());
+                    with_backend(backend, || {
+                        matmul(x.t(), g.view(), &mut dense.view_mut(), beta);
+                        let c = &mut sparse.view_mut();
+                        sparse_transposed_matmul(&[(&index, g.view())], c, beta, None);
+                    });
+                    assert_eq!(bits(&dense), bits(&sparse), "{backend:?} xᵀ·g {rows}x{n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_update_after_the_sparse_weight_gradient_gives_the_bits_of_the_dense_one() {
+        let rule = UpdateRule::Adam(AdamCoefficients {
+            alpha: 1e-3,
+            decay: 0.0,
+            one_minus_beta1: 0.1,
+            one_minus_beta2: 0.001,
+            epsilon: 1e-7,
+        });
+        for backend in chaining_backends() {
+            let (rows, n) = (16, 64);
+            let x = mostly_zero(rows, 784, 7);
+            let g = random(rows, n, 8);
+            let index = with_backend(backend, || indexed(&x));
+            let state = |seed| random(784, n, seed).into_raw_vec_and_offset().0;
+            let run = |sparse: bool| {
+                let (mut params, mut m) = (state(9), state(10));
+                let mut v: Vec<f32> = state(11).iter().map(|v| v * v).collect();
+                let mut c = Array2::<f32>::zeros((784, n));
+                with_backend(backend, || {
+                    let mut slots: [&mut [f32]; 2] = [&mut m, &mut v];
+                    let mut update = GradientUpdate {
+                        rule,
+                        params: &mut params,
+                        slots: &mut slots,
+                    };
+                    if sparse {
+                        let c = &mut c.view_mut();
+                        sparse_transposed_matmul(&[(&index, g.view())], c, 0.0, Some(&mut update));
+                    } else {
+                        matmul_then_update(x.t(), g.view(), &mut c.view_mut(), 0.0, update);
+                    }
+                });
+                (params, m, v, c)
+            };
+            let (dense, sparse) = (run(false), run(true));
+            assert_eq!(bits(&dense.3), bits(&sparse.3), "{backend:?}: gradient");
+            let same =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same(&dense.0, &sparse.0), "{backend:?}: parameters");
+            assert!(
+                same(&dense.1, &sparse.1) && same(&dense.2, &sparse.2),
+                "{backend:?}: slots"
+            );
+        }
+    }
+
+    #[test]
+    fn the_index_reports_the_bytes_it_allocates() {
+        let index = SparseRows::new(16, 784);
+        assert_eq!(index.allocated_bytes(), SparseRows::bytes_for(16, 784));
+    }
 }

@@ -89,7 +89,8 @@ impl Dense {
     ) {
         let beta = if accumulate { 1.0 } else { 0.0 };
         // x: [batch, in]ᵀ · grad_y: [batch, out] -> [in, out]
-        sparse_transposed_matmul(x, grad_y, &mut self.weight_gradient(grads), beta, None);
+        let mut grad_w = self.weight_gradient(grads);
+        sparse_transposed_matmul(&[(x, grad_y)], &mut grad_w, beta, None);
         self.bias_gradient(grad_y, grads, accumulate);
     }
 

@@ -17,10 +17,13 @@
 //!
 //! Nothing but its own thread reads a block's W1 columns during a step (the first layer's input
 //! gradient is never needed), so when the caller passes the step's update rule the backward job
-//! updates them as the last shard's product finishes each tile of their gradient, while it is in
-//! cache ([`matmul_then_update`]), and the step needs one job fewer: [`ColumnEngine::apply`] is
-//! then left with W2 and the biases (about 1,400 parameters), which it updates on the calling
-//! thread.
+//! updates them row by row as each row of their gradient is complete, while it is in cache: one
+//! pass sums every shard's xᵀ·grad h for a row ([`sparse_transposed_matmul`]), then updates it.
+//! The step then needs one job fewer: [`ColumnEngine::apply`] is left with W2 and the biases
+//! (about 1,400 parameters), which it updates on the calling thread.
+//!
+//! Both of the first layer's products read only the batch's nonzero pixels, indexed once per
+//! shard ([`SparseRows`]): the same bits as the dense products (see `kernels::sparse`).
 //!
 //! The arithmetic is that of the sharded step ([`super::step`]) to the bit: the kernels compute
 //! every product element as the same chain in `k` order whatever columns they are given, dropout
@@ -37,7 +40,7 @@ use crate::data::{gather_normalized, prefetch_images};
 use crate::kernels::pool::even_part;
 use crate::kernels::{
     matmul, relu_backward, relu_forward, sparse_matmul, sparse_transposed_matmul, sum_rows_into,
-    update_piece, GradientUpdate, SparseRows, WorkerPool,
+    update_piece, GradientUpdate, SparseRows, WorkerPool, MAX_SPARSE_SHARDS,
 };
 use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward_columns, MAX_COLUMN_DROPOUT_WIDTH};
@@ -503,9 +506,9 @@ impl BlockBackward {
             self.loss_sum += loss;
             self.correct += correct;
 
-            // The first shard writes the weight gradients, the others add to them.
+            // The first shard writes W2's gradient, the others add to it.
             let beta = if shard == 0 { 0.0 } else { 1.0 };
-            let (grad_w1, grad_w2) = self.weight_grads.split_at_mut(inputs * width);
+            let grad_w2 = &mut self.weight_grads[inputs * width..];
             let (grad_b1, grad_b2) = self.bias_grads[shard].split_at_mut(width);
             let grad_y = rows_view(&self.grad_logits, n, outputs);
             let h = &own.hidden[own_rows.clone()];
@@ -514,32 +517,37 @@ impl BlockBackward {
             matmul(rows_view(h, n, width).t(), grad_y, grad_w2_view, beta);
             sum_rows_into(&self.grad_logits[..n * outputs], grad_b2, false);
             // grad_y: [n, outputs] · W2[columns]ᵀ: [outputs, width] -> grad h: [n, width]
-            let grad_h = &mut self.grad_hidden[..n * width];
+            let grad_h = &mut self.grad_hidden[own_rows.clone()];
             matmul(grad_y, w2.t(), &mut rows_view_mut(grad_h, n, width), 0.0);
             if dropout > 0.0 {
                 dropout_backward(&own.mask[own_rows], grad_h);
             }
             relu_backward(h, grad_h);
-            // x: [n, 784]ᵀ · grad h: [n, width] -> grad W1[:, columns]: [784, width]
-            let x = &own.nonzeros[shard];
-            let grad_w1_view = &mut rows_view_mut(grad_w1, inputs, width);
-            let grad_h_view = rows_view(grad_h, n, width);
-            // The last shard completes the gradient: the update can follow it tile by tile.
-            let update = update_w1.filter(|_| shard + 1 == shards && self.loss_sum.is_finite());
-            match update {
-                Some(rule) => {
-                    let (weights, mut slots, slot_count) =
-                        w1_state(&mut self.weights, &mut self.weight_slots);
-                    let mut update = GradientUpdate {
-                        rule,
-                        params: weights,
-                        slots: &mut slots[..slot_count],
-                    };
-                    sparse_transposed_matmul(x, grad_h_view, grad_w1_view, beta, Some(&mut update));
-                }
-                None => sparse_transposed_matmul(x, grad_h_view, grad_w1_view, beta, None),
-            }
             sum_rows_into(grad_h, grad_b1, false);
+        }
+        // x_s: [n_s, 784]ᵀ · grad h_s: [n_s, width], summed over the shards in order -> grad
+        // W1[:, columns]: [784, width], each row written once; with the update, W1's row follows
+        // as soon as its gradient is complete.
+        let grad_w1 = &mut rows_view_mut(&mut self.weight_grads[..inputs * width], inputs, width);
+        let mut operands = [(&own.nonzeros[0], rows_view(&[], 0, width)); MAX_SPARSE_SHARDS];
+        for (shard, operand) in operands.iter_mut().enumerate().take(shards) {
+            let range = split_range(rows, shards, shard);
+            let grad_h = &self.grad_hidden[range.start * width..range.end * width];
+            *operand = (&own.nonzeros[shard], rows_view(grad_h, range.len(), width));
+        }
+        let operands = &operands[..shards];
+        match update_w1.filter(|_| self.loss_sum.is_finite()) {
+            Some(rule) => {
+                let (weights, mut slots, slot_count) =
+                    w1_state(&mut self.weights, &mut self.weight_slots);
+                let mut update = GradientUpdate {
+                    rule,
+                    params: weights,
+                    slots: &mut slots[..slot_count],
+                };
+                sparse_transposed_matmul(operands, grad_w1, 0.0, Some(&mut update));
+            }
+            None => sparse_transposed_matmul(operands, grad_w1, 0.0, None),
         }
     }
 }

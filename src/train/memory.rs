@@ -364,12 +364,15 @@ mod tests {
         // Per row: 784 inputs, 128 + 10 activations, 128 mask, 2 × 128 gradients, 128 + 10
         // output gradients kept for private training and 1 clip factor (f32), 1 label.
         let per_row = (784 + 138 + 128 + 2 * 128 + 138 + 1) * 4 + 1;
-        assert_eq!(estimate.workspaces, 2 * 16 * per_row);
+        // Each 16-row shard's index of its nonzero pixels: 17 row starts, 784 column counts,
+        // (column, value) by row with 8 entries of slack, (row, value) by column.
+        let index = (17 + 784 + 2 * (16 * 784 + 8) + 2 * 16 * 784) * 4;
+        assert_eq!(estimate.workspaces, 2 * (16 * per_row + index));
         assert_eq!(estimate.evaluation, 1000 * per_row + 10_000 * 5);
         assert_eq!(estimate.saving, 3 * 3 * parameters);
         assert_eq!(
             estimate.total(),
-            parameters * (1 + 2 + 2 + 9) + 32 * per_row + 1000 * per_row + 50_000
+            parameters * (1 + 2 + 2 + 9) + 32 * per_row + 2 * index + 1000 * per_row + 50_000
         );
     }
 
