@@ -11,6 +11,10 @@
 //! | `neon`     | aarch64       | `matrixmultiply` (its NEON kernel)      | compiled for NEON         |
 //! | `portable` | any           | a plain Rust loop nest                  | compiled for the baseline |
 //!
+//! The first layer's two products with the image batch ([`sparse_matmul`],
+//! [`sparse_transposed_matmul`]) read only its nonzero pixels, on every backend, with the same bits
+//! as the dense products where those chain in `k` order (`avx512`, `avx2`, `portable`).
+//!
 //! On x86-64 and aarch64 `portable` runs only when asked for, to rule out a CPU-specific problem
 //! (other CPUs have nothing else). `MNIST_TRAIN_KERNEL=auto|avx512|avx2|neon|portable` (or
 //! `--kernel`) overrides the choice. The element-wise loops never use fused multiply-add, so they

@@ -35,7 +35,7 @@ use std::ops::Range;
 
 use ndarray::ArrayView2;
 
-use super::shards::{shard_count, split_range, sum_in_order, StepBatch};
+use super::shards::{largest_shards, shard_count, split_range, sum_in_order, StepBatch};
 use crate::data::{gather_normalized, prefetch_images};
 use crate::kernels::pool::even_part;
 use crate::kernels::{
@@ -151,7 +151,7 @@ impl ColumnEngine {
         }
         let capacity = batch_size.max(1);
         let (inputs, outputs) = (first.inputs, second.outputs);
-        let shards = shard_count(capacity);
+        let (shards, shard_rows) = largest_shards(capacity);
         let blocks: Vec<HiddenBlock> = (0..parts)
             .map(|part| {
                 let columns = even_part(hidden, parts, part);
@@ -160,7 +160,7 @@ impl ColumnEngine {
                     columns,
                     inputs: vec![0.0; capacity * inputs],
                     labels: vec![0; capacity],
-                    nonzeros: vec![SparseRows::new(capacity.div_ceil(shards), inputs); shards],
+                    nonzeros: vec![SparseRows::new(shard_rows, inputs); shards],
                     hidden: vec![0.0; capacity * width],
                     mask: vec![0.0; capacity * width],
                 }

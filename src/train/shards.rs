@@ -55,11 +55,32 @@ pub fn split_range(batch_len: usize, shard_count: usize, shard: usize) -> Range<
 /// The buffers a [`StepEngine`] for batches of up to `batch_size` rows allocates: (shards, rows
 /// per shard workspace). Each shard has one workspace and one parameter-sized gradient buffer.
 pub fn shard_buffers(batch_size: usize) -> (usize, usize) {
+    let (shard_count, rows) = largest_shards(batch_size);
+    (shard_count, rows.clamp(1, CHUNK_ROWS))
+}
+
+/// Over every batch of 1 to `batch_size` rows (a short last batch too): the most shards, and
+/// the most rows in one shard. A shorter batch can have fewer, larger shards (16 rows: two
+/// shards of 8; 9 rows: one of 9), and a shard must fit its buffers whole, or it would be
+/// processed in chunks and summed differently than on other thread counts.
+pub fn largest_shards(batch_size: usize) -> (usize, usize) {
+    // From this many rows on, every batch has MAX_SHARDS shards, so the largest has the most
+    // rows: only smaller batches need looking at one by one.
+    let always_most = TARGET_SHARD_ROWS * MAX_SHARDS;
     let batch_size = batch_size.max(1);
-    let shard_count = shard_count(batch_size);
-    // The first shard is the largest (see `shard_ranges`).
-    let capacity = batch_size.div_ceil(shard_count).clamp(1, CHUNK_ROWS);
-    (shard_count, capacity)
+    let small = (1..=batch_size.min(always_most)).fold((1, 1), |(most_shards, most_rows), rows| {
+        let shards = shard_count(rows);
+        // The first shard is the largest (see `shard_ranges`).
+        (
+            most_shards.max(shards),
+            most_rows.max(rows.div_ceil(shards)),
+        )
+    });
+    if batch_size > always_most {
+        (MAX_SHARDS, small.1.max(batch_size.div_ceil(MAX_SHARDS)))
+    } else {
+        small
+    }
 }
 
 /// Shards of a private step: Poisson batches of `expected` rows on average vary in size, and
@@ -116,6 +137,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_largest_shards_cover_every_shorter_batch() {
+        for batch_size in [1, 7, 16, 32, 100, 128, 511, 512, 513, 1000, 60_000] {
+            let (most_shards, most_rows) = largest_shards(batch_size);
+            for rows in 1..=batch_size {
+                let shards = shard_count(rows);
+                assert!(
+                    shards <= most_shards,
+                    "{rows} of {batch_size}: {shards} shards"
+                );
+                assert!(
+                    shard_range(rows, 0).len() <= most_rows,
+                    "{rows} of {batch_size}: a shard of {} rows",
+                    shard_range(rows, 0).len()
+                );
+            }
+        }
+        // 16 rows are two shards of 8, but 9 rows are one shard of 9.
+        assert_eq!(largest_shards(16), (2, 15));
+        assert_eq!(largest_shards(usize::MAX).0, MAX_SHARDS);
+    }
+
+    #[test]
     fn shards_depend_on_batch_size_only_and_cover_the_batch() {
         for batch in [1, 7, 16, 31, 32, 33, 100, 128, 256, 1000, 60_000] {
             let ranges = shard_ranges(batch);
@@ -142,7 +185,9 @@ mod tests {
             // Private runs' workspaces hold at least as many rows.
             assert!(poisson_shard_capacity(batch) >= capacity);
             assert_eq!(count, ranges.len());
-            assert_eq!(capacity, ranges[0].len().min(CHUNK_ROWS), "{batch}");
+            // The largest shard of this batch or of any shorter one (see `largest_shards`).
+            assert!(capacity >= ranges[0].len().min(CHUNK_ROWS), "{batch}");
+            assert_eq!(capacity, largest_shards(batch).1.min(CHUNK_ROWS), "{batch}");
         }
         assert_eq!(shard_buffers(usize::MAX), (MAX_SHARDS, CHUNK_ROWS));
     }
@@ -151,7 +196,8 @@ mod tests {
     fn poisson_batches_split_by_the_expected_size_and_fit_one_chunk_up_to_four_standard_deviations()
     {
         // Expected 256: 4 shards of a batch of up to 321 rows; expected 2048: 8 shards.
-        assert_eq!(poisson_shard_capacity(256), 321_usize.div_ceil(4));
+        // (A short batch of 191 rows has two shards of 96, more than 321 rows in four.)
+        assert_eq!(poisson_shard_capacity(256), 96);
         assert_eq!(poisson_shard_capacity(2048), 2048_usize.div_ceil(8) + 23);
         for expected in [1, 20, 256, 2048] {
             let capacity = poisson_shard_capacity(expected);

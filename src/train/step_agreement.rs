@@ -8,12 +8,20 @@ use crate::nn::{Architecture, Mlp};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::{stream, Stream};
 
-/// `count` images of random pixels with labels 0..9 in turn.
+/// `count` images of random pixels, most of them 0 as in a digit, with labels 0..9 in turn.
 fn random_dataset(count: usize, seed: u64) -> Dataset {
     let mut rng = stream(seed, Stream::Init, 0, 0);
     Dataset {
         images: (0..count * 784)
-            .map(|_| (rng.next_f32() * 256.0) as u8)
+            .map(|_| {
+                let lit = rng.next_f32() < 0.3;
+                let value = (rng.next_f32() * 256.0) as u8;
+                if lit {
+                    value
+                } else {
+                    0
+                }
+            })
             .collect(),
         labels: (0..count).map(|i| (i % 10) as u8).collect(),
         rows: 28,
@@ -161,5 +169,27 @@ fn a_non_finite_loss_leaves_the_w1_update_to_apply() {
     assert!(same_bits(&expected.0, &got.0), "parameters differ");
     for (a, b) in expected.1.iter().zip(&got.1) {
         assert!(same_bits(a, b), "optimizer slots differ");
+    }
+}
+
+#[test]
+fn batches_shorter_than_the_engine_was_made_for_give_the_sharded_steps_bits() {
+    // A short last batch can have fewer shards with more rows each than a full one.
+    let data = random_dataset(300, 6);
+    let mlp = Mlp::new(Architecture::tutorial());
+    let config = OptimizerConfig::adam_default();
+    for capacity in [16, 32] {
+        let mut sharded = StepEngine::new(&mlp, capacity, 1);
+        let mut split = StepEngine::new(&mlp, capacity, 2);
+        assert!(split.splits_columns());
+        for rows in 1..=capacity {
+            let expected = three_steps(&mut sharded, &mlp, &data, config, rows, false);
+            let got = three_steps(&mut split, &mlp, &data, config, rows, true);
+            let case = format!("{rows} rows in engines made for {capacity}");
+            assert!(same_bits(&expected.0, &got.0), "{case}: parameters differ");
+            for (a, b) in expected.2.iter().zip(&got.2) {
+                assert!(same_bits(&a.2, &b.2), "{case}: gradients differ");
+            }
+        }
     }
 }
