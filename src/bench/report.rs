@@ -115,7 +115,7 @@ impl BenchReport {
             format!(
                 "FMA peak ({}): {:.1} GFLOP/s on 1 thread, {:.1} GFLOP/s on {} threads \
                  (GFLOP/s, of peak and × floor below: the training's matrix products, counted \
-                 as direct products)",
+                 as dense, direct products)",
                 self.kernel,
                 self.fma_peak.one_thread_gflops,
                 self.fma_peak.all_threads_gflops,

@@ -11,7 +11,8 @@
 //! Convolutions count as direct products (issue 12's 855.7 GFLOP an epoch for the CNN) even where
 //! they run as Winograd F(2×2, 3×3) (`nn::conv2d`), which does 16 multiply-adds per 2×2 output
 //! tile and channel pair instead of 36: the floor stays the direct arithmetic over the FMA peak,
-//! and a run's "fraction of peak" can then exceed 100%.
+//! and a run's "fraction of peak" can then exceed 100%. Likewise the first dense layer counts all
+//! of its inputs, though its products read only the nonzero pixels (`kernels::sparse`).
 
 use serde::Serialize;
 
