@@ -2,10 +2,15 @@
 //!
 //! An MNIST digit lights about 150 of its 784 pixels, and the 16 images of a shard about 410
 //! between them, so a dense product with the batch multiplies by zero most of the time. Leaving
-//! those terms out changes no bit: a dense kernel's chain `acc = x·w + acc` starts at +0, and with
-//! `x = 0` it returns `acc` itself (+0 plus a zero of either sign is +0). Each element here is the
-//! chain of its nonzero terms in `k` order, as in [`super::matmul`], so both paths of the training
-//! step (sharded and column-split) agree bit for bit with each other and with the dense kernels.
+//! those terms out changes no bit: a dense kernel's chain `acc = x·w + acc` starts at +0, and a
+//! term with `x = 0` returns `acc` itself for any finite `w` unless `acc` is -0 (+0 plus a zero of
+//! either sign is +0), which a chain from +0 reaches only if a partial sum underflows to zero —
+//! not with pixels in [0, 1] and trained weights. (An infinite weight would make the dense chain
+//! NaN; training stops updating before that, at the first non-finite loss.) Each element here is
+//! the chain of its nonzero terms in `k` order, as in [`super::matmul`]: both paths of the training
+//! step (sharded and column-split) run these kernels, so they agree bit for bit with each other,
+//! and in practice with the dense kernels too (the models of the tests and of `train` are
+//! unchanged).
 //!
 //! [`SparseRows`] indexes a batch's nonzeros twice, by row for x·W and by column (pixel) for
 //! xᵀ·g; it is built once per shard and read by both products.
@@ -39,11 +44,10 @@ pub struct SparseRows {
 impl SparseRows {
     /// An empty index for up to `capacity` rows of `cols` columns.
     pub fn new(capacity: usize, cols: usize) -> Self {
-        let entries = capacity * cols;
-        assert!(
-            u32::try_from(entries).is_ok(),
-            "SparseRows: {capacity} × {cols} entries do not fit a u32 index"
-        );
+        let entries = capacity
+            .checked_mul(cols)
+            .filter(|&entries| u32::try_from(entries + 8).is_ok())
+            .unwrap_or_else(|| panic!("SparseRows: {capacity} × {cols} entries need a u32 index"));
         SparseRows {
             cols,
             capacity,

@@ -54,9 +54,10 @@ pub struct Workspace {
     nonzeros: Option<SparseRows>,
 }
 
-/// Chunks up to this many rows (the training step's shards at batch 32 and 128) index their
-/// nonzero pixels, so the first layer reads only those; larger chunks use the dense products.
-pub const SPARSE_INPUT_ROWS: usize = 64;
+/// Chunks up to this many rows index their nonzero pixels, so the first layer reads only those;
+/// larger chunks use the dense products. It covers every shard of a batch the column-split step
+/// takes (up to 256 rows: shards of at most 96), so both steps run the same kernels.
+pub const SPARSE_INPUT_ROWS: usize = 128;
 
 /// Buffer lengths (in elements) of a [`Workspace`]; see [`Mlp::workspace_layout`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ pub mod sequential;
 pub use architecture::Architecture;
 pub use flops::TrainingFlops;
 pub use layer_spec::LayerSpec;
-pub use mlp::{Mlp, Workspace, WorkspaceLayout};
+pub use mlp::{Mlp, Workspace, WorkspaceLayout, SPARSE_INPUT_ROWS};
 pub use sequential::Sequential;
 
 /// Where a training chunk's parameter gradients go: `grads` receives `scale` · ∇(Σ loss), added

@@ -639,6 +639,12 @@ mod tests {
     use crate::nn::Architecture;
 
     #[test]
+    fn every_shard_the_column_split_takes_runs_the_sparse_kernels_in_the_sharded_step_too() {
+        // Same kernels on both steps, so the same bits on every thread count by construction.
+        assert!(largest_shards(MAX_BATCH).1 <= crate::nn::SPARSE_INPUT_ROWS);
+    }
+
+    #[test]
     fn the_column_split_runs_only_where_it_applies() {
         let mlp = Mlp::new(Architecture::tutorial());
         assert!(ColumnEngine::new(&mlp, 32, 1).is_none(), "one thread");
