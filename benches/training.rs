@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the training hot path, per batch size:
-//! forward, backward, optimizer step, one full training step, and one epoch on a subset.
+//! forward, backward, optimizer step, one full training step, and one epoch on a subset; and the
+//! first layer's products on one 16-image shard, over its nonzero pixels and dense.
 //!
 //!   cargo bench --bench training              # all of them
 //!   cargo bench --bench training -- step/     # one group
@@ -7,9 +8,13 @@
 use std::hint::black_box;
 use std::path::Path;
 
+use ndarray::Array2;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mnist_train::data::{gather_normalized, load_split, Dataset, DatasetKind, Split};
-use mnist_train::kernels::{DenormalGuard, WorkerPool};
+use mnist_train::kernels::{
+    matmul, sparse_matmul, sparse_transposed_matmul, DenormalGuard, SparseRows, WorkerPool,
+};
 use mnist_train::nn::{Architecture, GradientSink, Mlp, Workspace};
 use mnist_train::optim::{Optimizer, OptimizerConfig};
 use mnist_train::rng::Rng;
@@ -189,8 +194,44 @@ fn epoch(c: &mut Criterion) {
     group.finish();
 }
 
+/// One 16-image shard against one thread's block of W1 (784 × 64, two threads) and all of it
+/// (784 × 128): indexing the nonzeros, then x·W and xᵀ·g over them and dense.
+fn first_layer(c: &mut Criterion) {
+    let dataset = mnist_train();
+    let rows = 16;
+    let mut x = vec![0.0; rows * 784];
+    let mut labels = vec![0; rows];
+    let indices: Vec<u32> = (0..rows as u32).map(|i| i * 3_677 % 60_000).collect();
+    gather_normalized(&dataset, &indices, &mut x, &mut labels);
+    let x_view = ndarray::ArrayView2::from_shape((rows, 784), &x[..]).expect("16 × 784");
+    let mut index = SparseRows::new(rows, 784);
+    let mut group = c.benchmark_group("first-layer");
+    group.bench_function("index/16", |b| b.iter(|| index.index(black_box(&x), rows)));
+    for width in [64, 128] {
+        let w = Array2::from_shape_fn((784, width), |(i, j)| ((i * 31 + j) % 97) as f32 * 1e-3);
+        let g = Array2::from_shape_fn((rows, width), |(i, j)| ((i * 7 + j) % 13) as f32 * 1e-3);
+        let mut h = Array2::<f32>::zeros((rows, width));
+        let mut grad_w = Array2::<f32>::zeros((784, width));
+        group.bench_function(BenchmarkId::new("x·W/sparse", width), |b| {
+            b.iter(|| sparse_matmul(&index, w.view(), &mut h.view_mut(), 0.0))
+        });
+        group.bench_function(BenchmarkId::new("x·W/dense", width), |b| {
+            b.iter(|| matmul(x_view, w.view(), &mut h.view_mut(), 0.0))
+        });
+        group.bench_function(BenchmarkId::new("xT·g/sparse", width), |b| {
+            let shard = [(&index, g.view())];
+            b.iter(|| sparse_transposed_matmul(&shard, &mut grad_w.view_mut(), 0.0, None))
+        });
+        group.bench_function(BenchmarkId::new("xT·g/dense", width), |b| {
+            b.iter(|| matmul(x_view.t(), g.view(), &mut grad_w.view_mut(), 0.0))
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    first_layer,
     forward_and_backward,
     optimizer_step,
     training_step,
