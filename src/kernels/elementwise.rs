@@ -380,7 +380,8 @@ pub enum UpdateRule {
 }
 
 /// [`UpdateRule`] on one piece: `slots` are the same piece of each of the optimizer's slots.
-/// (Also the update our matrix kernels apply to each finished tile: `fma_gemm`.)
+/// (Also the update the first layer's weight-gradient product applies to each finished row:
+/// `sparse`.)
 #[inline(always)]
 pub(super) fn rule_body(
     rule: UpdateRule,

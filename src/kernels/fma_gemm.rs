@@ -42,19 +42,6 @@ pub enum Start {
     BiasRelu(*const f32),
 }
 
-/// An optimizer update applied to every tile of `c` as soon as it is final: `c` is the gradient
-/// of `params`, and `slots[..slot_count]` are the optimizer's state; `params` and the slots are
-/// dense, row-major buffers of `c`'s shape. The rule is element-wise, so updating tile by tile
-/// gives the bits of one pass over the whole matrix, and the update's divisions and square roots
-/// (a unit of their own) run alongside the next tile's multiply-adds.
-#[derive(Clone, Copy)]
-pub struct TileUpdate {
-    pub rule: crate::kernels::UpdateRule,
-    pub params: *mut f32,
-    pub slots: [*mut f32; 2],
-    pub slot_count: usize,
-}
-
 /// `c[m, n] = a[m, k] · b[k, n] + beta · c` (beta 0 or 1) for `b` and `c` with unit column stride.
 pub struct Product {
     pub m: usize,
@@ -68,8 +55,6 @@ pub struct Product {
     pub c: *mut f32,
     pub c_row_stride: isize,
     pub start: Start,
-    /// Applied to each tile of `c` once it is stored.
-    pub update: Option<TileUpdate>,
 }
 
 /// Columns left in a block starting at `j` of `n`, at most `width`.
@@ -87,7 +72,7 @@ macro_rules! gemm_for {
             #[allow(unused_imports)]
             use std::arch::x86_64::*;
 
-            use super::{columns, Product, Range, TileUpdate};
+            use super::{columns, Product, Range};
 
             const LANES: usize = $lanes;
             /// Rows of `c` per register tile.
@@ -97,8 +82,7 @@ macro_rules! gemm_for {
             ///
             /// # Safety
             /// The CPU supports the feature set; the operands are valid for the stated shapes and
-            /// `c` overlaps neither `a` nor `b`; an update's parameters and its `slot_count` slots
-            /// are writable, dense [m, n] buffers that overlap nothing else.
+            /// `c` overlaps neither `a` nor `b`.
             #[target_feature(enable = $feature)]
             pub unsafe fn gemm(p: &Product) {
                 // Separate entry points, so each inlines only its own tiles (with both kinds in
@@ -259,37 +243,6 @@ macro_rules! gemm_for {
                         };
                         $store(c, valid[v], value);
                     }
-                }
-                if let Some(update) = &p.update {
-                    update_tile(update, p, i..i + R, j, width);
-                }
-            }
-
-            /// Applies `update` to rows `rows`, columns `j..j + width` of `c` (see [`TileUpdate`]).
-            #[inline(never)]
-            #[target_feature(enable = $feature)]
-            unsafe fn update_tile(
-                update: &TileUpdate,
-                p: &Product,
-                rows: Range<usize>,
-                j: usize,
-                width: usize,
-            ) {
-                use std::slice::{from_raw_parts, from_raw_parts_mut};
-                for row in rows {
-                    // The parameters and slots are dense; `c` may have a longer row stride.
-                    let offset = row * p.n + j;
-                    let c_offset = row as isize * p.c_row_stride + j as isize;
-                    let mut slots: [&mut [f32]; 2] = [&mut [], &mut []];
-                    for (slot, base) in slots.iter_mut().zip(&update.slots[..update.slot_count]) {
-                        *slot = from_raw_parts_mut(base.add(offset), width);
-                    }
-                    crate::kernels::elementwise::rule_body(
-                        update.rule,
-                        from_raw_parts_mut(update.params.add(offset), width),
-                        from_raw_parts(p.c.offset(c_offset), width),
-                        &mut slots[..update.slot_count],
-                    );
                 }
             }
         }

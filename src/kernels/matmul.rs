@@ -8,7 +8,7 @@ use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 #[cfg(target_arch = "x86_64")]
 use super::fma_gemm;
 use super::walk::Walk;
-use super::{backend, update_piece, Backend, UpdateRule};
+use super::{backend, Backend};
 
 /// A matrix read in place: `a[i, j] = data[rows.offset(i) + cols.offset(j)]` (e.g. a
 /// convolution's im2col matrix over the images themselves).
@@ -76,68 +76,15 @@ pub fn walked_matmul(
                 ProductStart::Bias(bias) => fma_gemm::Start::Bias(bias.as_ptr()),
                 ProductStart::BiasRelu(bias) => fma_gemm::Start::BiasRelu(bias.as_ptr()),
             };
-            own_kernels(backend, (operand, m, k), &b, c, (start, None))
+            own_kernels(backend, (operand, m, k), &b, c, start)
         }
         _ => false,
-    }
-}
-
-/// The optimizer update [`matmul_then_update`] applies with the product as the gradient.
-pub struct GradientUpdate<'a, 'b> {
-    pub rule: UpdateRule,
-    /// Row-major, the product's shape.
-    pub params: &'a mut [f32],
-    /// The same elements of each of the optimizer's slots (at most two).
-    pub slots: &'a mut [&'b mut [f32]],
-}
-
-/// [`matmul`], then `update.rule` applied to `update.params` with `c` as their gradient. Our x86
-/// kernels update each tile of `c` as soon as it is final, so the update's divisions and square
-/// roots overlap the next tile's multiply-adds; wherever they do not run the product (other
-/// backends, other layouts), the update follows it. The same bits either way. `c` must be
-/// row-major and contiguous.
-/// a: [m, k] · b: [k, n] -> c: [m, n] -> params: [m, n]
-pub fn matmul_then_update(
-    a: ArrayView2<f32>,
-    b: ArrayView2<f32>,
-    c: &mut ArrayViewMut2<f32>,
-    beta: f32,
-    mut update: GradientUpdate,
-) {
-    let elements = c.len();
-    assert!(
-        c.is_standard_layout(),
-        "matmul_then_update: the product must be row-major and contiguous"
-    );
-    assert!(
-        update.params.len() == elements && update.slots.iter().all(|s| s.len() == elements),
-        "matmul_then_update: parameters or slots do not match the product's shape"
-    );
-    assert!(
-        update.slots.len() <= 2,
-        "matmul_then_update: at most two slots"
-    );
-    if !product(a, b, c, beta, Some(&mut update)) {
-        let grads = c.as_slice().expect("checked above: contiguous");
-        update_piece(update.rule, update.params, grads, update.slots);
     }
 }
 
 /// `c = a · b + beta * c` (`beta` is 0 to overwrite, 1 to accumulate).
 /// a: [m, k] · b: [k, n] -> c: [m, n]; `a` and `b` may be transposed views.
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, beta: f32) {
-    product(a, b, c, beta, None);
-}
-
-/// [`matmul`]; with `update`, our x86 kernels also apply it tile by tile, and the return value
-/// says whether they did (the caller then has it left to do).
-fn product(
-    a: ArrayView2<f32>,
-    b: ArrayView2<f32>,
-    c: &mut ArrayViewMut2<f32>,
-    beta: f32,
-    update: Option<&mut GradientUpdate>,
-) -> bool {
     let (m, k) = a.dim();
     assert_eq!(b.nrows(), k, "matmul: inner dimensions differ");
     assert_eq!(
@@ -158,35 +105,15 @@ fn product(
             } else {
                 (beta == 1.0).then_some(fma_gemm::Start::Accumulate)
             };
-            let update = update.map(|update| {
-                let mut slots = [std::ptr::null_mut(); 2];
-                for (pointer, slot) in slots.iter_mut().zip(update.slots.iter_mut()) {
-                    *pointer = slot.as_mut_ptr();
-                }
-                fma_gemm::TileUpdate {
-                    rule: update.rule,
-                    params: update.params.as_mut_ptr(),
-                    slots,
-                    slot_count: update.slots.len(),
-                }
-            });
-            let done = start
-                .is_some_and(|start| own_kernels(backend, (operand, m, k), &b, c, (start, update)));
+            let done =
+                start.is_some_and(|start| own_kernels(backend, (operand, m, k), &b, c, start));
             if !done {
                 matrixmultiply_crate(&a, &b, c, beta);
             }
-            done && update.is_some()
         }
-        Backend::Portable => {
-            portable(&a, &b, c, beta);
-            false
-        }
+        Backend::Portable => portable(&a, &b, c, beta),
         // neon (and, off x86-64, nothing else can be chosen).
-        _ => {
-            let _ = update;
-            matrixmultiply_crate(&a, &b, c, beta);
-            false
-        }
+        _ => matrixmultiply_crate(&a, &b, c, beta),
     }
 }
 
@@ -206,7 +133,7 @@ fn own_kernels(
     a: (fma_gemm::Operand, usize, usize),
     b: &ArrayView2<f32>,
     c: &mut ArrayViewMut2<f32>,
-    finish: (fma_gemm::Start, Option<fma_gemm::TileUpdate>),
+    start: fma_gemm::Start,
 ) -> bool {
     let k = a.2;
     let n = b.ncols();
@@ -214,7 +141,7 @@ fn own_kernels(
         return false;
     }
     if b.strides()[1] == 1 {
-        return run_own_kernel(backend, a, b.as_ptr(), b.strides()[0], n, c, finish);
+        return run_own_kernel(backend, a, b.as_ptr(), b.strides()[0], n, c, start);
     }
     if k * n > STACK_PACK_LIMIT {
         return false;
@@ -233,7 +160,7 @@ fn own_kernels(
         n as isize,
         n,
         c,
-        finish,
+        start,
     )
 }
 
@@ -246,7 +173,7 @@ fn run_own_kernel(
     b_row_stride: isize,
     n: usize,
     c: &mut ArrayViewMut2<f32>,
-    (start, update): (fma_gemm::Start, Option<fma_gemm::TileUpdate>),
+    start: fma_gemm::Start,
 ) -> bool {
     let product = fma_gemm::Product {
         m,
@@ -258,14 +185,12 @@ fn run_own_kernel(
         c: c.as_mut_ptr(),
         c_row_stride: c.strides()[0],
         start,
-        update,
     };
     // SAFETY: `backend()` returns Avx512/Avx2 only on CPUs that have them; `a` addresses a live
     // view or slice within its bounds for m × k (checked by `matmul` or `walked_matmul`), `b`
     // and `c` come from live views of the stated shapes or from the caller's stack copy of `b`,
     // which outlives the call, and a bias has `n` values; `c` is borrowed mutably, so it
-    // overlaps neither `a` nor `b`. An update's parameters and slots are distinct, mutably
-    // borrowed, dense buffers of `c`'s shape (checked by `matmul_then_update`).
+    // overlaps neither `a` nor `b`.
     unsafe {
         match backend {
             Backend::Avx512 => fma_gemm::avx512::gemm(&product),
@@ -429,98 +354,6 @@ mod tests {
                 c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
             };
             assert_eq!(run(Backend::Avx512), run(Backend::Avx2));
-        }
-    }
-
-    /// The rules a step can apply, with one or two slots or none.
-    fn rules() -> Vec<UpdateRule> {
-        vec![
-            UpdateRule::Sgd { learning_rate: 0.1 },
-            UpdateRule::Momentum {
-                learning_rate: 0.05,
-                momentum: 0.9,
-                nesterov: true,
-            },
-            UpdateRule::Adam(crate::kernels::AdamCoefficients {
-                alpha: 0.003,
-                decay: 0.0001,
-                one_minus_beta1: 0.1,
-                one_minus_beta2: 0.001,
-                epsilon: 1e-7,
-            }),
-            UpdateRule::Rmsprop {
-                learning_rate: 0.001,
-                rho: 0.9,
-                epsilon: 1e-7,
-            },
-        ]
-    }
-
-    fn slot_count(rule: UpdateRule) -> usize {
-        match rule {
-            UpdateRule::Sgd { .. } => 0,
-            UpdateRule::Momentum { .. } | UpdateRule::Rmsprop { .. } => 1,
-            UpdateRule::Adam(_) => 2,
-        }
-    }
-
-    #[test]
-    fn matmul_then_update_gives_the_bits_of_matmul_followed_by_the_update() {
-        // The weight gradient xᵀ·g of both layers, and shapes whose last tiles are partial.
-        let shapes = [(13, 784, 128), (32, 128, 10), (7, 30, 17), (16, 288, 64)];
-        for backend in Backend::supported() {
-            for (rows, inputs, outputs) in shapes {
-                let x = random(rows, inputs, 1);
-                let g = random(rows, outputs, 2);
-                for rule in rules() {
-                    for beta in [0.0, 1.0] {
-                        let run = |fused: bool| {
-                            let mut c = random(inputs, outputs, 3);
-                            let mut params = random(inputs, outputs, 4).into_raw_vec_and_offset().0;
-                            let mut slots: Vec<Vec<f32>> = (0..slot_count(rule))
-                                .map(|s| {
-                                    let values = random(inputs, outputs, 5 + s as u64);
-                                    values.mapv(f32::abs).into_raw_vec_and_offset().0
-                                })
-                                .collect();
-                            let mut slot_views: Vec<&mut [f32]> =
-                                slots.iter_mut().map(|s| s.as_mut_slice()).collect();
-                            with_backend(backend, || {
-                                if fused {
-                                    let update = GradientUpdate {
-                                        rule,
-                                        params: &mut params,
-                                        slots: &mut slot_views,
-                                    };
-                                    matmul_then_update(
-                                        x.t(),
-                                        g.view(),
-                                        &mut c.view_mut(),
-                                        beta,
-                                        update,
-                                    );
-                                } else {
-                                    matmul(x.t(), g.view(), &mut c.view_mut(), beta);
-                                    let grads = c.as_slice().expect("owned, standard layout");
-                                    update_piece(rule, &mut params, grads, &mut slot_views);
-                                }
-                            });
-                            let bits = |values: &[f32]| {
-                                values.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
-                            };
-                            let mut all =
-                                vec![bits(c.as_slice().expect("standard layout")), bits(&params)];
-                            all.extend(slots.iter().map(|s| bits(s)));
-                            all
-                        };
-                        assert_eq!(
-                            run(true),
-                            run(false),
-                            "{backend:?} {rule:?} xᵀ·g with x {rows}×{inputs}, g {rows}×{outputs}, beta {beta}"
-                        );
-                    }
-                }
-            }
         }
     }
 }

@@ -47,13 +47,13 @@ pub use elementwise::{
     ZIGGURAT_LAYERS,
 };
 pub use fpu::{flush_denormals, DenormalGuard};
-pub use matmul::{
-    matmul, matmul_then_update, walked_matmul, GradientUpdate, ProductStart, WalkedMatrix,
-};
+pub use matmul::{matmul, walked_matmul, ProductStart, WalkedMatrix};
 pub use peak::{measure_fma_peak, FmaPeak};
 pub use pool::WorkerPool;
 pub use pooling::{max_pool_backward, max_pool_forward, PoolShape};
-pub use sparse::{sparse_matmul, sparse_transposed_matmul, SparseRows, MAX_SPARSE_SHARDS};
+pub use sparse::{
+    sparse_matmul, sparse_transposed_matmul, GradientUpdate, SparseRows, MAX_SPARSE_SHARDS,
+};
 pub use walk::Walk;
 pub use winograd::{
     winograd_input_gradient_transform, winograd_input_transform,
