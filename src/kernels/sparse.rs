@@ -29,6 +29,12 @@ pub struct GradientUpdate<'a, 'b> {
     pub slots: &'a mut [&'b mut [f32]],
 }
 
+/// One row's or one column's nonzeros: their positions in the other dimension, and values.
+type Entries<'a> = (&'a [u32], &'a [f32]);
+
+/// One term of a sum of chains: a list of nonzeros, and the matrix whose rows it picks.
+type Term<'a> = (Entries<'a>, &'a [f32]);
+
 /// Columns of `c` whose chains run side by side (eight 256-bit or four 512-bit accumulators,
 /// enough to keep the FMA units busy past their latency).
 const CHUNK: usize = 64;
@@ -177,12 +183,12 @@ impl SparseRows {
         }
     }
 
-    fn row(&self, r: usize) -> (&[u32], &[f32]) {
+    fn row(&self, r: usize) -> Entries<'_> {
         let range = self.row_start[r] as usize..self.row_start[r + 1] as usize;
         (&self.row_col[range.clone()], &self.row_value[range])
     }
 
-    fn col(&self, k: usize) -> (&[u32], &[f32]) {
+    fn col(&self, k: usize) -> Entries<'_> {
         let start = k * self.capacity;
         let range = start..start + self.col_count[k] as usize;
         (&self.col_row[range.clone()], &self.col_value[range])
@@ -256,7 +262,7 @@ fn multiply_add<const FUSED: bool>(x: f32, w: f32, acc: f32) -> f32 {
 /// Adds to `acc` the chain of `values[i] · matrix[indices[i], j..j + W]`, in order.
 #[inline(always)]
 fn chain<const FUSED: bool, const W: usize>(
-    (indices, values): (&[u32], &[f32]),
+    (indices, values): Entries,
     matrix: &[f32],
     n: usize,
     j: usize,
@@ -275,7 +281,7 @@ fn chain<const FUSED: bool, const W: usize>(
 /// [`chain`] over the first `acc.len()` columns from `j` (a partial chunk).
 #[inline(always)]
 fn chain_partial<const FUSED: bool>(
-    (indices, values): (&[u32], &[f32]),
+    (indices, values): Entries,
     matrix: &[f32],
     n: usize,
     j: usize,
@@ -297,6 +303,33 @@ fn add_term(total: &mut [f32], acc: &[f32], first: bool) {
     }
 }
 
+/// One row of c from the chains of `terms` (an index list, and the matrix whose rows it picks),
+/// summed in order, `((chain_0) + chain_1) + …`, and added to what `c_row` holds with
+/// `accumulate`.
+#[inline(always)]
+fn sum_of_chains<const FUSED: bool>(terms: &[Term], n: usize, c_row: &mut [f32], accumulate: bool) {
+    let mut j = 0;
+    while j + CHUNK <= n {
+        let mut total = [0.0f32; CHUNK];
+        total.copy_from_slice(&c_row[j..j + CHUNK]);
+        for (s, &(list, matrix)) in terms.iter().enumerate() {
+            let mut acc = [0.0f32; CHUNK];
+            chain::<FUSED, CHUNK>(list, matrix, n, j, &mut acc);
+            add_term(&mut total, &acc, s == 0 && !accumulate);
+        }
+        c_row[j..j + CHUNK].copy_from_slice(&total);
+        j += CHUNK;
+    }
+    if j < n {
+        let total = &mut c_row[j..];
+        for (s, &(list, matrix)) in terms.iter().enumerate() {
+            let acc = &mut [0.0f32; CHUNK][..n - j];
+            chain_partial::<FUSED>(list, matrix, n, j, acc);
+            add_term(total, acc, s == 0 && !accumulate);
+        }
+    }
+}
+
 /// c = x · b (+ c with `accumulate`): x: [rows, k] sparse · b: [k, n] -> c: [rows, n], b and c
 /// dense row-major.
 #[inline(always)]
@@ -307,18 +340,8 @@ fn rows_times<const FUSED: bool>(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    for r in 0..x.rows {
-        let c_row = &mut c[r * n..(r + 1) * n];
-        let mut j = 0;
-        while j + CHUNK <= n {
-            let mut acc = [0.0f32; CHUNK];
-            chain::<FUSED, CHUNK>(x.row(r), b, n, j, &mut acc);
-            add_term(&mut c_row[j..j + CHUNK], &acc, !accumulate);
-            j += CHUNK;
-        }
-        let acc = &mut [0.0f32; CHUNK][..n - j];
-        chain_partial::<FUSED>(x.row(r), b, n, j, acc);
-        add_term(&mut c_row[j..], acc, !accumulate);
+    for (r, c_row) in c.chunks_exact_mut(n.max(1)).take(x.rows).enumerate() {
+        sum_of_chains::<FUSED>(&[(x.row(r), b)], n, c_row, accumulate);
     }
 }
 
@@ -334,28 +357,13 @@ fn transposed_times<const FUSED: bool>(
     mut update: Option<&mut GradientUpdate>,
 ) {
     let cols = shards.first().map_or(0, |(x, _)| x.cols);
+    let mut terms: [Term; MAX_SPARSE_SHARDS] = [((&[], &[]), &[]); MAX_SPARSE_SHARDS];
     for k in 0..cols {
+        for (term, &(x, g)) in terms.iter_mut().zip(shards) {
+            *term = (x.col(k), g);
+        }
         let c_row = &mut c[k * n..(k + 1) * n];
-        let mut j = 0;
-        while j + CHUNK <= n {
-            let mut total = [0.0f32; CHUNK];
-            total.copy_from_slice(&c_row[j..j + CHUNK]);
-            for (s, (x, g)) in shards.iter().enumerate() {
-                let mut acc = [0.0f32; CHUNK];
-                chain::<FUSED, CHUNK>(x.col(k), g, n, j, &mut acc);
-                add_term(&mut total, &acc, s == 0 && !accumulate);
-            }
-            c_row[j..j + CHUNK].copy_from_slice(&total);
-            j += CHUNK;
-        }
-        if j < n {
-            let total = &mut c_row[j..];
-            for (s, (x, g)) in shards.iter().enumerate() {
-                let acc = &mut [0.0f32; CHUNK][..n - j];
-                chain_partial::<FUSED>(x.col(k), g, n, j, acc);
-                add_term(total, acc, s == 0 && !accumulate);
-            }
-        }
+        sum_of_chains::<FUSED>(&terms[..shards.len()], n, c_row, accumulate);
         if let Some(update) = update.as_deref_mut() {
             let range = k * n..(k + 1) * n;
             let mut slots: [&mut [f32]; 2] = [&mut [], &mut []];
