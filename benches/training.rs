@@ -11,7 +11,7 @@ use std::path::Path;
 use ndarray::Array2;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mnist_train::data::{gather_normalized, load_split, Dataset, DatasetKind, Split};
+use mnist_train::data::{gather_normalized, index_batch, load_split, Dataset, DatasetKind, Split};
 use mnist_train::kernels::{
     matmul, sparse_matmul, sparse_transposed_matmul, DenormalGuard, SparseRows, WorkerPool,
 };
@@ -207,6 +207,9 @@ fn first_layer(c: &mut Criterion) {
     let mut index = SparseRows::new(rows, 784);
     let mut group = c.benchmark_group("first-layer");
     group.bench_function("index/16", |b| b.iter(|| index.index(black_box(&x), rows)));
+    group.bench_function("index-pixels/16", |b| {
+        b.iter(|| index_batch(&dataset, black_box(&indices), &mut index, &mut labels))
+    });
     for width in [64, 128] {
         let w = Array2::from_shape_fn((784, width), |(i, j)| ((i * 31 + j) % 97) as f32 * 1e-3);
         let g = Array2::from_shape_fn((rows, width), |(i, j)| ((i * 7 + j) % 13) as f32 * 1e-3);

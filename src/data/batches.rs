@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
-use crate::kernels::{normalize_pixels, prefetch, prefetch_to_l2};
+use crate::kernels::{normalize_pixels, prefetch, prefetch_to_l2, SparseRows};
 use crate::rng::{stream, Stream};
 
 /// The order in which epoch `epoch` visits the training examples. It depends only on the seed and
@@ -24,6 +24,25 @@ pub fn prefetch_images(dataset: &Dataset, indices: &[u32]) {
     }
 }
 
+/// What a pixel (0..=255) is multiplied by to scale it to [0, 1].
+pub const PIXEL_SCALE: f32 = 1.0 / 255.0;
+
+/// Indexes the nonzero pixels of the images at `indices` (scaled by [`PIXEL_SCALE`], as
+/// [`gather_normalized`] would write them) into `nonzeros`, and copies their labels into
+/// `labels`: a gather for a step whose first layer reads only the nonzeros.
+pub fn index_batch(
+    dataset: &Dataset,
+    indices: &[u32],
+    nonzeros: &mut SparseRows,
+    labels: &mut [u8],
+) {
+    let image = |row: usize| dataset.image(indices[row] as usize);
+    nonzeros.index_pixels(indices.len(), image, PIXEL_SCALE);
+    for (label, &index) in labels.iter_mut().zip(indices) {
+        *label = dataset.labels[index as usize];
+    }
+}
+
 /// Copies the images at `indices` into `inputs` (`[indices.len(), pixels]`, row-major),
 /// scaled from 0..=255 to [0, 1], and their labels into `labels`. The rows are scattered over the
 /// dataset, so each image is prefetched a few rows ahead to hide the memory latency.
@@ -35,7 +54,6 @@ pub fn gather_normalized(
 ) {
     let pixels = dataset.pixels_per_image();
     debug_assert_eq!(inputs.len(), indices.len() * pixels);
-    const SCALE: f32 = 1.0 / 255.0;
     const PREFETCH_AHEAD: usize = 3;
     for &index in indices.iter().take(PREFETCH_AHEAD) {
         prefetch(dataset.image(index as usize));
@@ -50,7 +68,7 @@ pub fn gather_normalized(
             prefetch(dataset.image(ahead as usize));
         }
         let index = index as usize;
-        normalize_pixels(dataset.image(index), row, SCALE);
+        normalize_pixels(dataset.image(index), row, PIXEL_SCALE);
         *label = dataset.labels[index];
     }
 }

@@ -5,5 +5,7 @@ pub mod idx;
 pub mod mnist;
 pub mod split;
 
-pub use batches::{epoch_permutation, gather_normalized, prefetch_images};
+pub use batches::{
+    epoch_permutation, gather_normalized, index_batch, prefetch_images, PIXEL_SCALE,
+};
 pub use mnist::{load_split, load_train_and_test, Dataset, DatasetKind, Split};

@@ -109,6 +109,7 @@ impl Backend {
             Backend::Avx2 => {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("popcnt")
             }
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 => {
@@ -118,6 +119,7 @@ impl Backend {
                     && std::arch::is_x86_feature_detected!("avx512dq")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("popcnt")
             }
             // NEON is part of the aarch64 baseline.
             Backend::Neon => cfg!(target_arch = "aarch64"),

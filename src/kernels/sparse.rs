@@ -39,6 +39,10 @@ type Term<'a> = (Entries<'a>, &'a [f32]);
 /// enough to keep the FMA units busy past their latency).
 const CHUNK: usize = 64;
 
+/// Entries past the last row's that indexing may write: a run of pixels is compacted into a whole
+/// vector of up to 16 entries.
+const SLACK: usize = 16;
+
 /// The nonzero elements of a row-major [rows, cols] matrix, by row and by column, each list in
 /// index order. Buffers are sized for `capacity` rows up front: indexing allocates nothing.
 #[derive(Debug, Clone)]
@@ -61,16 +65,16 @@ impl SparseRows {
     pub fn new(capacity: usize, cols: usize) -> Self {
         let entries = capacity
             .checked_mul(cols)
-            .filter(|&entries| u32::try_from(entries + 8).is_ok())
+            .filter(|&entries| u32::try_from(entries + SLACK).is_ok())
             .unwrap_or_else(|| panic!("SparseRows: {capacity} × {cols} entries need a u32 index"));
         SparseRows {
             cols,
             capacity,
             rows: 0,
             row_start: vec![0; capacity + 1],
-            // Eight entries of slack: a run's nonzeros are stored as a whole vector.
-            row_col: vec![0; entries + 8],
-            row_value: vec![0.0; entries + 8],
+            // Slack: a run's nonzeros are stored as a whole vector.
+            row_col: vec![0; entries + SLACK],
+            row_value: vec![0.0; entries + SLACK],
             col_count: vec![0; cols],
             col_row: vec![0; entries],
             col_value: vec![0.0; entries],
@@ -81,7 +85,7 @@ impl SparseRows {
     pub fn bytes_for(capacity: usize, cols: usize) -> u64 {
         let entries = capacity as u64 * cols as u64;
         // Row starts, column counts, and (column or row, value) pairs by row and by column.
-        4 * ((capacity as u64 + 1) + cols as u64 + 2 * (entries + 8) + 2 * entries)
+        4 * ((capacity as u64 + 1) + cols as u64 + 2 * (entries + SLACK as u64) + 2 * entries)
     }
 
     /// Bytes the buffers really hold (their allocated capacities).
@@ -112,31 +116,107 @@ impl SparseRows {
             "SparseRows::index: {rows} rows in an index made for {} (or too little data)",
             self.capacity
         );
+        let cols = self.cols;
+        let row = |r: usize| &x[r * cols..(r + 1) * cols];
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(index: &mut SparseRows, x: &[f32], rows: usize) {
-            index.index_body(x, rows, |run, first, cols, values| {
-                // SAFETY: AVX2 is enabled on this function; `run` holds eight floats and
-                // `cols` and `values` at least eight slots each (checked by `index_body`).
-                unsafe { compact_avx2(run, first, cols, values) }
+        #[target_feature(enable = "avx2,fma,popcnt")]
+        unsafe fn avx2<'x>(index: &mut SparseRows, rows: usize, row: impl Fn(usize) -> &'x [f32]) {
+            index.index_rows(rows, |r, cols, values| {
+                compact_runs::<8, _>(
+                    row(r),
+                    cols,
+                    values,
+                    |v| v,
+                    |run, first, cols, values| {
+                        // SAFETY: AVX2 is enabled on this function; `compact_runs` passes eight
+                        // slots in `cols` and `values`.
+                        unsafe { compact_avx2(run, first, cols, values) }
+                    },
+                )
             })
         }
         match backend() {
             // SAFETY: `backend()` only returns a backend the CPU supports (AVX-512 implies AVX2).
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 | Backend::Avx2 => unsafe { avx2(self, x, rows) },
-            _ => self.index_body(x, rows, compact),
+            Backend::Avx512 | Backend::Avx2 => unsafe { avx2(self, rows, row) },
+            _ => self.index_rows(rows, |r, cols, values| {
+                compact_runs::<8, _>(row(r), cols, values, |v| v, compact)
+            }),
         }
     }
 
-    /// Row by row, each run of eight pixels compacted by `compact8` (which returns how many
-    /// nonzeros it stored), then each column's list filled from the rows in order.
+    /// Indexes `rows` images of 8-bit pixels, row `r` being `image(r)`, as the matrix of their
+    /// pixels scaled by `scale` (`pixel as f32 * scale`, the values a gather into floats would
+    /// hold), without that matrix ever being written.
+    pub fn index_pixels<'p>(&mut self, rows: usize, image: impl Fn(usize) -> &'p [u8], scale: f32) {
+        assert!(
+            rows <= self.capacity,
+            "SparseRows::index_pixels: {rows} rows in an index made for {}",
+            self.capacity
+        );
+        let cols = self.cols;
+        let row = |r: usize| {
+            let pixels = image(r);
+            assert_eq!(pixels.len(), cols, "SparseRows::index_pixels: image size");
+            pixels
+        };
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
+        unsafe fn avx512<'p>(
+            index: &mut SparseRows,
+            rows: usize,
+            row: impl Fn(usize) -> &'p [u8],
+            scale: f32,
+        ) {
+            let scaled = |pixel: u8| pixel as f32 * scale;
+            index.index_rows(rows, |r, cols, values| {
+                compact_runs::<16, _>(row(r), cols, values, scaled, |run, first, cols, values| {
+                    // SAFETY: AVX-512 is enabled on this function; `compact_runs` passes 16
+                    // slots in `cols` and `values`.
+                    unsafe { compact_pixels_avx512(run, first, scale, cols, values) }
+                })
+            })
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma,popcnt")]
+        unsafe fn avx2<'p>(
+            index: &mut SparseRows,
+            rows: usize,
+            row: impl Fn(usize) -> &'p [u8],
+            scale: f32,
+        ) {
+            let scaled = |pixel: u8| pixel as f32 * scale;
+            index.index_rows(rows, |r, cols, values| {
+                compact_runs::<8, _>(row(r), cols, values, scaled, |run, first, cols, values| {
+                    // SAFETY: AVX2 is enabled on this function; `compact_runs` passes eight
+                    // slots in `cols` and `values`.
+                    unsafe { compact_pixels_avx2(run, first, scale, cols, values) }
+                })
+            })
+        }
+        let scaled = |pixel: u8| pixel as f32 * scale;
+        match backend() {
+            // SAFETY: `backend()` only returns a backend the CPU supports.
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => unsafe { avx512(self, rows, row, scale) },
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => unsafe { avx2(self, rows, row, scale) },
+            _ => self.index_rows(rows, |r, cols, values| {
+                compact_runs::<8, _>(row(r), cols, values, scaled, |run, first, cols, values| {
+                    compact_pixels(run, first, scale, cols, values)
+                })
+            }),
+        }
+    }
+
+    /// Row by row, `compact_row(r, cols, values)` stores row r's nonzeros (column, value) at the
+    /// start of `cols` and `values` (slices with `SLACK` entries past the row's room) and returns
+    /// how many; each row's entries then go to the end of their columns' lists.
     #[inline(always)]
-    fn index_body(
+    fn index_rows(
         &mut self,
-        x: &[f32],
         rows: usize,
-        compact8: impl Fn(&[f32; 8], u32, &mut [u32], &mut [f32]) -> usize,
+        mut compact_row: impl FnMut(usize, &mut [u32], &mut [f32]) -> usize,
     ) {
         let (cols, capacity) = (self.cols, self.capacity);
         self.rows = rows;
@@ -146,41 +226,24 @@ impl SparseRows {
         let col_count = &mut self.col_count[..];
         let (col_row, col_value) = (&mut self.col_row[..], &mut self.col_value[..]);
         let mut count = 0usize;
-        for (r, row) in x[..rows * cols].chunks_exact(cols.max(1)).enumerate() {
-            row_start[r] = count as u32;
-            let runs = row.chunks_exact(8);
-            let tail = runs.remainder();
-            for (run_index, run) in runs.enumerate() {
-                let run: &[f32; 8] = run.try_into().expect("eight pixels");
-                let first = (run_index * 8) as u32;
-                count += compact8(
-                    run,
-                    first,
-                    &mut row_col[count..count + 8],
-                    &mut row_value[count..count + 8],
-                );
-            }
-            let first = cols - tail.len();
-            for (t, &value) in tail.iter().enumerate() {
-                if value != 0.0 {
-                    row_col[count] = (first + t) as u32;
-                    row_value[count] = value;
-                    count += 1;
-                }
-            }
-        }
-        row_start[rows] = count as u32;
         col_count.fill(0);
-        for r in 0..rows {
-            let entries = row_start[r] as usize..row_start[r + 1] as usize;
+        for (r, start) in row_start[..rows].iter_mut().enumerate() {
+            *start = count as u32;
+            let room = count..count + cols + SLACK;
+            let found = compact_row(r, &mut row_col[room.clone()], &mut row_value[room]);
+            // The row's entries into their columns' lists while they are in cache.
+            let entries = count..count + found;
             for (&k, &value) in row_col[entries.clone()].iter().zip(&row_value[entries]) {
                 let k = k as usize;
-                let slot = k * capacity + col_count[k] as usize;
+                let n = col_count[k];
+                let slot = k * capacity + n as usize;
                 col_row[slot] = r as u32;
                 col_value[slot] = value;
-                col_count[k] += 1;
+                col_count[k] = n + 1;
             }
+            count += found;
         }
+        row_start[rows] = count as u32;
     }
 
     fn row(&self, r: usize) -> Entries<'_> {
@@ -195,7 +258,44 @@ impl SparseRows {
     }
 }
 
-/// Stores the nonzeros of `run` (pixels `first..first + 8`) and their columns at the start of
+/// One row's nonzero values (element `e`'s value is `value_of(e)`; NaN counts as nonzero)
+/// stored with their columns at the start of `values` and `cols`, run by run of `RUN` elements
+/// (`compact_run(run, first, cols, values)` stores a run's and returns how many), then the
+/// tail element by element; returns how many.
+#[inline(always)]
+fn compact_runs<const RUN: usize, T: Copy>(
+    row: &[T],
+    cols: &mut [u32],
+    values: &mut [f32],
+    value_of: impl Fn(T) -> f32,
+    compact_run: impl Fn(&[T; RUN], u32, &mut [u32], &mut [f32]) -> usize,
+) -> usize {
+    let mut count = 0;
+    let runs = row.chunks_exact(RUN);
+    let tail = runs.remainder();
+    for (run_index, run) in runs.enumerate() {
+        let run: &[T; RUN] = run.try_into().expect("a whole run");
+        let first = (run_index * RUN) as u32;
+        count += compact_run(
+            run,
+            first,
+            &mut cols[count..count + RUN],
+            &mut values[count..count + RUN],
+        );
+    }
+    let first = row.len() - tail.len();
+    for (t, &element) in tail.iter().enumerate() {
+        let value = value_of(element);
+        if value != 0.0 {
+            cols[count] = (first + t) as u32;
+            values[count] = value;
+            count += 1;
+        }
+    }
+    count
+}
+
+/// Stores the nonzeros of `run` (columns `first..first + 8`) and their columns at the start of
 /// `cols` and `values`; returns how many.
 fn compact(run: &[f32; 8], first: u32, cols: &mut [u32], values: &mut [f32]) -> usize {
     let mut count = 0;
@@ -209,6 +309,16 @@ fn compact(run: &[f32; 8], first: u32, cols: &mut [u32], values: &mut [f32]) -> 
     count
 }
 
+/// [`compact`] for pixels scaled by `scale`.
+fn compact_pixels(
+    run: &[u8; 8],
+    first: u32,
+    scale: f32,
+    cols: &mut [u32],
+    values: &mut [f32],
+) -> usize {
+    compact(&run.map(|pixel| pixel as f32 * scale), first, cols, values)
+}
 /// For each mask of eight lanes, the set lanes in order (then zeros): the permutation that
 /// packs a vector's selected lanes to its front.
 #[cfg(target_arch = "x86_64")]
@@ -235,7 +345,7 @@ static PACK_LANES: [[u32; 8]; 256] = {
 /// AVX2 is available; `cols` and `values` hold at least eight elements.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn compact_avx2(run: &[f32; 8], first: u32, cols: &mut [u32], values: &mut [f32]) -> usize {
     use std::arch::x86_64::*;
     debug_assert!(cols.len() >= 8 && values.len() >= 8);
@@ -247,6 +357,66 @@ unsafe fn compact_avx2(run: &[f32; 8], first: u32, cols: &mut [u32], values: &mu
     let columns = _mm256_add_epi32(lanes, _mm256_set1_epi32(first as i32));
     _mm256_storeu_si256(cols.as_mut_ptr().cast(), columns);
     mask.count_ones() as usize
+}
+
+/// [`compact_pixels`] without branches: eight pixels widened and scaled, then [`compact_avx2`].
+///
+/// # Safety
+/// AVX2 is available; `cols` and `values` hold at least eight elements.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,popcnt")]
+unsafe fn compact_pixels_avx2(
+    run: &[u8; 8],
+    first: u32,
+    scale: f32,
+    cols: &mut [u32],
+    values: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let pixels = _mm_loadl_epi64(run.as_ptr().cast());
+    let widened = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(pixels));
+    let mut scaled = [0.0f32; 8];
+    _mm256_storeu_ps(
+        scaled.as_mut_ptr(),
+        _mm256_mul_ps(widened, _mm256_set1_ps(scale)),
+    );
+    compact_avx2(&scaled, first, cols, values)
+}
+
+/// [`compact_pixels`] for a run of 16 pixels with AVX-512's compress: no table, no branch.
+///
+/// # Safety
+/// AVX-512 (F, BW, VL) is available; `cols` and `values` hold at least 16 elements.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
+unsafe fn compact_pixels_avx512(
+    run: &[u8; 16],
+    first: u32,
+    scale: f32,
+    cols: &mut [u32],
+    values: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    debug_assert!(cols.len() >= 16 && values.len() >= 16);
+    let pixels = _mm_loadu_si128(run.as_ptr().cast());
+    let widened = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(pixels));
+    let scaled = _mm512_mul_ps(widened, _mm512_set1_ps(scale));
+    let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(scaled, _mm512_setzero_ps());
+    _mm512_storeu_ps(
+        values.as_mut_ptr(),
+        _mm512_maskz_compress_ps(nonzero, scaled),
+    );
+    let lanes = _mm512_add_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(first as i32),
+    );
+    _mm512_storeu_si512(
+        cols.as_mut_ptr().cast(),
+        _mm512_maskz_compress_epi32(nonzero, lanes),
+    );
+    nonzero.count_ones() as usize
 }
 
 /// `x·w + acc`, fused where the backend's dense products fuse it.
@@ -562,6 +732,45 @@ mod tests {
             let mut column_major = expected.clone();
             column_major.sort_by_key(|&(r, k)| (k, r));
             assert_eq!(by_col, column_major, "{backend:?}: columns");
+        }
+    }
+
+    #[test]
+    fn indexing_pixels_gives_the_index_of_the_scaled_floats() {
+        // 45 columns: two runs of 16 (five of eight) and a tail of 13 (five). A subnormal scale
+        // gives subnormal values; with scale 0 nothing is left to index.
+        let (rows, cols) = (13, 45);
+        let mut rng = stream(3, Stream::Init, 0, 0);
+        let pixels: Vec<u8> = (0..rows * cols)
+            .map(|_| match rng.next_f32() {
+                u if u < 0.7 => 0,
+                _ => (rng.next_f32() * 255.0) as u8 + 1,
+            })
+            .collect();
+        for scale in [1.0 / 255.0, 1e-40, 0.0] {
+            let floats =
+                Array2::from_shape_fn((rows, cols), |(r, k)| pixels[r * cols + k] as f32 * scale);
+            for backend in Backend::supported() {
+                let expected = with_backend(backend, || indexed(&floats));
+                let mut index = SparseRows::new(rows + 3, cols);
+                with_backend(backend, || {
+                    index.index_pixels(rows, |r| &pixels[r * cols..(r + 1) * cols], scale)
+                });
+                assert_eq!(expected.nonzeros() > 0, scale > 0.0);
+                assert_eq!(index.nonzeros(), expected.nonzeros(), "{backend:?} {scale}");
+                let list_bits = |(ks, values): Entries| -> Vec<(u32, u32)> {
+                    ks.iter()
+                        .zip(values)
+                        .map(|(&k, v)| (k, v.to_bits()))
+                        .collect()
+                };
+                for r in 0..rows {
+                    assert_eq!(list_bits(index.row(r)), list_bits(expected.row(r)));
+                }
+                for k in 0..cols {
+                    assert_eq!(list_bits(index.col(k)), list_bits(expected.col(k)));
+                }
+            }
         }
     }
 

@@ -36,7 +36,7 @@ use std::ops::Range;
 use ndarray::ArrayView2;
 
 use super::shards::{largest_shards, shard_count, split_range, sum_in_order, StepBatch};
-use crate::data::{gather_normalized, prefetch_images};
+use crate::data::{index_batch, prefetch_images};
 use crate::kernels::pool::even_part;
 use crate::kernels::{
     matmul, relu_backward, relu_forward, sparse_matmul, sparse_transposed_matmul, sum_rows_into,
@@ -76,11 +76,10 @@ pub struct ColumnEngine {
 /// The forward state of one block of hidden units.
 struct HiddenBlock {
     columns: Range<usize>,
-    /// The whole batch, normalized: [capacity, inputs]. Every block gathers it (reading the
-    /// pixels costs less than pulling another core's copy).
-    inputs: Vec<f32>,
+    /// The batch's labels, and each shard's nonzero pixels, which the first layer's products
+    /// read instead of the images. Every block indexes the whole batch (reading the pixels costs
+    /// less than pulling another core's copy).
     labels: Vec<u8>,
-    /// Each shard's nonzero pixels (the first layer's products read only these).
     nonzeros: Vec<SparseRows>,
     /// The block's activations after ReLU and dropout, and its dropout mask: [capacity, width].
     hidden: Vec<f32>,
@@ -158,7 +157,6 @@ impl ColumnEngine {
                 let width = columns.len();
                 HiddenBlock {
                     columns,
-                    inputs: vec![0.0; capacity * inputs],
                     labels: vec![0; capacity],
                     nonzeros: vec![SparseRows::new(shard_rows, inputs); shards],
                     hidden: vec![0.0; capacity * width],
@@ -405,8 +403,8 @@ fn scatter_columns(block: &[f32], width: usize, columns: Range<usize>, matrix: &
 }
 
 impl HiddenBlock {
-    /// Gathers the batch and computes this block's hidden units, shard by shard (each shard's
-    /// dropout stream is the one the sharded step uses).
+    /// Indexes the batch's nonzero pixels and computes this block's hidden units, shard by shard
+    /// (each shard's dropout stream is the one the sharded step uses).
     /// x: [batch, 784] · W1[:, columns]: [784, width] -> hidden: [batch, width]
     fn forward(
         &mut self,
@@ -419,13 +417,7 @@ impl HiddenBlock {
         let rows = step.indices.len();
         let (inputs, hidden) = (first.inputs, first.outputs);
         let (columns, width) = (self.columns.clone(), self.columns.len());
-        gather_normalized(
-            step.dataset,
-            step.indices,
-            &mut self.inputs[..rows * inputs],
-            &mut self.labels[..rows],
-        );
-        // Every block gathers the whole batch, so each core fetches all of the next one.
+        // Every block reads the whole batch, so each core fetches all of the next one.
         prefetch_images(step.dataset, step.next_indices);
         let w1 = ArrayView2::from_shape((inputs, width), weights)
             .expect("the block's W1 fills its buffer");
@@ -433,7 +425,8 @@ impl HiddenBlock {
         for shard in 0..shards {
             let range = split_range(rows, shards, shard);
             let nonzeros = &mut self.nonzeros[shard];
-            nonzeros.index(&self.inputs[range.start * inputs..], range.len());
+            let labels = &mut self.labels[range.clone()];
+            index_batch(step.dataset, &step.indices[range.clone()], nonzeros, labels);
             let h = &mut self.hidden[range.start * width..range.end * width];
             for row in h.chunks_exact_mut(width) {
                 row.copy_from_slice(bias);
