@@ -13,7 +13,8 @@ use ndarray::Array2;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mnist_train::data::{gather_normalized, index_batch, load_split, Dataset, DatasetKind, Split};
 use mnist_train::kernels::{
-    matmul, sparse_matmul, sparse_transposed_matmul, DenormalGuard, SparseRows, WorkerPool,
+    matmul, sparse_matmul, sparse_transposed_matmul, DenormalGuard, GradientUpdate, SparseRows,
+    WorkerPool,
 };
 use mnist_train::nn::{Architecture, GradientSink, Mlp, Workspace};
 use mnist_train::optim::{Optimizer, OptimizerConfig};
@@ -210,6 +211,13 @@ fn first_layer(c: &mut Criterion) {
     group.bench_function("index-pixels/16", |b| {
         b.iter(|| index_batch(&dataset, black_box(&indices), &mut index, &mut labels))
     });
+    index.index(&x, rows);
+    // The other shard of the batch (other images), for the two-shard weight gradient.
+    let mut other = SparseRows::new(rows, 784);
+    let other_indices: Vec<u32> = (0..rows as u32)
+        .map(|i| (i + 16) * 3_677 % 60_000)
+        .collect();
+    index_batch(&dataset, &other_indices, &mut other, &mut labels);
     for width in [64, 128] {
         let w = Array2::from_shape_fn((784, width), |(i, j)| ((i * 31 + j) % 97) as f32 * 1e-3);
         let g = Array2::from_shape_fn((rows, width), |(i, j)| ((i * 7 + j) % 13) as f32 * 1e-3);
@@ -224,6 +232,27 @@ fn first_layer(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("xT·g/sparse", width), |b| {
             let shard = [(&index, g.view())];
             b.iter(|| sparse_transposed_matmul(&shard, &mut grad_w.view_mut(), 0.0, None))
+        });
+        group.bench_function(BenchmarkId::new("xT·g/two-shards", width), |b| {
+            let shards = [(&index, g.view()), (&other, g.view())];
+            b.iter(|| sparse_transposed_matmul(&shards, &mut grad_w.view_mut(), 0.0, None))
+        });
+        group.bench_function(BenchmarkId::new("xT·g+adam/two-shards", width), |b| {
+            // The column step's backward: both shards' gradients summed, W1's block updated.
+            let shards = [(&index, g.view()), (&other, g.view())];
+            let optimizer = Optimizer::new(OptimizerConfig::adam_default(), 784 * width);
+            let rule = optimizer.next_rule(1e-3);
+            let mut params = w.as_slice().expect("row-major").to_vec();
+            let (mut m, mut v) = (vec![0.0; 784 * width], vec![0.0; 784 * width]);
+            b.iter(|| {
+                let mut slots: [&mut [f32]; 2] = [&mut m, &mut v];
+                let mut update = GradientUpdate {
+                    rule,
+                    params: &mut params,
+                    slots: &mut slots,
+                };
+                sparse_transposed_matmul(&shards, &mut grad_w.view_mut(), 0.0, Some(&mut update))
+            })
         });
         group.bench_function(BenchmarkId::new("xT·g/dense", width), |b| {
             b.iter(|| matmul(x_view.t(), g.view(), &mut grad_w.view_mut(), 0.0))
