@@ -39,9 +39,9 @@ type Term<'a> = (Entries<'a>, &'a [f32]);
 /// enough to keep the FMA units busy past their latency).
 const CHUNK: usize = 64;
 
-/// Entries past the last row's that indexing may write: a run of pixels is compacted into a whole
-/// vector of up to 16 entries.
-const SLACK: usize = 16;
+/// Entries past the last row's that indexing may write: a run of eight pixels is compacted into a
+/// whole vector.
+const SLACK: usize = 8;
 
 /// The nonzero elements of a row-major [rows, cols] matrix, by row and by column, each list in
 /// index order. Buffers are sized for `capacity` rows up front: indexing allocates nothing.
@@ -161,23 +161,6 @@ impl SparseRows {
             pixels
         };
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
-        unsafe fn avx512<'p>(
-            index: &mut SparseRows,
-            rows: usize,
-            row: impl Fn(usize) -> &'p [u8],
-            scale: f32,
-        ) {
-            let scaled = |pixel: u8| pixel as f32 * scale;
-            index.index_rows(rows, |r, cols, values| {
-                compact_runs::<16, _>(row(r), cols, values, scaled, |run, first, cols, values| {
-                    // SAFETY: AVX-512 is enabled on this function; `compact_runs` passes 16
-                    // slots in `cols` and `values`.
-                    unsafe { compact_pixels_avx512(run, first, scale, cols, values) }
-                })
-            })
-        }
-        #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma,popcnt")]
         unsafe fn avx2<'p>(
             index: &mut SparseRows,
@@ -185,28 +168,36 @@ impl SparseRows {
             row: impl Fn(usize) -> &'p [u8],
             scale: f32,
         ) {
-            let scaled = |pixel: u8| pixel as f32 * scale;
-            index.index_rows(rows, |r, cols, values| {
-                compact_runs::<8, _>(row(r), cols, values, scaled, |run, first, cols, values| {
-                    // SAFETY: AVX2 is enabled on this function; `compact_runs` passes eight
-                    // slots in `cols` and `values`.
-                    unsafe { compact_pixels_avx2(run, first, scale, cols, values) }
-                })
+            index.index_pixel_runs::<8>(rows, row, scale, |run, first, cols, values| {
+                // SAFETY: AVX2 is enabled on this function, and `compact_runs` passes eight
+                // slots in `cols` and `values`.
+                unsafe { compact_pixels_avx2(run, first, scale, cols, values) }
             })
         }
-        let scaled = |pixel: u8| pixel as f32 * scale;
         match backend() {
             // SAFETY: `backend()` only returns a backend the CPU supports.
+            // SAFETY: `backend()` only returns a backend the CPU supports (AVX-512 implies AVX2).
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 => unsafe { avx512(self, rows, row, scale) },
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => unsafe { avx2(self, rows, row, scale) },
-            _ => self.index_rows(rows, |r, cols, values| {
-                compact_runs::<8, _>(row(r), cols, values, scaled, |run, first, cols, values| {
-                    compact_pixels(run, first, scale, cols, values)
-                })
+            Backend::Avx512 | Backend::Avx2 => unsafe { avx2(self, rows, row, scale) },
+            _ => self.index_pixel_runs::<8>(rows, row, scale, |run, first, cols, values| {
+                compact_pixels(run, first, scale, cols, values)
             }),
         }
+    }
+
+    /// [`SparseRows::index_pixels`] with each run of `RUN` pixels compacted by `compact_run`.
+    #[inline(always)]
+    fn index_pixel_runs<'p, const RUN: usize>(
+        &mut self,
+        rows: usize,
+        row: impl Fn(usize) -> &'p [u8],
+        scale: f32,
+        compact_run: impl Fn(&[u8; RUN], u32, &mut [u32], &mut [f32]) -> usize,
+    ) {
+        let scaled = |pixel: u8| pixel as f32 * scale;
+        self.index_rows(rows, |r, cols, values| {
+            compact_runs::<RUN, _>(row(r), cols, values, scaled, &compact_run)
+        })
     }
 
     /// Row by row, `compact_row(r, cols, values)` stores row r's nonzeros (column, value) at the
@@ -382,41 +373,6 @@ unsafe fn compact_pixels_avx2(
         _mm256_mul_ps(widened, _mm256_set1_ps(scale)),
     );
     compact_avx2(&scaled, first, cols, values)
-}
-
-/// [`compact_pixels`] for a run of 16 pixels with AVX-512's compress: no table, no branch.
-///
-/// # Safety
-/// AVX-512 (F, BW, VL) is available; `cols` and `values` hold at least 16 elements.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
-unsafe fn compact_pixels_avx512(
-    run: &[u8; 16],
-    first: u32,
-    scale: f32,
-    cols: &mut [u32],
-    values: &mut [f32],
-) -> usize {
-    use std::arch::x86_64::*;
-    debug_assert!(cols.len() >= 16 && values.len() >= 16);
-    let pixels = _mm_loadu_si128(run.as_ptr().cast());
-    let widened = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(pixels));
-    let scaled = _mm512_mul_ps(widened, _mm512_set1_ps(scale));
-    let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(scaled, _mm512_setzero_ps());
-    _mm512_storeu_ps(
-        values.as_mut_ptr(),
-        _mm512_maskz_compress_ps(nonzero, scaled),
-    );
-    let lanes = _mm512_add_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(first as i32),
-    );
-    _mm512_storeu_si512(
-        cols.as_mut_ptr().cast(),
-        _mm512_maskz_compress_epi32(nonzero, lanes),
-    );
-    nonzero.count_ones() as usize
 }
 
 /// `x·w + acc`, fused where the backend's dense products fuse it.

@@ -365,8 +365,8 @@ mod tests {
         // output gradients kept for private training and 1 clip factor (f32), 1 label.
         let per_row = (784 + 138 + 128 + 2 * 128 + 138 + 1) * 4 + 1;
         // Each 16-row shard's index of its nonzero pixels: 17 row starts, 784 column counts,
-        // (column, value) by row with 16 entries of slack, (row, value) by column.
-        let index = (17 + 784 + 2 * (16 * 784 + 16) + 2 * 16 * 784) * 4;
+        // (column, value) by row with 8 entries of slack, (row, value) by column.
+        let index = (17 + 784 + 2 * (16 * 784 + 8) + 2 * 16 * 784) * 4;
         assert_eq!(estimate.workspaces, 2 * (16 * per_row + index));
         assert_eq!(estimate.evaluation, 1000 * per_row + 10_000 * 5);
         assert_eq!(estimate.saving, 3 * 3 * parameters);
