@@ -39,9 +39,12 @@ type Term<'a> = (Entries<'a>, &'a [f32]);
 /// enough to keep the FMA units busy past their latency).
 const CHUNK: usize = 64;
 
-/// Entries past the last row's that indexing may write: a run of eight pixels is compacted into a
-/// whole vector.
-const SLACK: usize = 8;
+/// Elements of a row compacted at once (one 256-bit vector of floats).
+const RUN: usize = 8;
+
+/// Entries past the last row's that indexing may write: a run's nonzeros are stored as a whole
+/// vector.
+const SLACK: usize = RUN;
 
 /// The nonzero elements of a row-major [rows, cols] matrix, by row and by column, each list in
 /// index order. Buffers are sized for `capacity` rows up front: indexing allocates nothing.
@@ -72,7 +75,6 @@ impl SparseRows {
             capacity,
             rows: 0,
             row_start: vec![0; capacity + 1],
-            // Slack: a run's nonzeros are stored as a whole vector.
             row_col: vec![0; entries + SLACK],
             row_value: vec![0.0; entries + SLACK],
             col_count: vec![0; cols],
@@ -122,7 +124,7 @@ impl SparseRows {
         #[target_feature(enable = "avx2,fma,popcnt")]
         unsafe fn avx2<'x>(index: &mut SparseRows, rows: usize, row: impl Fn(usize) -> &'x [f32]) {
             index.index_rows(rows, |r, cols, values| {
-                compact_runs::<8, _>(
+                compact_runs(
                     row(r),
                     cols,
                     values,
@@ -140,7 +142,7 @@ impl SparseRows {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 | Backend::Avx2 => unsafe { avx2(self, rows, row) },
             _ => self.index_rows(rows, |r, cols, values| {
-                compact_runs::<8, _>(row(r), cols, values, |v| v, compact)
+                compact_runs(row(r), cols, values, |v| v, compact)
             }),
         }
     }
@@ -168,26 +170,25 @@ impl SparseRows {
             row: impl Fn(usize) -> &'p [u8],
             scale: f32,
         ) {
-            index.index_pixel_runs::<8>(rows, row, scale, |run, first, cols, values| {
+            index.index_pixel_runs(rows, row, scale, |run, first, cols, values| {
                 // SAFETY: AVX2 is enabled on this function, and `compact_runs` passes eight
                 // slots in `cols` and `values`.
                 unsafe { compact_pixels_avx2(run, first, scale, cols, values) }
             })
         }
         match backend() {
-            // SAFETY: `backend()` only returns a backend the CPU supports.
             // SAFETY: `backend()` only returns a backend the CPU supports (AVX-512 implies AVX2).
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 | Backend::Avx2 => unsafe { avx2(self, rows, row, scale) },
-            _ => self.index_pixel_runs::<8>(rows, row, scale, |run, first, cols, values| {
+            _ => self.index_pixel_runs(rows, row, scale, |run, first, cols, values| {
                 compact_pixels(run, first, scale, cols, values)
             }),
         }
     }
 
-    /// [`SparseRows::index_pixels`] with each run of `RUN` pixels compacted by `compact_run`.
+    /// [`SparseRows::index_pixels`] with each run of pixels compacted by `compact_run`.
     #[inline(always)]
-    fn index_pixel_runs<'p, const RUN: usize>(
+    fn index_pixel_runs<'p>(
         &mut self,
         rows: usize,
         row: impl Fn(usize) -> &'p [u8],
@@ -196,7 +197,7 @@ impl SparseRows {
     ) {
         let scaled = |pixel: u8| pixel as f32 * scale;
         self.index_rows(rows, |r, cols, values| {
-            compact_runs::<RUN, _>(row(r), cols, values, scaled, &compact_run)
+            compact_runs(row(r), cols, values, scaled, &compact_run)
         })
     }
 
@@ -254,7 +255,7 @@ impl SparseRows {
 /// (`compact_run(run, first, cols, values)` stores a run's and returns how many), then the
 /// tail element by element; returns how many.
 #[inline(always)]
-fn compact_runs<const RUN: usize, T: Copy>(
+fn compact_runs<T: Copy>(
     row: &[T],
     cols: &mut [u32],
     values: &mut [f32],
@@ -288,7 +289,7 @@ fn compact_runs<const RUN: usize, T: Copy>(
 
 /// Stores the nonzeros of `run` (columns `first..first + 8`) and their columns at the start of
 /// `cols` and `values`; returns how many.
-fn compact(run: &[f32; 8], first: u32, cols: &mut [u32], values: &mut [f32]) -> usize {
+fn compact(run: &[f32; RUN], first: u32, cols: &mut [u32], values: &mut [f32]) -> usize {
     let mut count = 0;
     for (t, &value) in run.iter().enumerate() {
         if value != 0.0 {
@@ -302,7 +303,7 @@ fn compact(run: &[f32; 8], first: u32, cols: &mut [u32], values: &mut [f32]) -> 
 
 /// [`compact`] for pixels scaled by `scale`.
 fn compact_pixels(
-    run: &[u8; 8],
+    run: &[u8; RUN],
     first: u32,
     scale: f32,
     cols: &mut [u32],
@@ -310,6 +311,7 @@ fn compact_pixels(
 ) -> usize {
     compact(&run.map(|pixel| pixel as f32 * scale), first, cols, values)
 }
+
 /// For each mask of eight lanes, the set lanes in order (then zeros): the permutation that
 /// packs a vector's selected lanes to its front.
 #[cfg(target_arch = "x86_64")]
@@ -337,7 +339,12 @@ static PACK_LANES: [[u32; 8]; 256] = {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma,popcnt")]
-unsafe fn compact_avx2(run: &[f32; 8], first: u32, cols: &mut [u32], values: &mut [f32]) -> usize {
+unsafe fn compact_avx2(
+    run: &[f32; RUN],
+    first: u32,
+    cols: &mut [u32],
+    values: &mut [f32],
+) -> usize {
     use std::arch::x86_64::*;
     debug_assert!(cols.len() >= 8 && values.len() >= 8);
     let v = _mm256_loadu_ps(run.as_ptr());
@@ -358,7 +365,7 @@ unsafe fn compact_avx2(run: &[f32; 8], first: u32, cols: &mut [u32], values: &mu
 #[inline]
 #[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn compact_pixels_avx2(
-    run: &[u8; 8],
+    run: &[u8; RUN],
     first: u32,
     scale: f32,
     cols: &mut [u32],
@@ -693,8 +700,8 @@ mod tests {
 
     #[test]
     fn indexing_pixels_gives_the_index_of_the_scaled_floats() {
-        // 45 columns: two runs of 16 (five of eight) and a tail of 13 (five). A subnormal scale
-        // gives subnormal values; with scale 0 nothing is left to index.
+        // 45 columns: five runs of eight and a tail of five. A subnormal scale gives subnormal
+        // values; with scale 0 nothing is left to index.
         let (rows, cols) = (13, 45);
         let mut rng = stream(3, Stream::Init, 0, 0);
         let pixels: Vec<u8> = (0..rows * cols)
