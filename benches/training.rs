@@ -13,8 +13,8 @@ use ndarray::Array2;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mnist_train::data::{gather_normalized, index_batch, load_split, Dataset, DatasetKind, Split};
 use mnist_train::kernels::{
-    matmul, sparse_matmul, sparse_transposed_matmul, DenormalGuard, GradientUpdate, SparseRows,
-    WorkerPool,
+    matmul, sparse_matmul, sparse_transposed_matmul, DenormalGuard, GradientUpdate, PixelIndex,
+    SparseRows, WorkerPool,
 };
 use mnist_train::nn::{Architecture, GradientSink, Mlp, Workspace};
 use mnist_train::optim::{Optimizer, OptimizerConfig};
@@ -208,12 +208,14 @@ fn first_layer(c: &mut Criterion) {
     let mut index = SparseRows::new(rows, 784);
     let mut group = c.benchmark_group("first-layer");
     group.bench_function("index/16", |b| b.iter(|| index.index(black_box(&x), rows)));
+    let mut pixels = PixelIndex::new(rows, 784);
     group.bench_function("index-pixels/16", |b| {
-        b.iter(|| index_batch(&dataset, black_box(&indices), &mut index, &mut labels))
+        b.iter(|| index_batch(&dataset, black_box(&indices), &mut pixels, &mut labels))
     });
     index.index(&x, rows);
+    index_batch(&dataset, &indices, &mut pixels, &mut labels);
     // The other shard of the batch (other images), for the two-shard weight gradient.
-    let mut other = SparseRows::new(rows, 784);
+    let mut other = PixelIndex::new(rows, 784);
     let other_indices: Vec<u32> = (0..rows as u32)
         .map(|i| (i + 16) * 3_677 % 60_000)
         .collect();
@@ -226,6 +228,9 @@ fn first_layer(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("x·W/sparse", width), |b| {
             b.iter(|| sparse_matmul(&index, w.view(), &mut h.view_mut(), 0.0))
         });
+        group.bench_function(BenchmarkId::new("x·W/pixels", width), |b| {
+            b.iter(|| sparse_matmul(&pixels, w.view(), &mut h.view_mut(), 0.0))
+        });
         group.bench_function(BenchmarkId::new("x·W/dense", width), |b| {
             b.iter(|| matmul(x_view, w.view(), &mut h.view_mut(), 0.0))
         });
@@ -234,12 +239,12 @@ fn first_layer(c: &mut Criterion) {
             b.iter(|| sparse_transposed_matmul(&shard, &mut grad_w.view_mut(), 0.0, None))
         });
         group.bench_function(BenchmarkId::new("xT·g/two-shards", width), |b| {
-            let shards = [(&index, g.view()), (&other, g.view())];
+            let shards = [(&pixels, g.view()), (&other, g.view())];
             b.iter(|| sparse_transposed_matmul(&shards, &mut grad_w.view_mut(), 0.0, None))
         });
         group.bench_function(BenchmarkId::new("xT·g+adam/two-shards", width), |b| {
             // The column step's backward: both shards' gradients summed, W1's block updated.
-            let shards = [(&index, g.view()), (&other, g.view())];
+            let shards = [(&pixels, g.view()), (&other, g.view())];
             let optimizer = Optimizer::new(OptimizerConfig::adam_default(), 784 * width);
             let rule = optimizer.next_rule(1e-3);
             let mut params = w.as_slice().expect("row-major").to_vec();

@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
-use crate::kernels::{normalize_pixels, prefetch, prefetch_to_l2, SparseRows};
+use crate::kernels::{normalize_pixels, prefetch, prefetch_to_l2, PixelIndex};
 use crate::rng::{stream, Stream};
 
 /// The order in which epoch `epoch` visits the training examples. It depends only on the seed and
@@ -33,11 +33,11 @@ pub const PIXEL_SCALE: f32 = 1.0 / 255.0;
 pub fn index_batch(
     dataset: &Dataset,
     indices: &[u32],
-    nonzeros: &mut SparseRows,
+    nonzeros: &mut PixelIndex,
     labels: &mut [u8],
 ) {
     let image = |row: usize| dataset.image(indices[row] as usize);
-    nonzeros.index_pixels(indices.len(), image, PIXEL_SCALE);
+    nonzeros.index(indices.len(), image, PIXEL_SCALE);
     for (label, &index) in labels.iter_mut().zip(indices) {
         *label = dataset.labels[index as usize];
     }

@@ -29,6 +29,7 @@ mod fma_gemm;
 mod fpu;
 mod matmul;
 mod peak;
+mod pixel_index;
 pub mod pool;
 mod pooling;
 mod sparse;
@@ -49,10 +50,12 @@ pub use elementwise::{
 pub use fpu::{flush_denormals, DenormalGuard};
 pub use matmul::{matmul, walked_matmul, ProductStart, WalkedMatrix};
 pub use peak::{measure_fma_peak, FmaPeak};
+pub use pixel_index::PixelIndex;
 pub use pool::WorkerPool;
 pub use pooling::{max_pool_backward, max_pool_forward, PoolShape};
 pub use sparse::{
-    sparse_matmul, sparse_transposed_matmul, GradientUpdate, SparseRows, MAX_SPARSE_SHARDS,
+    sparse_matmul, sparse_transposed_matmul, GradientUpdate, Nonzeros, SparseRows,
+    MAX_SPARSE_SHARDS,
 };
 pub use walk::Walk;
 pub use winograd::{

@@ -12,8 +12,10 @@
 //! and in practice with the dense kernels too (the models of the tests and of `train` are
 //! unchanged).
 //!
-//! [`SparseRows`] indexes a batch's nonzeros twice, by row for x·W and by column (pixel) for
-//! xᵀ·g; it is built once per shard and read by both products.
+//! The products walk any [`Nonzeros`] index, by row for x·W and by column (pixel) for xᵀ·g:
+//! [`SparseRows`] lists a float batch's nonzeros both ways; `PixelIndex` (`kernels::pixel_index`)
+//! keeps 8-bit images with bitmaps of their nonzero pixels. Either is built once per shard and
+//! read by both products.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -29,11 +31,38 @@ pub struct GradientUpdate<'a, 'b> {
     pub slots: &'a mut [&'b mut [f32]],
 }
 
-/// One row's or one column's nonzeros: their positions in the other dimension, and values.
+/// An index of a matrix's nonzero elements, as the products walk it.
+pub trait Nonzeros {
+    /// The indexed matrix's shape: [rows, cols].
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Calls `visit(column, value)` for row r's nonzeros, in increasing column order.
+    fn each_in_row(&self, r: usize, visit: impl FnMut(u32, f32));
+    /// Calls `visit(row, value)` for column k's nonzeros, in increasing row order.
+    fn each_in_col(&self, k: usize, visit: impl FnMut(u32, f32));
+}
+
+/// A row or a column of an index.
+#[derive(Clone, Copy)]
+enum Line {
+    Row(usize),
+    Col(usize),
+}
+
+/// Calls `visit(position, value)` for the nonzeros of `x`'s `line`, in order.
+#[inline(always)]
+fn each_in<X: Nonzeros>(x: &X, line: Line, visit: impl FnMut(u32, f32)) {
+    match line {
+        Line::Row(r) => x.each_in_row(r, visit),
+        Line::Col(k) => x.each_in_col(k, visit),
+    }
+}
+
+/// One row's or one column's nonzeros in a [`SparseRows`]: positions, and values.
 type Entries<'a> = (&'a [u32], &'a [f32]);
 
-/// One term of a sum of chains: a list of nonzeros, and the matrix whose rows it picks.
-type Term<'a> = (Entries<'a>, &'a [f32]);
+/// One term of a sum of chains: a line of an index, and the matrix whose rows it picks.
+type Term<'a, X> = (&'a X, Line, &'a [f32]);
 
 /// Columns of `c` whose chains run side by side (eight 256-bit or four 512-bit accumulators,
 /// enough to keep the FMA units busy past their latency).
@@ -124,17 +153,11 @@ impl SparseRows {
         #[target_feature(enable = "avx2,fma,popcnt")]
         unsafe fn avx2<'x>(index: &mut SparseRows, rows: usize, row: impl Fn(usize) -> &'x [f32]) {
             index.index_rows(rows, |r, cols, values| {
-                compact_runs(
-                    row(r),
-                    cols,
-                    values,
-                    |v| v,
-                    |run, first, cols, values| {
-                        // SAFETY: AVX2 is enabled on this function; `compact_runs` passes eight
-                        // slots in `cols` and `values`.
-                        unsafe { compact_avx2(run, first, cols, values) }
-                    },
-                )
+                compact_runs(row(r), cols, values, |run, first, cols, values| {
+                    // SAFETY: AVX2 is enabled on this function; `compact_runs` passes eight
+                    // slots in `cols` and `values`.
+                    unsafe { compact_avx2(run, first, cols, values) }
+                })
             })
         }
         match backend() {
@@ -142,63 +165,9 @@ impl SparseRows {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 | Backend::Avx2 => unsafe { avx2(self, rows, row) },
             _ => self.index_rows(rows, |r, cols, values| {
-                compact_runs(row(r), cols, values, |v| v, compact)
+                compact_runs(row(r), cols, values, compact)
             }),
         }
-    }
-
-    /// Indexes `rows` images of 8-bit pixels, row `r` being `image(r)`, as the matrix of their
-    /// pixels scaled by `scale` (`pixel as f32 * scale`, the values a gather into floats would
-    /// hold), without that matrix ever being written.
-    pub fn index_pixels<'p>(&mut self, rows: usize, image: impl Fn(usize) -> &'p [u8], scale: f32) {
-        assert!(
-            rows <= self.capacity,
-            "SparseRows::index_pixels: {rows} rows in an index made for {}",
-            self.capacity
-        );
-        let cols = self.cols;
-        let row = |r: usize| {
-            let pixels = image(r);
-            assert_eq!(pixels.len(), cols, "SparseRows::index_pixels: image size");
-            pixels
-        };
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma,popcnt")]
-        unsafe fn avx2<'p>(
-            index: &mut SparseRows,
-            rows: usize,
-            row: impl Fn(usize) -> &'p [u8],
-            scale: f32,
-        ) {
-            index.index_pixel_runs(rows, row, scale, |run, first, cols, values| {
-                // SAFETY: AVX2 is enabled on this function, and `compact_runs` passes eight
-                // slots in `cols` and `values`.
-                unsafe { compact_pixels_avx2(run, first, scale, cols, values) }
-            })
-        }
-        match backend() {
-            // SAFETY: `backend()` only returns a backend the CPU supports (AVX-512 implies AVX2).
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 | Backend::Avx2 => unsafe { avx2(self, rows, row, scale) },
-            _ => self.index_pixel_runs(rows, row, scale, |run, first, cols, values| {
-                compact_pixels(run, first, scale, cols, values)
-            }),
-        }
-    }
-
-    /// [`SparseRows::index_pixels`] with each run of pixels compacted by `compact_run`.
-    #[inline(always)]
-    fn index_pixel_runs<'p>(
-        &mut self,
-        rows: usize,
-        row: impl Fn(usize) -> &'p [u8],
-        scale: f32,
-        compact_run: impl Fn(&[u8; RUN], u32, &mut [u32], &mut [f32]) -> usize,
-    ) {
-        let scaled = |pixel: u8| pixel as f32 * scale;
-        self.index_rows(rows, |r, cols, values| {
-            compact_runs(row(r), cols, values, scaled, &compact_run)
-        })
     }
 
     /// Row by row, `compact_row(r, cols, values)` stores row r's nonzeros (column, value) at the
@@ -250,23 +219,47 @@ impl SparseRows {
     }
 }
 
-/// One row's nonzero values (element `e`'s value is `value_of(e)`; NaN counts as nonzero)
-/// stored with their columns at the start of `values` and `cols`, run by run of `RUN` elements
-/// (`compact_run(run, first, cols, values)` stores a run's and returns how many), then the
-/// tail element by element; returns how many.
+impl Nonzeros for SparseRows {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    #[inline(always)]
+    fn each_in_row(&self, r: usize, mut visit: impl FnMut(u32, f32)) {
+        let (cols, values) = self.row(r);
+        for (&k, &value) in cols.iter().zip(values) {
+            visit(k, value);
+        }
+    }
+
+    #[inline(always)]
+    fn each_in_col(&self, k: usize, mut visit: impl FnMut(u32, f32)) {
+        let (rows, values) = self.col(k);
+        for (&r, &value) in rows.iter().zip(values) {
+            visit(r, value);
+        }
+    }
+}
+
+/// One row's nonzero values (NaN counts as nonzero) stored with their columns at the start of
+/// `values` and `cols`, run by run of `RUN` elements (`compact_run(run, first, cols, values)`
+/// stores a run's and returns how many), then the tail element by element; returns how many.
 #[inline(always)]
-fn compact_runs<T: Copy>(
-    row: &[T],
+fn compact_runs(
+    row: &[f32],
     cols: &mut [u32],
     values: &mut [f32],
-    value_of: impl Fn(T) -> f32,
-    compact_run: impl Fn(&[T; RUN], u32, &mut [u32], &mut [f32]) -> usize,
+    compact_run: impl Fn(&[f32; RUN], u32, &mut [u32], &mut [f32]) -> usize,
 ) -> usize {
     let mut count = 0;
     let runs = row.chunks_exact(RUN);
     let tail = runs.remainder();
     for (run_index, run) in runs.enumerate() {
-        let run: &[T; RUN] = run.try_into().expect("a whole run");
+        let run: &[f32; RUN] = run.try_into().expect("a whole run");
         let first = (run_index * RUN) as u32;
         count += compact_run(
             run,
@@ -276,8 +269,7 @@ fn compact_runs<T: Copy>(
         );
     }
     let first = row.len() - tail.len();
-    for (t, &element) in tail.iter().enumerate() {
-        let value = value_of(element);
+    for (t, &value) in tail.iter().enumerate() {
         if value != 0.0 {
             cols[count] = (first + t) as u32;
             values[count] = value;
@@ -299,17 +291,6 @@ fn compact(run: &[f32; RUN], first: u32, cols: &mut [u32], values: &mut [f32]) -
         }
     }
     count
-}
-
-/// [`compact`] for pixels scaled by `scale`.
-fn compact_pixels(
-    run: &[u8; RUN],
-    first: u32,
-    scale: f32,
-    cols: &mut [u32],
-    values: &mut [f32],
-) -> usize {
-    compact(&run.map(|pixel| pixel as f32 * scale), first, cols, values)
 }
 
 /// For each mask of eight lanes, the set lanes in order (then zeros): the permutation that
@@ -357,31 +338,6 @@ unsafe fn compact_avx2(
     mask.count_ones() as usize
 }
 
-/// [`compact_pixels`] without branches: eight pixels widened and scaled, then [`compact_avx2`].
-///
-/// # Safety
-/// AVX2 is available; `cols` and `values` hold at least eight elements.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma,popcnt")]
-unsafe fn compact_pixels_avx2(
-    run: &[u8; RUN],
-    first: u32,
-    scale: f32,
-    cols: &mut [u32],
-    values: &mut [f32],
-) -> usize {
-    use std::arch::x86_64::*;
-    let pixels = _mm_loadl_epi64(run.as_ptr().cast());
-    let widened = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(pixels));
-    let mut scaled = [0.0f32; 8];
-    _mm256_storeu_ps(
-        scaled.as_mut_ptr(),
-        _mm256_mul_ps(widened, _mm256_set1_ps(scale)),
-    );
-    compact_avx2(&scaled, first, cols, values)
-}
-
 /// `x·w + acc`, fused where the backend's dense products fuse it.
 #[inline(always)]
 fn multiply_add<const FUSED: bool>(x: f32, w: f32, acc: f32) -> f32 {
@@ -394,38 +350,36 @@ fn multiply_add<const FUSED: bool>(x: f32, w: f32, acc: f32) -> f32 {
 
 /// Adds to `acc` the chain of `values[i] · matrix[indices[i], j..j + W]`, in order.
 #[inline(always)]
-fn chain<const FUSED: bool, const W: usize>(
-    (indices, values): Entries,
-    matrix: &[f32],
+fn chain<const FUSED: bool, const W: usize, X: Nonzeros>(
+    (x, line, matrix): Term<X>,
     n: usize,
     j: usize,
     acc: &mut [f32; W],
 ) {
-    for (&i, &value) in indices.iter().zip(values) {
+    each_in(x, line, |i, value| {
         let row: &[f32; W] = matrix[i as usize * n + j..][..W]
             .try_into()
             .expect("W elements");
         for t in 0..W {
             acc[t] = multiply_add::<FUSED>(value, row[t], acc[t]);
         }
-    }
+    });
 }
 
 /// [`chain`] over the first `acc.len()` columns from `j` (a partial chunk).
 #[inline(always)]
-fn chain_partial<const FUSED: bool>(
-    (indices, values): Entries,
-    matrix: &[f32],
+fn chain_partial<const FUSED: bool, X: Nonzeros>(
+    (x, line, matrix): Term<X>,
     n: usize,
     j: usize,
     acc: &mut [f32],
 ) {
-    for (&i, &value) in indices.iter().zip(values) {
+    each_in(x, line, |i, value| {
         let row = &matrix[i as usize * n + j..][..acc.len()];
         for (a, &w) in acc.iter_mut().zip(row) {
             *a = multiply_add::<FUSED>(value, w, *a);
         }
-    }
+    });
 }
 
 /// `total = acc` for the first term of a sum, `total += acc` for the others.
@@ -436,18 +390,23 @@ fn add_term(total: &mut [f32], acc: &[f32], first: bool) {
     }
 }
 
-/// One row of c from the chains of `terms` (an index list, and the matrix whose rows it picks),
-/// summed in order, `((chain_0) + chain_1) + …`, and added to what `c_row` holds with
+/// One row of c from the chains of `terms` (a list of nonzeros, and the matrix whose rows it
+/// picks), summed in order, `((chain_0) + chain_1) + …`, and added to what `c_row` holds with
 /// `accumulate`.
 #[inline(always)]
-fn sum_of_chains<const FUSED: bool>(terms: &[Term], n: usize, c_row: &mut [f32], accumulate: bool) {
+fn sum_of_chains<const FUSED: bool, X: Nonzeros>(
+    terms: &[Term<X>],
+    n: usize,
+    c_row: &mut [f32],
+    accumulate: bool,
+) {
     let mut j = 0;
     while j + CHUNK <= n {
         let mut total = [0.0f32; CHUNK];
         total.copy_from_slice(&c_row[j..j + CHUNK]);
-        for (s, &(list, matrix)) in terms.iter().enumerate() {
+        for (s, &term) in terms.iter().enumerate() {
             let mut acc = [0.0f32; CHUNK];
-            chain::<FUSED, CHUNK>(list, matrix, n, j, &mut acc);
+            chain::<FUSED, CHUNK, X>(term, n, j, &mut acc);
             add_term(&mut total, &acc, s == 0 && !accumulate);
         }
         c_row[j..j + CHUNK].copy_from_slice(&total);
@@ -455,9 +414,9 @@ fn sum_of_chains<const FUSED: bool>(terms: &[Term], n: usize, c_row: &mut [f32],
     }
     if j < n {
         let total = &mut c_row[j..];
-        for (s, &(list, matrix)) in terms.iter().enumerate() {
+        for (s, &term) in terms.iter().enumerate() {
             let acc = &mut [0.0f32; CHUNK][..n - j];
-            chain_partial::<FUSED>(list, matrix, n, j, acc);
+            chain_partial::<FUSED, X>(term, n, j, acc);
             add_term(total, acc, s == 0 && !accumulate);
         }
     }
@@ -466,15 +425,15 @@ fn sum_of_chains<const FUSED: bool>(terms: &[Term], n: usize, c_row: &mut [f32],
 /// c = x · b (+ c with `accumulate`): x: [rows, k] sparse · b: [k, n] -> c: [rows, n], b and c
 /// dense row-major.
 #[inline(always)]
-fn rows_times<const FUSED: bool>(
-    x: &SparseRows,
+fn rows_times<const FUSED: bool, X: Nonzeros>(
+    x: &X,
     b: &[f32],
     n: usize,
     c: &mut [f32],
     accumulate: bool,
 ) {
-    for (r, c_row) in c.chunks_exact_mut(n.max(1)).take(x.rows).enumerate() {
-        sum_of_chains::<FUSED>(&[(x.row(r), b)], n, c_row, accumulate);
+    for (r, c_row) in c.chunks_exact_mut(n.max(1)).take(x.rows()).enumerate() {
+        sum_of_chains::<FUSED, X>(&[(x, Line::Row(r), b)], n, c_row, accumulate);
     }
 }
 
@@ -482,21 +441,23 @@ fn rows_times<const FUSED: bool>(
 /// x_s: [rows_s, k] sparse, g_s: [rows_s, n] -> c: [k, n]; then, with `update`, the optimizer
 /// step on each finished row of c (the parameters' gradient). Each row of c is written once.
 #[inline(always)]
-fn transposed_times<const FUSED: bool>(
-    shards: &[(&SparseRows, &[f32])],
+fn transposed_times<const FUSED: bool, X: Nonzeros>(
+    shards: &[(&X, &[f32])],
     n: usize,
     c: &mut [f32],
     accumulate: bool,
     mut update: Option<&mut GradientUpdate>,
 ) {
-    let cols = shards.first().map_or(0, |(x, _)| x.cols);
-    let mut terms: [Term; MAX_SPARSE_SHARDS] = [((&[], &[]), &[]); MAX_SPARSE_SHARDS];
-    for k in 0..cols {
+    let Some(&(first, _)) = shards.first() else {
+        return;
+    };
+    let mut terms: [Term<X>; MAX_SPARSE_SHARDS] = [(first, Line::Col(0), &[]); MAX_SPARSE_SHARDS];
+    for k in 0..first.cols() {
         for (term, &(x, g)) in terms.iter_mut().zip(shards) {
-            *term = (x.col(k), g);
+            *term = (x, Line::Col(k), g);
         }
         let c_row = &mut c[k * n..(k + 1) * n];
-        sum_of_chains::<FUSED>(&terms[..shards.len()], n, c_row, accumulate);
+        sum_of_chains::<FUSED, X>(&terms[..shards.len()], n, c_row, accumulate);
         if let Some(update) = update.as_deref_mut() {
             let range = k * n..(k + 1) * n;
             let mut slots: [&mut [f32]; 2] = [&mut [], &mut []];
@@ -516,26 +477,26 @@ fn transposed_times<const FUSED: bool>(
 
 /// Runs `$kernel::<FUSED>($arg, …)` compiled for the current backend.
 macro_rules! dispatch {
-    ($kernel:ident($($arg:ident: $ty:ty),*)) => {{
+    (<$x:ident> $kernel:ident($($arg:ident: $ty:ty),*)) => {{
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-        unsafe fn avx512($($arg: $ty),*) {
-            $kernel::<true>($($arg),*)
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
+        unsafe fn avx512<$x: Nonzeros>($($arg: $ty),*) {
+            $kernel::<true, $x>($($arg),*)
         }
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2($($arg: $ty),*) {
-            $kernel::<true>($($arg),*)
+        #[target_feature(enable = "avx2,fma,popcnt")]
+        unsafe fn avx2<$x: Nonzeros>($($arg: $ty),*) {
+            $kernel::<true, $x>($($arg),*)
         }
         match backend() {
             // SAFETY: `backend()` only returns a backend the CPU supports.
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 => unsafe { avx512($($arg),*) },
+            Backend::Avx512 => unsafe { avx512::<$x>($($arg),*) },
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => unsafe { avx2($($arg),*) },
+            Backend::Avx2 => unsafe { avx2::<$x>($($arg),*) },
             // The plain loop nest does not fuse; every other target has FMA in its baseline.
-            Backend::Portable => $kernel::<false>($($arg),*),
-            _ => $kernel::<true>($($arg),*),
+            Backend::Portable => $kernel::<false, $x>($($arg),*),
+            _ => $kernel::<true, $x>($($arg),*),
         }
     }};
 }
@@ -548,12 +509,21 @@ fn dense<'a>(view: &'a ArrayView2<f32>, what: &str) -> &'a [f32] {
 
 /// `c = x · b + beta · c` (beta 0 or 1), reading only x's nonzeros.
 /// x: [rows, k] · b: [k, n] -> c: [rows, n]
-pub fn sparse_matmul(x: &SparseRows, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f32>, beta: f32) {
+pub fn sparse_matmul<X: Nonzeros>(
+    x: &X,
+    b: ArrayView2<f32>,
+    c: &mut ArrayViewMut2<f32>,
+    beta: f32,
+) {
     let n = b.ncols();
-    assert_eq!(b.nrows(), x.cols, "sparse_matmul: inner dimensions differ");
+    assert_eq!(
+        b.nrows(),
+        x.cols(),
+        "sparse_matmul: inner dimensions differ"
+    );
     assert_eq!(
         c.dim(),
-        (x.rows, n),
+        (x.rows(), n),
         "sparse_matmul: output has the wrong shape"
     );
     let b = dense(&b, "b");
@@ -561,7 +531,7 @@ pub fn sparse_matmul(x: &SparseRows, b: ArrayView2<f32>, c: &mut ArrayViewMut2<f
         .as_slice_mut()
         .expect("sparse product: c must be row-major and contiguous");
     let accumulate = beta != 0.0;
-    dispatch!(rows_times(x: &SparseRows, b: &[f32], n: usize, c: &mut [f32], accumulate: bool))
+    dispatch!(<X> rows_times(x: &X, b: &[f32], n: usize, c: &mut [f32], accumulate: bool))
 }
 
 /// Most shards [`sparse_transposed_matmul`] sums in one pass.
@@ -572,8 +542,8 @@ pub const MAX_SPARSE_SHARDS: usize = 8;
 /// accumulating, but each row of `c` is written once. With `update`, `c` is the gradient of
 /// `update.params`, which are then updated row by row as each row of `c` is final.
 /// x_s: [rows_s, k]ᵀ · g_s: [rows_s, n] -> c: [k, n]
-pub fn sparse_transposed_matmul(
-    shards: &[(&SparseRows, ArrayView2<f32>)],
+pub fn sparse_transposed_matmul<X: Nonzeros>(
+    shards: &[(&X, ArrayView2<f32>)],
     c: &mut ArrayViewMut2<f32>,
     beta: f32,
     update: Option<&mut GradientUpdate>,
@@ -585,7 +555,7 @@ pub fn sparse_transposed_matmul(
     let (k, n) = c.dim();
     for (x, g) in shards {
         assert!(
-            g.nrows() == x.rows && g.ncols() == n && x.cols == k,
+            g.nrows() == x.rows() && g.ncols() == n && x.cols() == k,
             "sparse_transposed_matmul: a shard's shapes do not match the output"
         );
     }
@@ -599,8 +569,7 @@ pub fn sparse_transposed_matmul(
             "sparse_transposed_matmul: at most two slots"
         );
     }
-    let mut operands: [(&SparseRows, &[f32]); MAX_SPARSE_SHARDS] =
-        [(shards[0].0, &[]); MAX_SPARSE_SHARDS];
+    let mut operands: [(&X, &[f32]); MAX_SPARSE_SHARDS] = [(shards[0].0, &[]); MAX_SPARSE_SHARDS];
     for (operand, (x, g)) in operands.iter_mut().zip(shards) {
         *operand = (x, dense(g, "g"));
     }
@@ -609,8 +578,8 @@ pub fn sparse_transposed_matmul(
         .as_slice_mut()
         .expect("sparse product: c must be row-major and contiguous");
     let accumulate = beta != 0.0;
-    dispatch!(transposed_times(
-        shards: &[(&SparseRows, &[f32])],
+    dispatch!(<X> transposed_times(
+        shards: &[(&X, &[f32])],
         n: usize,
         c: &mut [f32],
         accumulate: bool,
@@ -695,45 +664,6 @@ mod tests {
             let mut column_major = expected.clone();
             column_major.sort_by_key(|&(r, k)| (k, r));
             assert_eq!(by_col, column_major, "{backend:?}: columns");
-        }
-    }
-
-    #[test]
-    fn indexing_pixels_gives_the_index_of_the_scaled_floats() {
-        // 45 columns: five runs of eight and a tail of five. A subnormal scale gives subnormal
-        // values; with scale 0 nothing is left to index.
-        let (rows, cols) = (13, 45);
-        let mut rng = stream(3, Stream::Init, 0, 0);
-        let pixels: Vec<u8> = (0..rows * cols)
-            .map(|_| match rng.next_f32() {
-                u if u < 0.7 => 0,
-                _ => (rng.next_f32() * 255.0) as u8 + 1,
-            })
-            .collect();
-        for scale in [1.0 / 255.0, 1e-40, 0.0] {
-            let floats =
-                Array2::from_shape_fn((rows, cols), |(r, k)| pixels[r * cols + k] as f32 * scale);
-            for backend in Backend::supported() {
-                let expected = with_backend(backend, || indexed(&floats));
-                let mut index = SparseRows::new(rows + 3, cols);
-                with_backend(backend, || {
-                    index.index_pixels(rows, |r| &pixels[r * cols..(r + 1) * cols], scale)
-                });
-                assert_eq!(expected.nonzeros() > 0, scale > 0.0);
-                assert_eq!(index.nonzeros(), expected.nonzeros(), "{backend:?} {scale}");
-                let list_bits = |(ks, values): Entries| -> Vec<(u32, u32)> {
-                    ks.iter()
-                        .zip(values)
-                        .map(|(&k, v)| (k, v.to_bits()))
-                        .collect()
-                };
-                for r in 0..rows {
-                    assert_eq!(list_bits(index.row(r)), list_bits(expected.row(r)));
-                }
-                for k in 0..cols {
-                    assert_eq!(list_bits(index.col(k)), list_bits(expected.col(k)));
-                }
-            }
         }
     }
 

@@ -23,7 +23,7 @@
 //! (about 1,400 parameters), which it updates on the calling thread.
 //!
 //! Both of the first layer's products read only the batch's nonzero pixels, indexed once per
-//! shard ([`SparseRows`]): the same bits as the dense products (see `kernels::sparse`).
+//! shard ([`PixelIndex`]): the same bits as the dense products (see `kernels::sparse`).
 //!
 //! The arithmetic is that of the sharded step ([`super::step`]) to the bit: the kernels compute
 //! every product element as the same chain in `k` order whatever columns they are given, dropout
@@ -40,7 +40,7 @@ use crate::data::{index_batch, prefetch_images};
 use crate::kernels::pool::even_part;
 use crate::kernels::{
     matmul, relu_backward, relu_forward, sparse_matmul, sparse_transposed_matmul, sum_rows_into,
-    update_piece, GradientUpdate, SparseRows, WorkerPool, MAX_SPARSE_SHARDS,
+    update_piece, GradientUpdate, PixelIndex, WorkerPool, MAX_SPARSE_SHARDS,
 };
 use crate::nn::dense::{rows_view, rows_view_mut, Dense};
 use crate::nn::dropout::{dropout_backward, dropout_forward_columns, MAX_COLUMN_DROPOUT_WIDTH};
@@ -80,7 +80,7 @@ struct HiddenBlock {
     /// read instead of the images. Every block indexes the whole batch (reading the pixels costs
     /// less than pulling another core's copy).
     labels: Vec<u8>,
-    nonzeros: Vec<SparseRows>,
+    nonzeros: Vec<PixelIndex>,
     /// The block's activations after ReLU and dropout, and its dropout mask: [capacity, width].
     hidden: Vec<f32>,
     mask: Vec<f32>,
@@ -158,7 +158,7 @@ impl ColumnEngine {
                 HiddenBlock {
                     columns,
                     labels: vec![0; capacity],
-                    nonzeros: vec![SparseRows::new(shard_rows, inputs); shards],
+                    nonzeros: vec![PixelIndex::new(shard_rows, inputs); shards],
                     hidden: vec![0.0; capacity * width],
                     mask: vec![0.0; capacity * width],
                 }
