@@ -59,20 +59,6 @@ impl PixelIndex {
         }
     }
 
-    /// Bytes [`PixelIndex::new`] allocates for `capacity` images of `cols` pixels.
-    pub fn bytes_for(capacity: usize, cols: usize) -> u64 {
-        let stride = capacity.next_multiple_of(BLOCK).max(BLOCK) as u64;
-        let (capacity, cols) = (capacity as u64, cols as u64);
-        let words = capacity * cols.div_ceil(WORD as u64) + cols * stride.div_ceil(WORD as u64);
-        capacity * cols + cols * stride + 8 * words
-    }
-
-    /// Bytes the buffers really hold (their allocated capacities).
-    pub fn allocated_bytes(&self) -> u64 {
-        let words = self.row_bits.capacity() + self.col_bits.capacity();
-        (self.pixels.capacity() + self.pixels_by_col.capacity() + 8 * words) as u64
-    }
-
     /// Nonzero pixels indexed by the last [`PixelIndex::index`].
     pub fn nonzeros(&self) -> usize {
         let words = &self.row_bits[..self.rows * self.row_words];
@@ -267,10 +253,7 @@ fn nonzero_bits(pixels: &[u8], words: &mut [u64]) {
             .fold(0, |bits, (part, sixteen)| {
                 let mask = match <&[u8; BLOCK]>::try_from(sixteen) {
                     Ok(whole) => nonzero_mask(whole),
-                    Err(_) => sixteen
-                        .iter()
-                        .enumerate()
-                        .fold(0, |mask, (i, &p)| mask | (u64::from(p != 0) << i)),
+                    Err(_) => nonzero_mask_scalar(sixteen),
                 };
                 bits | mask << (BLOCK * part)
             });
@@ -291,13 +274,18 @@ fn nonzero_mask(pixels: &[u8; BLOCK]) -> u64 {
         u64::from(!zero as u16)
     }
     #[cfg(not(target_arch = "x86_64"))]
+    nonzero_mask_scalar(pixels)
+}
+
+/// Bit i set for every nonzero `pixels[i]` (up to 64 pixels), one pixel at a time.
+fn nonzero_mask_scalar(pixels: &[u8]) -> u64 {
     pixels
         .iter()
         .enumerate()
         .fold(0, |mask, (i, &p)| mask | (u64::from(p != 0) << i))
 }
 
-/// Calls `visit(position, value)` for each set bit of `bits` (positions from `base`), in order.
+/// Calls `visit(base + i)` for each set bit i of `bits`, in increasing order.
 #[inline(always)]
 fn each_set_bit(mut bits: u64, base: usize, mut visit: impl FnMut(usize)) {
     while bits != 0 {
